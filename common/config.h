@@ -1,0 +1,71 @@
+// The job: one TOML file (model, data, optimizer, schedule, training,
+// output), every key of which can be overridden from the command line.
+//
+// Every key is declared once in a schema (config.cc) with its type, default,
+// valid values and a line of documentation; the schema drives validation,
+// overrides and `pstrain help job`. Unknown keys, wrong types, impossible
+// values and missing files are errors that name the key (and the file and
+// line where it was set) and say what would be valid.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/model.h"
+#include "common/optimizer.h"
+#include "common/status.h"
+
+namespace pstrain {
+
+struct DataConfig {
+  std::string format;  // "idx" | "csv"
+  // idx: four files (gzipped or plain)
+  std::string train_images, train_labels, test_images, test_labels;
+  // csv: two files
+  std::string train, test;
+  int label_column = 0;
+  bool header = false;
+  std::string handout;  // "global" | "static"
+};
+
+struct JobConfig {
+  std::string job_file;  // as given
+  std::string name;
+  uint64_t seed = 1;
+  DataConfig data;
+  std::vector<LayerSpec> layers;
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;
+  int epochs = 10;
+  int batch_size = 64;
+  int threads = 1;
+  int eval_batch_size = 1000;
+  std::string metrics_path;  // empty: no metrics file
+  std::string progress;      // "auto" | "always" | "never"
+};
+
+// One command-line override: `key` is a dotted path ("train.epochs"), `value`
+// is TOML syntax (5, 0.1, true, "text") or a bare string.
+struct ConfigOverride {
+  std::string key;
+  std::string value;
+};
+
+// Reads, validates and resolves the job file. Relative data paths in the
+// file are relative to the file's folder; relative paths given as overrides
+// are relative to the current directory.
+StatusOr<JobConfig> LoadJobConfig(const std::string& path,
+                                  const std::vector<ConfigOverride>& overrides);
+
+// The same from TOML text (tests); `name` stands for the file in messages and
+// `base_dir` resolves relative paths.
+StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& name,
+                                   const std::string& base_dir,
+                                   const std::vector<ConfigOverride>& overrides);
+
+// Every key with its type, default and meaning, for `pstrain help job`.
+std::string JobConfigHelp();
+
+}  // namespace pstrain

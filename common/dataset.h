@@ -1,0 +1,59 @@
+// In-memory labelled data sets and the readers that fill them:
+//   - IDX (MNIST's format; gzipped or plain): ReadIdxDataset
+//   - CSV (a label column and numeric features): ReadCsvDataset
+// Every reader validates its input completely and reports the first problem
+// as one line naming the file and what is wrong; nothing is half-loaded.
+//
+// A Dataset is immutable once read and may be shared between threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+
+namespace pstrain {
+
+struct Dataset {
+  std::string source;           // file name(s), for messages
+  int64_t count = 0;            // samples
+  int dim = 0;                  // features per sample
+  int num_classes = 0;          // 1 + the largest label
+  FloatBuffer features;         // count x dim, row-major
+  std::vector<int32_t> labels;  // count
+
+  const float* row(int64_t i) const { return features.data() + i * dim; }
+};
+
+// Reads the whole file, transparently gunzipping a gzip file.
+StatusOr<std::vector<uint8_t>> ReadMaybeGzipFile(const std::string& path);
+
+// An IDX array: unsigned bytes with dims[0] items of dims[1..] each.
+struct IdxArray {
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> data;
+};
+// Parses IDX bytes (already gunzipped); `name` is used in messages.
+StatusOr<IdxArray> ParseIdx(const std::string& name, const std::vector<uint8_t>& bytes);
+
+// Images (rank >= 2) and labels (rank 1) of one set. Pixels are scaled by
+// `scale` (1/255 maps bytes to [0, 1]).
+StatusOr<Dataset> ReadIdxDataset(const std::string& images_path, const std::string& labels_path,
+                                 float scale = 1.0f / 255.0f);
+
+struct CsvOptions {
+  int label_column = 0;  // 0-based; negative counts from the end (-1 = last)
+  bool header = false;   // skip the first line
+  char separator = ',';
+};
+// Dense CSV: one sample a line, every line the same number of fields.
+// Labels are non-negative integers; features any finite number.
+StatusOr<Dataset> ReadCsvDataset(const std::string& path, const CsvOptions& options);
+
+// Checks that train and test data agree in shape: same dim, test labels
+// within train's classes (num_classes becomes the larger of the two).
+Status ReconcileDatasets(Dataset* train, Dataset* test);
+
+}  // namespace pstrain

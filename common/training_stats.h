@@ -1,0 +1,43 @@
+// What a training run reports: per-epoch figures and the final result. Made
+// by whoever trains (a standalone trainer or the coordinator gathering its
+// workers) and consumed by the metrics log and the terminal. Value types.
+#pragma once
+
+#include <cstdint>
+
+namespace pstrain {
+
+struct EpochStats {
+  int epoch = 0;              // 1-based
+  double train_loss = 0;      // mean over the epoch's training samples
+  double train_accuracy = 0;  // fraction of training samples classified right
+  double test_loss = 0;       // mean over the test set, after the epoch
+  double test_accuracy = 0;   // fraction of the test set
+  int64_t samples = 0;        // training samples processed in the epoch
+  double train_seconds = 0;   // wall time of the training part
+  double seconds = 0;         // wall time of the epoch, evaluation included
+  double samples_per_s = 0;   // samples / train_seconds
+  float lr = 0;               // learning rate at the epoch's end
+};
+
+struct FinalStats {
+  int epochs = 0;
+  double test_loss = 0;
+  double test_accuracy = 0;
+  double weights_l2 = 0;  // L2 norm of all parameters
+  int64_t params = 0;
+  double seconds = 0;  // whole run
+};
+
+// Progress within an epoch, for the terminal.
+struct ProgressStats {
+  int epoch = 0;
+  int epochs = 0;
+  int64_t done = 0;   // samples processed so far in this epoch
+  int64_t total = 0;  // samples in the epoch
+  double loss = 0;    // running mean training loss of this epoch
+  double samples_per_s = 0;
+  double elapsed = 0;  // seconds since the epoch began
+};
+
+}  // namespace pstrain

@@ -1,0 +1,97 @@
+#include "launch/flags.h"
+
+#include <string_view>
+
+namespace pstrain {
+namespace {
+
+struct FlagSpec {
+  const char* flag;
+  const char* key;  // job key it overrides, or nullptr for a launcher option
+  bool takes_value;
+  const char* help;
+};
+
+const FlagSpec kFlags[] = {
+    {"--standalone", nullptr, false, "train in this one process (no servers, no workers)"},
+    {"--epochs", "train.epochs", true, "N: passes over the training data"},
+    {"--batch-size", "train.batch_size", true, "N: samples per step (per worker)"},
+    {"--lr", "optimizer.lr", true, "X: base learning rate"},
+    {"--seed", "job.seed", true, "N: fixes initialisation and data order"},
+    {"--threads", "train.threads", true, "N: OpenBLAS threads per process"},
+    {"--metrics", "output.metrics", true, "FILE: write JSON-lines metrics to FILE"},
+    {"--progress", "output.progress", true, "auto|always|never: the live progress line"},
+    {"--set", nullptr, true, "KEY=VALUE: override any job key, e.g. --set optimizer.type=adam"},
+    {"--log-level", nullptr, true, "debug|info|warning|error (default info)"},
+};
+
+}  // namespace
+
+StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
+  CommandLine cl;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      cl.help = true;
+      continue;
+    }
+    if (arg.substr(0, 2) != "--") {
+      if (cl.command.empty()) {
+        cl.command = std::string(arg);
+      } else {
+        cl.positional.emplace_back(arg);
+      }
+      continue;
+    }
+    std::string name(arg);
+    std::string value;
+    bool has_inline = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_inline = true;
+    }
+    const FlagSpec* spec = nullptr;
+    for (const FlagSpec& f : kFlags) {
+      if (name == f.flag) spec = &f;
+    }
+    if (spec == nullptr) {
+      return InvalidArgument("unknown flag " + name + " (see pstrain --help)");
+    }
+    if (spec->takes_value && !has_inline) {
+      if (i + 1 >= argc) return InvalidArgument("flag " + name + " needs a value");
+      value = argv[++i];
+    } else if (!spec->takes_value && has_inline) {
+      return InvalidArgument("flag " + name + " takes no value");
+    }
+    if (name == "--set") {
+      const size_t eq = value.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return InvalidArgument("--set wants KEY=VALUE, got \"" + value + "\"");
+      }
+      cl.overrides.push_back({value.substr(0, eq), value.substr(eq + 1)});
+    } else if (spec->key != nullptr) {
+      cl.overrides.push_back({spec->key, value});
+    } else {
+      cl.options[name.substr(2)] = spec->takes_value ? value : "true";
+    }
+  }
+  return cl;
+}
+
+std::string UsageText() {
+  std::string s =
+      "usage: pstrain train JOB.toml [flags]      train the model a job file describes\n"
+      "       pstrain help job                    every job-file key with its default\n"
+      "\nflags:\n";
+  for (const FlagSpec& f : kFlags) {
+    s += "  " + std::string(f.flag);
+    s.append(s.size() - s.rfind('\n') < 18 ? 18 - (s.size() - s.rfind('\n') - 1) : 1, ' ');
+    s += f.help;
+    if (f.key != nullptr) s += " [" + std::string(f.key) + "]";
+    s += "\n";
+  }
+  return s;
+}
+
+}  // namespace pstrain

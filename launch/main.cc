@@ -1,0 +1,99 @@
+// The pstrain executable: parses the command line and runs the role or
+// command it names. Exit codes: 0 done, 1 the run failed, 2 bad command line
+// or job file, 130 stopped by SIGINT/SIGTERM.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "common/blas.h"
+#include "common/config.h"
+#include "common/logging.h"
+#include "launch/flags.h"
+#include "launch/standalone.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+int Fail(int code, const pstrain::Status& s) {
+  std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
+  return code;
+}
+
+int Train(const pstrain::CommandLine& cl) {
+  if (cl.positional.size() != 1) {
+    return Fail(
+        2, pstrain::InvalidArgument("train needs exactly one job file: pstrain train JOB.toml"));
+  }
+  auto config = pstrain::LoadJobConfig(cl.positional[0], cl.overrides);
+  if (!config.ok()) return Fail(2, config.status());
+  if (!cl.options.contains("standalone")) {
+    return Fail(
+        2, pstrain::InvalidArgument("this build trains in one process only: add --standalone"));
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  pstrain::Status s = pstrain::RunStandalone(*config, &g_stop);
+  if (s.code() == pstrain::StatusCode::kCancelled) {
+    std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
+    return 130;
+  }
+  if (!s.ok()) return Fail(s.code() == pstrain::StatusCode::kInvalidArgument ? 2 : 1, s);
+  return 0;
+}
+
+// OpenBLAS reads OPENBLAS_CORETYPE only when it loads: when it fell back to
+// a generic kernel on a CPU that has AVX2 or AVX-512, run this program again
+// with the right core type. Users can pin their own with the variable.
+void UseBestBlasKernel(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
+  const std::string core = pstrain::PreferredBlasCore();
+  if (core.empty()) return;
+  ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+  ::execv("/proc/self/exe", argv);
+  // Still here: exec failed; carry on with the generic kernel.
+  std::fprintf(stderr, "pstrain: warning: could not restart with OPENBLAS_CORETYPE=%s\n",
+               core.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  UseBestBlasKernel(argv);
+  auto cl = pstrain::ParseCommandLine(argc, argv);
+  if (!cl.ok()) return Fail(2, cl.status());
+  if (auto it = cl->options.find("log-level"); it != cl->options.end()) {
+    const std::string& v = it->second;
+    if (v == "debug")
+      pstrain::SetMinLogLevel(pstrain::LogLevel::kDebug);
+    else if (v == "info")
+      pstrain::SetMinLogLevel(pstrain::LogLevel::kInfo);
+    else if (v == "warning")
+      pstrain::SetMinLogLevel(pstrain::LogLevel::kWarning);
+    else if (v == "error")
+      pstrain::SetMinLogLevel(pstrain::LogLevel::kError);
+    else
+      return Fail(2, pstrain::InvalidArgument("--log-level is \"" + v +
+                                              "\"; valid: debug, info, warning, error"));
+  }
+  if (cl->help || cl->command.empty()) {
+    std::fputs(pstrain::UsageText().c_str(), stdout);
+    return cl->help ? 0 : 2;
+  }
+  if (cl->command == "help") {
+    if (cl->positional.size() == 1 && cl->positional[0] == "job") {
+      std::fputs(pstrain::JobConfigHelp().c_str(), stdout);
+      return 0;
+    }
+    std::fputs(pstrain::UsageText().c_str(), stdout);
+    return 0;
+  }
+  if (cl->command == "train") return Train(*cl);
+  return Fail(
+      2, pstrain::InvalidArgument("unknown command \"" + cl->command + "\" (see pstrain --help)"));
+}

@@ -1,0 +1,97 @@
+#include "worker/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "common/optimizer.h"
+#include "common/sampler.h"
+
+namespace pstrain {
+namespace {
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+EvalResult EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end) {
+  EvalResult r;
+  if (end <= begin) return r;
+  LossResult l = model.Evaluate(data.row(begin), data.labels.data() + begin, end - begin);
+  r.loss_sum = l.loss_sum;
+  r.correct = l.correct;
+  r.count = end - begin;
+  return r;
+}
+
+StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& train,
+                                     const Dataset& test, Model& model, TrainingObserver& observer,
+                                     const std::atomic<bool>* stop) {
+  const auto run_start = std::chrono::steady_clock::now();
+  const int batch = config.batch_size;
+  const int dim = train.dim;
+  std::unique_ptr<Optimizer> optimizer = Optimizer::Create(config.optimizer, model.params().size());
+  FloatBuffer input(static_cast<size_t>(batch) * dim);
+  std::vector<int32_t> labels(batch);
+  std::vector<uint32_t> order;
+  const int64_t steps_per_epoch = (train.count + batch - 1) / batch;
+
+  for (int epoch = 0; epoch < config.epochs; ++epoch) {
+    const auto epoch_start = std::chrono::steady_clock::now();
+    FillEpochOrder(config.seed, epoch, train.count, &order);
+    double loss_sum = 0;
+    int64_t correct = 0;
+    int64_t done = 0;
+    float lr = config.optimizer.lr;
+    for (int64_t step = 0; step < steps_per_epoch; ++step) {
+      if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+        return Cancelled("training stopped by a signal in epoch " + std::to_string(epoch + 1));
+      }
+      const int64_t first = step * batch;
+      const int n = static_cast<int>(std::min<int64_t>(batch, train.count - first));
+      for (int i = 0; i < n; ++i) {
+        const uint32_t s = order[first + i];
+        std::memcpy(input.data() + static_cast<size_t>(i) * dim, train.row(s), dim * sizeof(float));
+        labels[i] = train.labels[s];
+      }
+      LossResult l = model.TrainStep(input.data(), labels.data(), n, 1.0f / n);
+      lr =
+          ScheduledLearningRate(config.schedule, config.optimizer.lr,
+                                epoch + static_cast<double>(step) / steps_per_epoch, config.epochs);
+      optimizer->Apply(model.params(), model.grads(), lr);
+      loss_sum += l.loss_sum;
+      correct += l.correct;
+      done += n;
+      if ((step & 15) == 15 || step + 1 == steps_per_epoch) {
+        const double t = Since(epoch_start);
+        observer.OnProgress({epoch + 1, config.epochs, done, train.count, loss_sum / done,
+                             t > 0 ? done / t : 0, t});
+      }
+    }
+    EpochStats e;
+    e.epoch = epoch + 1;
+    e.train_seconds = Since(epoch_start);
+    e.samples = done;
+    e.train_loss = loss_sum / std::max<int64_t>(done, 1);
+    e.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(done, 1);
+    e.samples_per_s = done / std::max(e.train_seconds, 1e-9);
+    EvalResult ev = EvaluateRange(model, test, 0, test.count);
+    e.test_loss = ev.loss_sum / std::max<int64_t>(ev.count, 1);
+    e.test_accuracy = static_cast<double>(ev.correct) / std::max<int64_t>(ev.count, 1);
+    e.seconds = Since(epoch_start);
+    e.lr = lr;
+    RETURN_IF_ERROR(observer.OnEpoch(e));
+  }
+
+  FinalStats f;
+  f.epochs = config.epochs;
+  EvalResult ev = EvaluateRange(model, test, 0, test.count);
+  f.test_loss = ev.loss_sum / std::max<int64_t>(ev.count, 1);
+  f.test_accuracy = static_cast<double>(ev.correct) / std::max<int64_t>(ev.count, 1);
+  f.weights_l2 = L2Norm(model.params());
+  f.params = static_cast<int64_t>(model.layout().parameter_count());
+  f.seconds = Since(run_start);
+  return f;
+}
+
+}  // namespace pstrain

@@ -1,0 +1,42 @@
+// Training in one process: the worker's compute loop applied to the whole
+// model with a local optimizer (`pstrain train JOB --standalone`). Every
+// epoch visits every training sample once, in the epoch's seeded order, in
+// batches of train.batch_size (the last one may be smaller); then the model
+// is evaluated on the test set.
+//
+// Runs on the calling thread; the observer is called on that thread.
+#pragma once
+
+#include <atomic>
+
+#include "common/config.h"
+#include "common/dataset.h"
+#include "common/model.h"
+#include "common/status.h"
+#include "common/training_stats.h"
+
+namespace pstrain {
+
+class TrainingObserver {
+ public:
+  virtual ~TrainingObserver() = default;
+  virtual void OnProgress(const ProgressStats& p) { (void)p; }
+  // A non-OK status stops training and is returned by the trainer.
+  virtual Status OnEpoch(const EpochStats& e) = 0;
+};
+
+// Test-set loss and accuracy of `model` over rows [begin, end) of `data`.
+struct EvalResult {
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t count = 0;
+};
+EvalResult EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end);
+
+// Trains `model` (already initialised) for config.epochs epochs. Returns
+// kCancelled if *stop becomes true (checked every step).
+StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& train,
+                                     const Dataset& test, Model& model, TrainingObserver& observer,
+                                     const std::atomic<bool>* stop);
+
+}  // namespace pstrain
