@@ -83,6 +83,7 @@ std::string UsageText() {
   std::string s =
       "usage: pstrain train JOB.toml [flags]      train the model a job file describes\n"
       "       pstrain help job                    every job-file key with its default\n"
+      "       pstrain info                        version and the BLAS kernel in use, as JSON\n"
       "\nflags:\n";
   for (const FlagSpec& f : kFlags) {
     s += "  " + std::string(f.flag);

@@ -10,6 +10,7 @@
 
 #include "common/blas.h"
 #include "common/config.h"
+#include "common/json.h"
 #include "common/logging.h"
 #include "launch/flags.h"
 #include "launch/standalone.h"
@@ -94,6 +95,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cl->command == "train") return Train(*cl);
+  if (cl->command == "info") {
+    const char* env = std::getenv("OPENBLAS_CORETYPE");
+    std::printf("%s\n", pstrain::JsonObject()
+                            .Add("version", PSTRAIN_VERSION)
+                            .Add("blas_core", pstrain::BlasCoreName())
+                            .Add("openblas_coretype", env != nullptr ? env : "")
+                            .str()
+                            .c_str());
+    return 0;
+  }
   return Fail(
       2, pstrain::InvalidArgument("unknown command \"" + cl->command + "\" (see pstrain --help)"));
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and trains the seed's MLP on Fashion-MNIST.
+# Extra arguments go to `pstrain train` (e.g. --epochs 5).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+launch/scripts/setup.sh
+launch/scripts/build.sh build -DPSTRAIN_BUILD_TESTS=OFF
+exec build/launch/pstrain train examples/fashion_mlp.toml --standalone \
+  --metrics build/fashion_mlp.metrics.jsonl "$@"

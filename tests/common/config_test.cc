@@ -1,0 +1,196 @@
+#include "common/config.h"
+
+#include <catch2/catch.hpp>
+
+#include "tests/test_util.h"
+
+namespace pstrain {
+namespace {
+
+using testing::TempDir;
+
+// A valid job whose data files exist (their contents are not read here).
+struct JobFixture {
+  TempDir dir;
+  JobFixture() {
+    for (const char* f : {"tr-img", "tr-lbl", "te-img", "te-lbl", "train.csv", "test.csv"}) {
+      testing::WriteFile(dir.File(f), "x");
+    }
+  }
+  std::string Job(const std::string& extra = "") const {
+    return "[data]\n"
+           "train_images = \"tr-img\"\ntrain_labels = \"tr-lbl\"\n"
+           "test_images = \"te-img\"\ntest_labels = \"te-lbl\"\n"
+           "[model]\n"
+           "layers = [{type = \"dense\", units = 16}, {type = \"relu\"}, "
+           "{type = \"dense\", units = 10}]\n" +
+           extra;
+  }
+  StatusOr<JobConfig> Parse(const std::string& text, std::vector<ConfigOverride> o = {}) const {
+    return ParseJobConfig(text, "job.toml", dir.path().string(), o);
+  }
+};
+
+TEST_CASE("A minimal job file gets every default and resolves data paths", "[config]") {
+  JobFixture f;
+  auto c = f.Parse(f.Job());
+  REQUIRE(c.ok());
+  CHECK(c->name == "job");
+  CHECK(c->seed == 1);
+  CHECK(c->epochs == 10);
+  CHECK(c->batch_size == 64);
+  CHECK(c->threads == 1);
+  CHECK(c->optimizer.kind == OptimizerKind::kMomentum);
+  CHECK(c->optimizer.lr == Approx(0.05));
+  CHECK(c->schedule.kind == ScheduleKind::kConstant);
+  CHECK(c->data.train_images == f.dir.File("tr-img"));
+  CHECK(c->layers.size() == 3);
+  CHECK(c->layers[2].units == 10);
+  CHECK(c->metrics_path.empty());
+}
+
+TEST_CASE("Every key is read from the file", "[config]") {
+  JobFixture f;
+  auto c = f.Parse(
+      f.Job("[job]\nname = \"n\"\nseed = 7\n"
+            "[optimizer]\ntype = \"adam\"\nlr = 0.001\nbeta1 = 0.8\nbeta2 = 0.99\neps = 1e-6\n"
+            "weight_decay = 0.0001\n"
+            "[schedule]\ntype = \"step\"\nstep_epochs = 3\ngamma = 0.5\nwarmup_epochs = 1\n"
+            "[train]\nepochs = 3\nbatch_size = 32\nthreads = 2\neval_batch_size = 500\n"
+            "[output]\nmetrics = \"m.jsonl\"\nprogress = \"never\"\n"));
+  REQUIRE(c.ok());
+  CHECK(c->name == "n");
+  CHECK(c->seed == 7);
+  CHECK(c->optimizer.kind == OptimizerKind::kAdam);
+  CHECK(c->optimizer.beta1 == Approx(0.8));
+  CHECK(c->optimizer.eps == Approx(1e-6));
+  CHECK(c->schedule.kind == ScheduleKind::kStep);
+  CHECK(c->schedule.gamma == Approx(0.5));
+  CHECK(c->epochs == 3);
+  CHECK(c->batch_size == 32);
+  CHECK(c->threads == 2);
+  CHECK(c->eval_batch_size == 500);
+  CHECK(c->metrics_path == "m.jsonl");
+  CHECK(c->progress == "never");
+}
+
+TEST_CASE("Command-line overrides win over the file and are validated alike", "[config]") {
+  JobFixture f;
+  auto c = f.Parse(f.Job("[train]\nepochs = 3\n"), {{"train.epochs", "5"},
+                                                    {"optimizer.lr", "0.2"},
+                                                    {"optimizer.type", "sgd"},
+                                                    {"optimizer.nesterov", "true"}});
+  REQUIRE(c.ok());
+  CHECK(c->epochs == 5);
+  CHECK(c->optimizer.lr == Approx(0.2));
+  CHECK(c->optimizer.kind == OptimizerKind::kSgd);
+  CHECK(c->optimizer.nesterov);
+
+  auto bad = f.Parse(f.Job(), {{"train.epochs", "ten"}});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message() == "command line: train.epochs must be an integer, got \"ten\"");
+  auto unknown = f.Parse(f.Job(), {{"train.epoch", "3"}});
+  REQUIRE_FALSE(unknown.ok());
+  CHECK_THAT(unknown.status().message(), Catch::Contains("unknown key train.epoch"));
+  CHECK_THAT(unknown.status().message(), Catch::Contains("epochs"));
+}
+
+TEST_CASE("CSV jobs need the csv keys", "[config]") {
+  JobFixture f;
+  auto c = f.Parse(
+      "[data]\nformat = \"csv\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\nlabel_column = -1\n"
+      "header = true\n[model]\nlayers = [{type = \"dense\", units = 2}]\n");
+  REQUIRE(c.ok());
+  CHECK(c->data.train == f.dir.File("train.csv"));
+  CHECK(c->data.label_column == -1);
+  CHECK(c->data.header);
+}
+
+// Every error path names the key (and where it was set) and what is valid.
+TEST_CASE("Bad job files get one line naming the key and what would be valid", "[config]") {
+  JobFixture f;
+  struct Case {
+    const char* name;
+    std::string text;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"unknown key", f.Job("[train]\nepoch = 3\n"),
+       "job.toml:9: unknown key train.epoch (known keys in [train]: epochs, batch_size"},
+      {"unknown section", f.Job("[trian]\nepochs = 3\n"),
+       "unknown section [trian] (sections: [job]"},
+      {"wrong type", f.Job("[train]\nepochs = \"ten\"\n"),
+       "job.toml:9: train.epochs must be an integer, got \"ten\""},
+      {"float for int", f.Job("[train]\nbatch_size = 6.5\n"),
+       "train.batch_size must be an integer, got 6.5"},
+      {"zero batch", f.Job("[train]\nbatch_size = 0\n"),
+       "train.batch_size must be >= 1 and <= 65536, got 0"},
+      {"negative lr", f.Job("[optimizer]\nlr = -0.1\n"), "optimizer.lr must be > 0"},
+      {"momentum of one", f.Job("[optimizer]\nmomentum = 1.5\n"),
+       "optimizer.momentum must be > 0 and <= 1, got 1.5"},
+      {"beta of one", f.Job("[optimizer]\nbeta2 = 1.0\n"), "optimizer.beta2 must be < 1"},
+      {"bad enum", f.Job("[optimizer]\ntype = \"lbfgs\"\n"),
+       "optimizer.type is \"lbfgs\"; valid values: \"sgd\", \"momentum\", \"adam\", \"adagrad\""},
+      {"enum given a bool", f.Job("[output]\nprogress = true\n"),
+       "output.progress must be one of \"auto\", \"always\", \"never\", got true"},
+      {"bad schedule", f.Job("[schedule]\ntype = \"linear\"\n"), "schedule.type is \"linear\""},
+      {"syntax error", "[train\nepochs = 3\n", "job.toml:1:"},
+      {"section as value", "train = 3\n" + f.Job(), "train must be a table [train], got 3"},
+      {"missing layers",
+       "[data]\ntrain_images = \"tr-img\"\ntrain_labels = \"tr-lbl\"\n"
+       "test_images = \"te-img\"\ntest_labels = \"te-lbl\"\n",
+       "model.layers is missing"},
+      {"layers not array", f.Job().substr(0, f.Job().find("layers")) + "layers = 3\n",
+       "model.layers must be an array of layer tables, got 3"},
+      {"bad layer type",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"conv\", units = 3}]\n",
+       "model.layers[0].type is \"conv\"; valid types: \"dense\", \"relu\""},
+      {"dense without units",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"dense\"}]\n",
+       "model.layers[0] is a dense layer without units"},
+      {"negative units",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"dense\", units = -4}]\n",
+       "model.layers[0].units must be >= 1"},
+      {"unknown layer key",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dense\", units = 4, act = 1}]\n",
+       "unknown key model.layers[0].act"},
+      {"bad init",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dense\", units = 4, init = \"zeros\"}]\n",
+       "model.layers[0].init is \"zeros\"; valid values: \"he\", \"torch\", \"xavier\""},
+      {"missing data file",
+       "[data]\ntrain_images = \"nope.gz\"\n" + f.Job().substr(f.Job().find("train_labels")),
+       "data.train_images: data file " + f.dir.File("nope.gz") + " does not exist"},
+      {"missing data key", "[data]\n" + f.Job().substr(f.Job().find("train_labels")),
+       "data.train_images is missing: data.format = \"idx\" needs it"},
+      {"csv without files", f.Job("").substr(0, 7) + "format = \"csv\"\n" + f.Job().substr(7),
+       "data.train is missing: data.format = \"csv\" needs it"},
+  };
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      auto r = f.Parse(c.text);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.status().code() == StatusCode::kInvalidArgument);
+      CHECK_THAT(r.status().message(), Catch::Contains(c.expect));
+      CHECK(r.status().message().find('\n') == std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("A job file that cannot be opened is named", "[config]") {
+  auto r = LoadJobConfig("/nonexistent/job.toml", {});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message() == "/nonexistent/job.toml: cannot open the job file");
+}
+
+TEST_CASE("The job help lists every key with its default", "[config]") {
+  const std::string help = JobConfigHelp();
+  for (const char* key : {"[train]", "epochs = 10", "batch_size = 64", "[optimizer]",
+                          "type = \"momentum\"", "layers = (none)", "metrics = (none)"}) {
+    CHECK_THAT(help, Catch::Contains(key));
+  }
+}
+
+}  // namespace
+}  // namespace pstrain

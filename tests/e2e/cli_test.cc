@@ -1,0 +1,86 @@
+// The pstrain executable's command line and its answers to bad input: each
+// bad job file or flag exits 2 with one line naming the key or file.
+#include <catch2/catch.hpp>
+
+#include "tests/e2e/e2e_util.h"
+#include "tests/e2e/process.h"
+
+namespace pstrain::testing {
+namespace {
+
+std::string WithoutTrailingNewline(std::string s) {
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+TEST_CASE("pstrain --help and help job print usage and every job key", "[e2e][cli]") {
+  RunResult r = Run({kPstrain, "--help"});
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("pstrain train JOB.toml"));
+  RunResult job = Run({kPstrain, "help", "job"});
+  CHECK(job.code == 0);
+  CHECK_THAT(job.out, Catch::Contains("batch_size = 64"));
+}
+
+TEST_CASE("Bad job files and flags exit 2 with one line naming the problem", "[e2e][cli]") {
+  TempDir dir;
+  const std::string job = dir.File("job.toml");
+  const std::string good = ReadFile(kFashionJob);
+  struct Case {
+    const char* name;
+    std::string text;
+    std::vector<std::string> flags;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"unknown key", good + "\n[output]\nmetric = \"x\"\n", {}, "unknown key output.metric"},
+      {"wrong type", good + "\n[output]\nprogress = 3\n", {}, "output.progress must be one of"},
+      {"impossible value",
+       good,
+       {"--batch-size", "0"},
+       "command line: train.batch_size must be >= 1"},
+      {"missing data file",
+       good,
+       {"--set", "data.test_labels=/nonexistent/labels.gz"},
+       "data.test_labels: data file /nonexistent/labels.gz does not exist"},
+      {"unknown flag", good, {"--epoch", "3"}, "unknown flag --epoch"},
+      {"syntax error", "[data\n", {}, "job.toml:1:"},
+      {"wrong last layer",
+       good + "\n",
+       {"--set", "model.layers=[{type=\"dense\",units=7}]"},
+       "the last layer has 7 outputs but the data has 10 classes"},
+  };
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      WriteFile(job, c.text);
+      std::vector<std::string> argv = {kPstrain, "train", job, "--standalone"};
+      argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+      RunResult r = Run(argv);
+      CHECK(r.code == 2);
+      const std::string err = WithoutTrailingNewline(r.err);
+      CHECK_THAT(err, Catch::Contains(c.expect));
+      CHECK(err.find('\n') == std::string::npos);
+      CHECK(err.rfind("pstrain: ", 0) == 0);
+    }
+  }
+  SECTION("job file missing") {
+    RunResult r = Run({kPstrain, "train", dir.File("none.toml"), "--standalone"});
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains(dir.File("none.toml") + ": cannot open the job file"));
+  }
+}
+
+TEST_CASE("A damaged data file stops the run with the file named", "[e2e][cli]") {
+  TempDir dir;
+  // Half of the real Fashion-MNIST test labels: a truncated gzip stream.
+  const std::string labels =
+      ReadFile("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz");
+  WriteFile(dir.File("labels.gz"), labels.substr(0, labels.size() / 2));
+  RunResult r = Run({kPstrain, "train", kFashionJob, "--standalone", "--set",
+                     "data.test_labels=" + dir.File("labels.gz")});
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::Contains(dir.File("labels.gz") + ": gzip stream is truncated"));
+}
+
+}  // namespace
+}  // namespace pstrain::testing
