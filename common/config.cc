@@ -10,7 +10,7 @@
 namespace pstrain {
 namespace {
 
-enum class KeyType { kInt, kFloat, kBool, kString, kPath, kEnum, kLayers };
+enum class KeyType { kInt, kFloat, kBool, kString, kPath, kEnum, kLayers, kFloatList };
 
 struct KeySpec {
   const char* key;  // "section.name"
@@ -72,6 +72,14 @@ const std::vector<KeySpec>& Schema() {
        false,
        {"global", "static"},
        "how samples are handed to workers: one global order per epoch, or fixed partitions"},
+      {"data.shard_weights",
+       KeyType::kFloatList,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "static: relative partition size per worker, e.g. [1, 2, 3] (default: equal)"},
       {"model.layers",
        KeyType::kLayers,
        "",
@@ -197,6 +205,72 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "rows per forward pass when evaluating"},
+      {"cluster.servers",
+       KeyType::kInt,
+       "1",
+       1,
+       4096,
+       false,
+       {},
+       "parameter servers (local launcher and mpirun)"},
+      {"cluster.workers",
+       KeyType::kInt,
+       "1",
+       1,
+       4096,
+       false,
+       {},
+       "workers (local launcher; under mpirun: the ranks after the servers)"},
+      {"cluster.consistency",
+       KeyType::kEnum,
+       "\"bsp\"",
+       0,
+       0,
+       false,
+       {"bsp", "asp", "ssp"},
+       "bsp: sum every worker's gradient, then apply; asp: apply each on arrival; ssp: asp with a "
+       "staleness bound"},
+      {"cluster.staleness",
+       KeyType::kInt,
+       "2",
+       0,
+       1000000,
+       false,
+       {},
+       "ssp: how many steps the fastest worker may run ahead of the slowest"},
+      {"cluster.bind",
+       KeyType::kString,
+       "\"127.0.0.1\"",
+       0,
+       0,
+       false,
+       {},
+       "address the coordinator and servers listen on (an IP address, or an interface name like "
+       "eth0)"},
+      {"cluster.heartbeat_ms",
+       KeyType::kInt,
+       "500",
+       10,
+       60000,
+       false,
+       {},
+       "how often nodes and coordinator exchange heartbeats"},
+      {"cluster.timeout_ms",
+       KeyType::kInt,
+       "3000",
+       50,
+       3600000,
+       false,
+       {},
+       "a node silent this long is dead"},
+      {"cluster.start_timeout_s",
+       KeyType::kInt,
+       "120",
+       1,
+       86400,
+       false,
+       {},
+       "how long the coordinator waits for every node to register"},
       {"output.metrics",
        KeyType::kPath,
        "",
@@ -265,6 +339,8 @@ std::string TypeName(KeyType t) {
       return "one of";
     case KeyType::kLayers:
       return "an array of layer tables";
+    case KeyType::kFloatList:
+      return "an array of positive numbers";
   }
   return "?";
 }
@@ -348,6 +424,16 @@ Status CheckValue(const KeySpec& k, const toml::node& n, const Where& where) {
     }
     case KeyType::kLayers:
       return OkStatus();  // checked by ParseLayers
+    case KeyType::kFloatList: {
+      const toml::array* a = n.as_array();
+      if (a == nullptr || a->empty()) return wrong_type("a non-empty array of positive numbers");
+      for (const toml::node& e : *a) {
+        if (!e.is_number() || *e.value<double>() <= 0) {
+          return InvalidArgument(at + k.key + " must hold positive numbers, got " + NodeText(e));
+        }
+      }
+      return OkStatus();
+    }
   }
   const bool low = k.min_exclusive ? number <= k.min : number < k.min;
   if (low || number > k.max) {
@@ -546,6 +632,9 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.data.label_column = static_cast<int>(integer("data.label_column"));
   c.data.header = boolean("data.header");
   c.data.handout = str("data.handout");
+  if (const toml::node* n = root.at_path("data.shard_weights").node()) {
+    for (const toml::node& e : *n->as_array()) c.data.shard_weights.push_back(*e.value<double>());
+  }
   const std::vector<const char*> needed =
       c.data.format == "idx" ? std::vector<const char*>{"data.train_images", "data.train_labels",
                                                         "data.test_images", "data.test_labels"}
@@ -598,6 +687,26 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.batch_size = static_cast<int>(integer("train.batch_size"));
   c.threads = static_cast<int>(integer("train.threads"));
   c.eval_batch_size = static_cast<int>(integer("train.eval_batch_size"));
+  c.cluster.servers = static_cast<int>(integer("cluster.servers"));
+  c.cluster.workers = static_cast<int>(integer("cluster.workers"));
+  c.cluster.consistency = str("cluster.consistency");
+  c.cluster.staleness = static_cast<int>(integer("cluster.staleness"));
+  c.cluster.bind = str("cluster.bind");
+  c.cluster.heartbeat_ms = static_cast<int>(integer("cluster.heartbeat_ms"));
+  c.cluster.timeout_ms = static_cast<int>(integer("cluster.timeout_ms"));
+  c.cluster.start_timeout_s = static_cast<int>(integer("cluster.start_timeout_s"));
+  if (c.cluster.timeout_ms <= c.cluster.heartbeat_ms) {
+    return InvalidArgument(
+        where.At("cluster.timeout_ms", root.at_path("cluster.timeout_ms").node()) +
+        "cluster.timeout_ms (" + std::to_string(c.cluster.timeout_ms) +
+        ") must be larger than cluster.heartbeat_ms (" + std::to_string(c.cluster.heartbeat_ms) +
+        ")");
+  }
+  if (!c.data.shard_weights.empty() && c.data.handout != "static") {
+    return InvalidArgument(
+        where.At("data.shard_weights", root.at_path("data.shard_weights").node()) +
+        "data.shard_weights needs data.handout = \"static\"");
+  }
   c.metrics_path = str("output.metrics");
   c.progress = str("output.progress");
   return c;
@@ -611,6 +720,11 @@ StatusOr<JobConfig> LoadJobConfig(const std::string& path,
   ss << in.rdbuf();
   const std::string dir = std::filesystem::absolute(path).parent_path().string();
   return ParseJobConfig(ss.str(), path, dir, overrides);
+}
+
+bool JobKeyIsPath(const std::string& key) {
+  const KeySpec* k = FindKey(key);
+  return k != nullptr && k->type == KeyType::kPath;
 }
 
 std::string JobConfigHelp() {

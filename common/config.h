@@ -27,7 +27,19 @@ struct DataConfig {
   std::string train, test;
   int label_column = 0;
   bool header = false;
-  std::string handout;  // "global" | "static"
+  std::string handout;                // "global" | "static"
+  std::vector<double> shard_weights;  // static: per worker; empty: equal
+};
+
+struct ClusterConfig {
+  int servers = 1;
+  int workers = 1;
+  std::string consistency = "bsp";  // "bsp" | "asp" | "ssp"
+  int staleness = 2;
+  std::string bind = "127.0.0.1";  // address or interface name
+  int heartbeat_ms = 500;
+  int timeout_ms = 3000;
+  int start_timeout_s = 120;
 };
 
 struct JobConfig {
@@ -42,6 +54,7 @@ struct JobConfig {
   int batch_size = 64;
   int threads = 1;
   int eval_batch_size = 1000;
+  ClusterConfig cluster;
   std::string metrics_path;  // empty: no metrics file
   std::string progress;      // "auto" | "always" | "never"
 };
@@ -64,6 +77,9 @@ StatusOr<JobConfig> LoadJobConfig(const std::string& path,
 StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& name,
                                    const std::string& base_dir,
                                    const std::vector<ConfigOverride>& overrides);
+
+// True for keys whose value is a file path (resolved against a folder).
+bool JobKeyIsPath(const std::string& key);
 
 // Every key with its type, default and meaning, for `pstrain help job`.
 std::string JobConfigHelp();

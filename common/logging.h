@@ -31,6 +31,10 @@ class LogLine {
   LogLevel level_;
   std::ostringstream stream_;
 };
+// Makes `PSTRAIN_LOG(INFO) << a << b` one expression.
+struct LogVoidify {
+  void operator&(const LogLine&) {}
+};
 }  // namespace internal
 
 }  // namespace pstrain
@@ -40,7 +44,8 @@ class LogLine {
 #define PSTRAIN_LOG_LEVEL_WARNING ::pstrain::LogLevel::kWarning
 #define PSTRAIN_LOG_LEVEL_ERROR ::pstrain::LogLevel::kError
 
-#define PSTRAIN_LOG(level)                                      \
-  if (!::pstrain::LogLevelEnabled(PSTRAIN_LOG_LEVEL_##level)) { \
-  } else                                                        \
-    ::pstrain::internal::LogLine(PSTRAIN_LOG_LEVEL_##level)
+#define PSTRAIN_LOG(level)                               \
+  !::pstrain::LogLevelEnabled(PSTRAIN_LOG_LEVEL_##level) \
+      ? (void)0                                          \
+      : ::pstrain::internal::LogVoidify() &              \
+            ::pstrain::internal::LogLine(PSTRAIN_LOG_LEVEL_##level)

@@ -37,10 +37,19 @@ class Optimizer {
   static std::unique_ptr<Optimizer> Create(const OptimizerOptions& options, size_t size);
   virtual ~Optimizer() = default;
 
-  // w -= update(g) with learning rate lr; both spans have size(). Counts a step.
-  virtual void Apply(std::span<float> w, std::span<const float> g, float lr) = 0;
+  // w -= update(g) with learning rate lr, for the values at
+  // [state_offset, state_offset + w.size()) of the range this optimizer was
+  // made for. `step` (1-based) is the update's number for these values
+  // (Adam's bias correction uses it).
+  virtual void Apply(std::span<float> w, std::span<const float> g, float lr, size_t state_offset,
+                     int64_t step) = 0;
+  // The whole range, numbering steps itself.
+  void Apply(std::span<float> w, std::span<const float> g, float lr) {
+    Apply(w, g, lr, 0, ++steps_);
+  }
 
   size_t size() const { return size_; }
+  // Whole-range updates so far (the two-argument Apply).
   int64_t steps() const { return steps_; }
   // State tensors (velocity, Adam moments, AdaGrad sums), each of size(),
   // and the step count: what a checkpoint must keep.

@@ -30,18 +30,25 @@ Status MetricsLog::Write(const JsonObject& line) {
 }
 
 Status MetricsLog::WriteEpoch(const EpochStats& e) {
-  return Write(JsonObject()
-                   .Add("event", "epoch")
-                   .Add("epoch", e.epoch)
-                   .Add("train_loss", e.train_loss)
-                   .Add("train_accuracy", e.train_accuracy)
-                   .Add("test_loss", e.test_loss)
-                   .Add("test_accuracy", e.test_accuracy)
-                   .Add("samples", e.samples)
-                   .Add("samples_per_s", e.samples_per_s)
-                   .Add("train_seconds", e.train_seconds)
-                   .Add("seconds", e.seconds)
-                   .Add("lr", static_cast<double>(e.lr)));
+  JsonObject line;
+  line.Add("event", "epoch")
+      .Add("epoch", e.epoch)
+      .Add("train_loss", e.train_loss)
+      .Add("train_accuracy", e.train_accuracy)
+      .Add("test_loss", e.test_loss)
+      .Add("test_accuracy", e.test_accuracy)
+      .Add("samples", e.samples)
+      .Add("samples_per_s", e.samples_per_s)
+      .Add("train_seconds", e.train_seconds)
+      .Add("seconds", e.seconds)
+      .Add("lr", static_cast<double>(e.lr));
+  if (e.sample_set_ok >= 0) line.Add("sample_set_ok", e.sample_set_ok == 1);
+  if (e.compute_s >= 0) {
+    line.Add("compute_s", e.compute_s)
+        .Add("push_wait_s", e.push_wait_s)
+        .Add("pull_wait_s", e.pull_wait_s);
+  }
+  return Write(line);
 }
 
 Status MetricsLog::WriteFinal(const FinalStats& f) {

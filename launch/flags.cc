@@ -14,6 +14,13 @@ struct FlagSpec {
 
 const FlagSpec kFlags[] = {
     {"--standalone", nullptr, false, "train in this one process (no servers, no workers)"},
+    {"--servers", "cluster.servers", true, "S: parameter servers"},
+    {"--workers", "cluster.workers", true, "W: workers (local launcher)"},
+    {"--consistency", "cluster.consistency", true, "bsp|asp|ssp"},
+    {"--staleness", "cluster.staleness", true, "K: ssp's staleness bound"},
+    {"--bind", "cluster.bind", true, "ADDRESS|INTERFACE: where to listen (default 127.0.0.1)"},
+    {"--join", nullptr, true, "tcp://HOST:PORT: (server, worker) the coordinator to join"},
+    {"--id", nullptr, true, "N: (server, worker) the id to ask for"},
     {"--epochs", "train.epochs", true, "N: passes over the training data"},
     {"--batch-size", "train.batch_size", true, "N: samples per step (per worker)"},
     {"--lr", "optimizer.lr", true, "X: base learning rate"},
@@ -81,7 +88,12 @@ StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
 
 std::string UsageText() {
   std::string s =
-      "usage: pstrain train JOB.toml [flags]      train the model a job file describes\n"
+      "usage: pstrain train JOB.toml [flags]      train: 1 coordinator + S servers + W workers as\n"
+      "                                           local processes (or the ranks of mpirun)\n"
+      "       pstrain train JOB.toml --standalone train in this one process\n"
+      "       pstrain server --join tcp://HOST:PORT [--id N] [--bind ADDRESS]\n"
+      "       pstrain worker --join tcp://HOST:PORT [--id N]\n"
+      "                                           start one node by hand (e.g. a replacement)\n"
       "       pstrain help job                    every job-file key with its default\n"
       "       pstrain info                        version and the BLAS kernel in use, as JSON\n"
       "\nflags:\n";

@@ -1,8 +1,10 @@
 // The pstrain executable: parses the command line and runs the role or
 // command it names. Exit codes: 0 done, 1 the run failed, 2 bad command line
 // or job file, 130 stopped by SIGINT/SIGTERM.
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include "common/json.h"
 #include "common/logging.h"
 #include "launch/flags.h"
+#include "launch/roles.h"
 #include "launch/standalone.h"
 
 namespace {
@@ -26,20 +29,23 @@ int Fail(int code, const pstrain::Status& s) {
   return code;
 }
 
-int Train(const pstrain::CommandLine& cl) {
+int Train(const pstrain::CommandLine& cl, char** argv) {
   if (cl.positional.size() != 1) {
     return Fail(
         2, pstrain::InvalidArgument("train needs exactly one job file: pstrain train JOB.toml"));
   }
-  auto config = pstrain::LoadJobConfig(cl.positional[0], cl.overrides);
-  if (!config.ok()) return Fail(2, config.status());
-  if (!cl.options.contains("standalone")) {
-    return Fail(
-        2, pstrain::InvalidArgument("this build trains in one process only: add --standalone"));
-  }
+  auto job = pstrain::ReadJobSource(cl.positional[0], cl.overrides);
+  if (!job.ok()) return Fail(2, job.status());
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  pstrain::Status s = pstrain::RunStandalone(*config, &g_stop);
+  if (!cl.options.contains("standalone")) {
+    // Nodes log warnings and errors only, unless asked for more.
+    const std::string level =
+        cl.options.contains("log-level") ? cl.options.at("log-level") : "warning";
+    if (pstrain::UnderMpirun()) return pstrain::RunMpiJob(*job, argv, level, &g_stop);
+    return pstrain::RunLocalJob(*job, level, &g_stop);
+  }
+  pstrain::Status s = pstrain::RunStandalone(job->config, &g_stop);
   if (s.code() == pstrain::StatusCode::kCancelled) {
     std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
     return 130;
@@ -70,17 +76,18 @@ int main(int argc, char** argv) {
   if (!cl.ok()) return Fail(2, cl.status());
   if (auto it = cl->options.find("log-level"); it != cl->options.end()) {
     const std::string& v = it->second;
-    if (v == "debug")
+    if (v == "debug") {
       pstrain::SetMinLogLevel(pstrain::LogLevel::kDebug);
-    else if (v == "info")
+    } else if (v == "info") {
       pstrain::SetMinLogLevel(pstrain::LogLevel::kInfo);
-    else if (v == "warning")
+    } else if (v == "warning") {
       pstrain::SetMinLogLevel(pstrain::LogLevel::kWarning);
-    else if (v == "error")
+    } else if (v == "error") {
       pstrain::SetMinLogLevel(pstrain::LogLevel::kError);
-    else
+    } else {
       return Fail(2, pstrain::InvalidArgument("--log-level is \"" + v +
                                               "\"; valid: debug, info, warning, error"));
+    }
   }
   if (cl->help || cl->command.empty()) {
     std::fputs(pstrain::UsageText().c_str(), stdout);
@@ -94,7 +101,15 @@ int main(int argc, char** argv) {
     std::fputs(pstrain::UsageText().c_str(), stdout);
     return 0;
   }
-  if (cl->command == "train") return Train(*cl);
+  if (cl->command == "train") return Train(*cl, argv);
+  if (cl->command == "server" || cl->command == "worker") {
+    // Started by pstrain's launcher, SIGINT is ignored: the coordinator ends the job.
+    struct sigaction old {};
+    ::sigaction(SIGINT, nullptr, &old);
+    if (old.sa_handler != SIG_IGN) std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+    return pstrain::RunRole(*cl, &g_stop);
+  }
   if (cl->command == "info") {
     const char* env = std::getenv("OPENBLAS_CORETYPE");
     std::printf("%s\n", pstrain::JsonObject()

@@ -1,0 +1,200 @@
+# The wire protocol of pstrain. Two planes, both ZeroMQ:
+#
+# Control plane: the coordinator binds a ROUTER; every node (server or
+# worker) connects a DEALER. Each ZeroMQ message is exactly one frame holding
+# one `Control` message (unpacked Cap'n Proto, at most 1 MiB).
+#
+# Data plane: each server binds a ROUTER; each worker connects one DEALER per
+# server. A message is multipart: frame 1 is one `DataHeader`; the frames
+# after it are raw little-endian payload bytes (float32 unless `dtype` says
+# otherwise), sent without copying. `DataHeader.payloadFrames` says how many
+# follow. Receivers copy the header frame into an 8-byte aligned buffer
+# before reading it, bound the traversal (64 KiB of words), and check every
+# size and range against what they own before touching a payload.
+@0xc4a1f3c2b9e07d51;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("pstrain::msg");
+
+enum Role {
+  coordinator @0;
+  server @1;
+  worker @2;
+}
+
+# A half-open range [begin, end) of parameter keys. A key is
+# (tensorIndex << 32) | blockIndex; blocks hold at most 16384 floats of one
+# tensor (common/keys.h).
+struct KeyRange {
+  begin @0 :UInt64;
+  end @1 :UInt64;
+}
+
+# ---------------------------------------------------------------- control
+
+# node -> coordinator, first message of a node's life.
+struct Register {
+  role @0 :Role;
+  requestedId @1 :Int32;     # --id N from the launcher, or -1: assign one
+  incarnation @2 :UInt64;    # random per process start; tells restarts apart
+  host @3 :Text;             # host name, for logs
+  pid @4 :Int32;
+  dataEndpoint @5 :Text;     # servers: where their data ROUTER listens
+}
+
+# Where one server listens and what it owns.
+struct ServerInfo {
+  id @0 :Int32;
+  endpoint @1 :Text;
+  ranges @2 :List(KeyRange);
+  incarnation @3 :UInt64;
+}
+
+# coordinator -> node, answer to Register: who you are and what the job is.
+struct Assignment {
+  nodeId @0 :Int32;            # this node's id within its role
+  membershipEpoch @1 :UInt64;  # bumped at every change of membership
+  jobText @2 :Text;            # the job file as read by the coordinator
+  jobName @3 :Text;            # its file name, for messages
+  jobBaseDir @4 :Text;         # folder that relative paths are relative to
+  overrideKeys @5 :List(Text); # command-line overrides, applied in order
+  overrideValues @6 :List(Text);
+  inputDim @7 :Int32;          # the data's shape, as the coordinator read it
+  numClasses @8 :Int32;
+  servers @9 :List(ServerInfo);
+  workers @10 :List(Int32);    # ids of the live workers, in hand-out order
+  heartbeatMs @11 :UInt32;     # send a heartbeat this often
+  timeoutMs @12 :UInt32;       # a peer silent this long is dead
+  workerIncarnations @13 :List(UInt64);  # parallel to `workers`
+}
+
+# node -> coordinator: assignment applied (servers: parameters initialised).
+struct Ready {
+  nodeId @0 :Int32;
+  incarnation @1 :UInt64;
+}
+
+# both ways, every heartbeatMs. The coordinator answers each with its own.
+struct Heartbeat {
+  nodeId @0 :Int32;
+  incarnation @1 :UInt64;
+  role @2 :Role;
+}
+
+# coordinator -> workers: train epoch `epoch` (0-based).
+struct StartEpoch {
+  epoch @0 :Int32;
+  firstClock @1 :Int64;   # BSP/SSP clock of the epoch's first step
+  steps @2 :Int64;        # steps every worker takes in this epoch
+}
+
+# worker -> coordinator, about twice a second while training.
+struct Progress {
+  nodeId @0 :Int32;
+  epoch @1 :Int32;
+  samples @2 :Int64;      # training samples done so far this epoch
+  lossSum @3 :Float64;    # their summed loss
+}
+
+# worker -> coordinator at the end of its share of an epoch.
+struct EpochDone {
+  nodeId @0 :Int32;
+  epoch @1 :Int32;
+  samples @2 :Int64;
+  lossSum @3 :Float64;
+  correct @4 :Int64;
+  sampleHash @5 :UInt64;   # sum of Mix64(index) over the samples processed
+  computeSeconds @6 :Float64;
+  pushWaitSeconds @7 :Float64;
+  pullWaitSeconds @8 :Float64;
+}
+
+# coordinator -> worker: evaluate test rows [begin, end) with the newest weights.
+struct Evaluate {
+  epoch @0 :Int32;
+  begin @1 :Int64;
+  end @2 :Int64;
+}
+
+# worker -> coordinator.
+struct EvalDone {
+  nodeId @0 :Int32;
+  epoch @1 :Int32;
+  lossSum @2 :Float64;
+  correct @3 :Int64;
+  count @4 :Int64;
+}
+
+# coordinator -> server: report the sum of squares of the parameters you own.
+struct StatsRequest {
+  token @0 :UInt64;
+}
+
+# server -> coordinator.
+struct StatsReply {
+  nodeId @0 :Int32;
+  token @1 :UInt64;
+  sumSquares @2 :Float64;
+  updatesApplied @3 :Int64;
+  pushesRefused @4 :Int64;
+  badMessages @5 :Int64;
+}
+
+# coordinator -> node: exit now with this code.
+struct Shutdown {
+  exitCode @0 :Int32;
+  reason @1 :Text;
+}
+
+struct Control {
+  union {
+    register @0 :Register;
+    assignment @1 :Assignment;
+    ready @2 :Ready;
+    heartbeat @3 :Heartbeat;
+    startEpoch @4 :StartEpoch;
+    progress @5 :Progress;
+    epochDone @6 :EpochDone;
+    evaluate @7 :Evaluate;
+    evalDone @8 :EvalDone;
+    statsRequest @9 :StatsRequest;
+    statsReply @10 :StatsReply;
+    shutdown @11 :Shutdown;
+    error @12 :Text;          # the peer refused the last message: why
+  }
+}
+
+# ---------------------------------------------------------------- data
+
+enum DataOp {
+  push @0;       # gradients for keyRange at `clock`; payload: the range's floats
+  pull @1;       # weights of keyRange once `clock` steps are applied; no payload
+  pushRows @2;   # sparse: gradients of `rows` of `table`; payload: rows x dim
+  pullRows @3;   # sparse: values of `rows` of `table`; no payload
+  reply @4;      # answer to requestId; pull/pullRows: payload as requested
+  error @5;      # requestId failed: `error` says why
+}
+
+enum DType {
+  float32 @0;
+}
+
+struct DataHeader {
+  op @0 :DataOp;
+  requestId @1 :UInt64;        # chosen by the requester; echoed in the reply
+  workerId @2 :Int32;
+  incarnation @3 :UInt64;      # the worker's; pushes of an old one are refused
+  membershipEpoch @4 :UInt64;  # requests of an old epoch are refused
+  clock @5 :Int64;             # push: the step the gradient belongs to;
+                               # pull: the weights after this many steps
+  seq @6 :UInt64;              # per worker and server, increases by one a push
+  keyRange @7 :KeyRange;       # dense ops
+  lr @8 :Float32;              # push: the learning rate for this step
+  dtype @9 :DType;
+  payloadFrames @10 :UInt32;   # raw frames after this header
+  table @11 :UInt32;           # sparse ops: which table
+  dim @12 :UInt32;             # sparse ops: floats per row
+  rows @13 :List(UInt64);      # sparse ops: row ids
+  error @14 :Text;             # op = error
+  sampleCount @15 :Int64;      # push: samples behind this gradient (0: an empty step)
+}

@@ -1,0 +1,228 @@
+#include "launch/roles.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/logging.h"
+#include "common/net/zmq_socket.h"
+#include "coordinator/console.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/metrics_log.h"
+#include "paramserver/server.h"
+#include "worker/worker.h"
+
+namespace pstrain {
+namespace {
+
+int ExitCodeFor(const Status& s) {
+  if (s.ok()) return 0;
+  if (s.code() == StatusCode::kCancelled) return 130;
+  if (s.code() == StatusCode::kInvalidArgument) return 2;
+  return 1;
+}
+
+// Runs the coordinator on this thread until the job ends.
+int Coordinate(const JobSource& job, Coordinator& coordinator, Console& console,
+               MetricsLog& metrics, const std::atomic<bool>* stop) {
+  StatusOr<FinalStats> f = coordinator.Run(stop);
+  if (!f.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", f.status().message().c_str());
+    return ExitCodeFor(f.status());
+  }
+  console.Final(*f);
+  Status s = metrics.WriteFinal(*f);
+  if (!s.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
+    return 1;
+  }
+  (void)job;
+  return 0;
+}
+
+}  // namespace
+
+StatusOr<JobSource> ReadJobSource(const std::string& path,
+                                  const std::vector<ConfigOverride>& overrides) {
+  JobSource j;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open the job file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  j.text = ss.str();
+  j.path = path;
+  j.base_dir = std::filesystem::absolute(path).parent_path().string();
+  // Paths given on the command line are made absolute (ParseJobConfig does)
+  // before they travel to other processes.
+  ASSIGN_OR_RETURN(j.config, ParseJobConfig(j.text, path, j.base_dir, overrides));
+  for (const ConfigOverride& o : overrides) {
+    ConfigOverride abs = o;
+    if (JobKeyIsPath(o.key) && !o.value.empty()) {
+      abs.value = std::filesystem::absolute(o.value).string();
+    }
+    j.overrides.push_back(abs);
+  }
+  return j;
+}
+
+StatusOr<std::string> ResolveBindAddress(const std::string& bind) {
+  in_addr addr{};
+  if (inet_pton(AF_INET, bind.c_str(), &addr) == 1) return bind;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return Internal("getifaddrs failed");
+  std::string found;
+  std::string names;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    names += (names.empty() ? "" : ", ") + std::string(i->ifa_name);
+    if (bind == i->ifa_name) {
+      char buf[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+      found = buf;
+      break;
+    }
+  }
+  freeifaddrs(list);
+  if (found.empty()) {
+    return InvalidArgument(
+        "cluster.bind: \"" + bind +
+        "\" is neither an IPv4 address nor an interface with one (interfaces: " + names + ")");
+  }
+  return found;
+}
+
+int RunLocalJob(const JobSource& job, const std::string& log_level, const std::atomic<bool>* stop) {
+  const JobConfig& c = job.config;
+  StatusOr<std::string> bind = ResolveBindAddress(c.cluster.bind);
+  if (!bind.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", bind.status().message().c_str());
+    return 2;
+  }
+  auto metrics = MetricsLog::Open(c.metrics_path);
+  if (!metrics.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", metrics.status().message().c_str());
+    return 2;
+  }
+  Console console(c.progress);
+  ZmqContext ctx;
+  CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind};
+  Coordinator coordinator(ctx, co, &console, metrics->get());
+  StatusOr<std::string> endpoint = coordinator.Bind();
+  if (!endpoint.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", endpoint.status().message().c_str());
+    return 1;
+  }
+  console.Banner("pstrain " + c.name + ": coordinator at " + *endpoint + ", " +
+                 std::to_string(c.cluster.servers) + " server(s), " +
+                 std::to_string(c.cluster.workers) + " worker(s), " + c.cluster.consistency +
+                 ", batch " + std::to_string(c.batch_size) + " per worker, " +
+                 std::to_string(c.epochs) + " epochs");
+
+  std::vector<pid_t> children;
+  auto spawn = [&](const char* role, int id) {
+    std::vector<std::string> args = {"pstrain", role,      "--id",        std::to_string(id),
+                                     "--join",  *endpoint, "--log-level", log_level};
+    if (std::string(role) == "server") {
+      args.push_back("--bind");
+      args.push_back(*bind);
+    }
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the launcher
+      ::signal(SIGINT, SIG_IGN);           // the coordinator stops the job, not the terminal
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv("/proc/self/exe", argv.data());
+      ::_exit(127);
+    }
+    if (pid > 0) children.push_back(pid);
+  };
+  for (int i = 0; i < c.cluster.servers; ++i) spawn("server", i);
+  for (int i = 0; i < c.cluster.workers; ++i) spawn("worker", i);
+
+  const int code = Coordinate(job, coordinator, console, **metrics, stop);
+
+  // Every child got a Shutdown; wait for them, then make sure none is left.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int failed = 0;
+  for (pid_t pid : children) {
+    int status = 0;
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= until) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const int child_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code == 0 && child_code != 0) ++failed;
+  }
+  if (failed > 0) {
+    std::fprintf(stderr, "pstrain: %d node process(es) did not exit cleanly\n", failed);
+    return 1;
+  }
+  return code;
+}
+
+int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
+  auto join = cl.options.find("join");
+  if (join == cl.options.end()) {
+    std::fprintf(stderr, "pstrain: %s needs --join tcp://HOST:PORT (the coordinator)\n",
+                 cl.command.c_str());
+    return 2;
+  }
+  int id = -1;
+  if (auto it = cl.options.find("id"); it != cl.options.end()) {
+    try {
+      id = std::stoi(it->second);
+    } catch (const std::exception&) {
+      std::fprintf(stderr, "pstrain: --id must be an integer, got \"%s\"\n", it->second.c_str());
+      return 2;
+    }
+  }
+  int exit_code = 0;
+  Status s;
+  if (cl.command == "server") {
+    ServerOptions o;
+    o.coordinator = join->second;
+    o.requested_id = id;
+    std::string bind = "127.0.0.1";
+    for (const ConfigOverride& ov : cl.overrides) {
+      if (ov.key == "cluster.bind") bind = ov.value;
+    }
+    StatusOr<std::string> addr = ResolveBindAddress(bind);
+    if (!addr.ok()) {
+      std::fprintf(stderr, "pstrain: %s\n", addr.status().message().c_str());
+      return 2;
+    }
+    o.bind_address = *addr;
+    SetLogPrefix("server");
+    s = RunServer(o, stop, &exit_code);
+  } else {
+    WorkerOptions o;
+    o.coordinator = join->second;
+    o.requested_id = id;
+    SetLogPrefix("worker");
+    s = RunWorker(o, stop, &exit_code);
+  }
+  if (!s.ok()) {
+    PSTRAIN_LOG(ERROR) << s.message();
+    return ExitCodeFor(s);
+  }
+  return exit_code;
+}
+
+}  // namespace pstrain

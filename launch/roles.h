@@ -1,0 +1,47 @@
+// The launch side of pstrain's processes: the local launcher, the mpirun
+// bootstrap, and the single-role commands. Only launch/ reads the
+// environment, spawns processes or calls MPI.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "launch/flags.h"
+
+namespace pstrain {
+
+// Everything the coordinator needs to hand the job to its nodes.
+struct JobSource {
+  JobConfig config;
+  std::string text;      // the job file's bytes
+  std::string path;      // as given
+  std::string base_dir;  // the job file's folder
+  std::vector<ConfigOverride> overrides;
+};
+StatusOr<JobSource> ReadJobSource(const std::string& path,
+                                  const std::vector<ConfigOverride>& overrides);
+
+// `pstrain train JOB` without --standalone: this process is the coordinator;
+// it starts S servers and W workers as child processes on this machine and
+// waits for all of them. Returns the job's exit code.
+int RunLocalJob(const JobSource& job, const std::string& log_level, const std::atomic<bool>* stop);
+
+// True when started by mpirun (Open MPI's environment is present).
+bool UnderMpirun();
+// `mpirun -np N pstrain train JOB --servers S`: rank 0 coordinates, ranks
+// 1..S serve, the rest work. MPI hands out the coordinator's address and is
+// then finalised; the servers and workers replace themselves (exec) with
+// `pstrain server|worker --id I --join ADDRESS`.
+int RunMpiJob(const JobSource& job, char** argv, const std::string& log_level,
+              const std::atomic<bool>* stop);
+
+// `pstrain server|worker --join ...`. Returns the exit code.
+int RunRole(const CommandLine& cl, const std::atomic<bool>* stop);
+
+// The address to bind for `bind` (an IP address or an interface name).
+StatusOr<std::string> ResolveBindAddress(const std::string& bind);
+
+}  // namespace pstrain

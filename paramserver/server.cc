@@ -1,0 +1,385 @@
+#include "paramserver/server.h"
+
+#include <capnp/message.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+
+#include "common/blas.h"
+#include "common/logging.h"
+#include "common/model.h"
+#include "common/msg/codec.h"
+#include "common/node.h"
+#include "paramserver/dense_shard.h"
+#include "paramserver/sparse_table.h"
+
+namespace pstrain {
+namespace {
+
+// Remembers which sequence numbers of one worker were applied, so a
+// retransmitted or duplicated push is applied at most once. Memory is
+// bounded by how far pushes are reordered.
+class SeqWindow {
+ public:
+  bool FirstTime(uint64_t seq) {
+    if (seq < low_ || seen_.count(seq) != 0) return false;
+    seen_.insert(seq);
+    while (seen_.count(low_) != 0) seen_.erase(low_++);
+    return true;
+  }
+
+ private:
+  uint64_t low_ = 0;
+  std::set<uint64_t> seen_;
+};
+
+struct PendingPull {
+  Frame peer;
+  uint64_t request_id;
+  DenseShard* shard;
+  size_t begin, n;  // floats, relative to the shard
+  int64_t clock;
+  std::chrono::steady_clock::time_point since;
+};
+
+class Server {
+ public:
+  Server(ZmqContext& ctx, const ServerOptions& o) : ctx_(ctx), options_(o) {}
+
+  Status Run(const std::atomic<bool>* stop, int* exit_code);
+
+ private:
+  Status Setup(const NodeAssignment& a);
+  Status OnControl(msg::Control::Reader c);
+  void OnData(Message& frames);
+  // Handles one request; an error status becomes an error reply.
+  Status HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames);
+  DenseShard* FindShard(const KeyRange& r);
+  void Reply(Frame& peer, uint64_t request_id, Message payload);
+  void ReplyError(Frame& peer, uint64_t request_id, const std::string& why);
+  void ServeReadyPulls();
+  void ServePull(PendingPull& p);
+
+  ZmqContext& ctx_;
+  ServerOptions options_;
+  std::unique_ptr<Socket> data_;
+  std::unique_ptr<ControlChannel> control_;
+  NodeAssignment assignment_;
+  std::unique_ptr<KeyLayout> keys_;
+  std::vector<std::unique_ptr<DenseShard>> shards_;
+  std::map<uint32_t, SparseTable> sparse_;
+  std::map<int, uint64_t> worker_incarnation_;
+  std::map<int, SeqWindow> seqs_;
+  std::deque<PendingPull> pulls_;
+  bool done_ = false;
+  int exit_code_ = 0;
+  int64_t bad_messages_ = 0;
+  int64_t refused_ = 0;
+  std::chrono::steady_clock::time_point last_wait_log_{};
+};
+
+Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
+  SocketOptions data_options;
+  data_options.max_message_bytes = 256 << 20;
+  ASSIGN_OR_RETURN(data_, Socket::Create(ctx_, SocketKind::kRouter, data_options));
+  ASSIGN_OR_RETURN(std::string endpoint, data_->Bind(TcpWildcardEndpoint(options_.bind_address)));
+  ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
+  ASSIGN_OR_RETURN(NodeAssignment a,
+                   control_->Join(msg::Role::SERVER, options_.requested_id, NewIncarnation(),
+                                  endpoint, std::chrono::seconds(600)));
+  RETURN_IF_ERROR(Setup(a));
+  SetLogPrefix("server " + std::to_string(a.node_id));
+  PSTRAIN_LOG(INFO) << "serving " << shards_.size() << " key range(s) at " << endpoint;
+  {
+    capnp::MallocMessageBuilder m;
+    auto r = m.initRoot<msg::Control>().initReady();
+    r.setNodeId(a.node_id);
+    RETURN_IF_ERROR(control_->Send(m));
+  }
+  while (!done_) {
+    if (stop != nullptr && stop->load()) return Cancelled("server stopped by a signal");
+    ASSIGN_OR_RETURN(std::vector<bool> ready, PollReadable({control_->socket(), data_.get()},
+                                                           std::chrono::milliseconds(50)));
+    if (ready[1]) {
+      // Serve a bounded batch of data messages, then look at control again.
+      for (int i = 0; i < 256; ++i) {
+        Message frames;
+        StatusOr<bool> got = data_->Recv(&frames, 8);
+        if (!got.ok()) {
+          if (got.status().code() != StatusCode::kInvalidArgument) return got.status();
+          ++bad_messages_;
+          PSTRAIN_LOG(WARNING) << "dropped a data message: " << got.status().message();
+          continue;
+        }
+        if (!*got) break;
+        OnData(frames);
+      }
+      ServeReadyPulls();
+    }
+    RETURN_IF_ERROR(control_->Drain([&](msg::Control::Reader c) { return OnControl(c); }));
+    RETURN_IF_ERROR(control_->Tick());
+    const auto now = std::chrono::steady_clock::now();
+    if (!pulls_.empty() && now - pulls_.front().since > std::chrono::seconds(10) &&
+        now - last_wait_log_ > std::chrono::seconds(10)) {
+      last_wait_log_ = now;
+      PSTRAIN_LOG(INFO) << pulls_.size() << " pull(s) waiting; " << pulls_.front().shard->Waiting();
+    }
+  }
+  *exit_code = exit_code_;
+  return OkStatus();
+}
+
+Status Server::Setup(const NodeAssignment& a) {
+  assignment_ = a;
+  const JobConfig& c = a.config;
+  SetBlasThreads(1);
+  FlushDenormalsToZero();
+  // The same initial weights as a standalone run: build the model and take
+  // this server's ranges out of it.
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                   Model::Build(c.layers, a.input_dim, a.num_classes, 1));
+  model->InitParams(c.seed);
+  keys_ = std::make_unique<KeyLayout>(model->layout());
+  ShardOptions so;
+  so.consistency = c.cluster.consistency == "bsp"   ? Consistency::kBsp
+                   : c.cluster.consistency == "asp" ? Consistency::kAsp
+                                                    : Consistency::kSsp;
+  so.staleness = c.cluster.staleness;
+  so.optimizer = c.optimizer;
+  for (const ServerEntry& s : a.servers) {
+    if (s.id != a.node_id) continue;
+    for (const KeyRange& r : s.ranges) {
+      if (!keys_->IsValidRange(r)) {
+        return InvalidArgument("assigned key range " + ToString(r) + " is not a valid range");
+      }
+      const FlatRange f = keys_->Flat(r);
+      shards_.push_back(std::make_unique<DenseShard>(
+          r, f, std::span<const float>(model->params().data() + f.begin, f.size()), so, a.workers));
+    }
+  }
+  for (size_t i = 0; i < a.workers.size(); ++i) {
+    worker_incarnation_[a.workers[i]] = a.worker_incarnations.at(i);
+  }
+  return OkStatus();
+}
+
+Status Server::OnControl(msg::Control::Reader c) {
+  switch (c.which()) {
+    case msg::Control::SHUTDOWN:
+      done_ = true;
+      exit_code_ = c.getShutdown().getExitCode();
+      return OkStatus();
+    case msg::Control::STATS_REQUEST: {
+      capnp::MallocMessageBuilder m;
+      auto r = m.initRoot<msg::Control>().initStatsReply();
+      double sum = 0;
+      int64_t updates = 0;
+      for (const auto& s : shards_) {
+        sum += s->SumSquares();
+        updates += s->updates_applied();
+      }
+      r.setNodeId(assignment_.node_id);
+      r.setToken(c.getStatsRequest().getToken());
+      r.setSumSquares(sum);
+      r.setUpdatesApplied(updates);
+      r.setPushesRefused(refused_);
+      r.setBadMessages(bad_messages_);
+      return control_->Send(m);
+    }
+    default:
+      return OkStatus();
+  }
+}
+
+DenseShard* Server::FindShard(const KeyRange& r) {
+  for (auto& s : shards_) {
+    if (r.begin >= s->keys().begin && r.end <= s->keys().end) return s.get();
+  }
+  return nullptr;
+}
+
+void Server::Reply(Frame& peer, uint64_t request_id, Message payload) {
+  capnp::MallocMessageBuilder m;
+  auto h = m.initRoot<msg::DataHeader>();
+  h.setOp(msg::DataOp::REPLY);
+  h.setRequestId(request_id);
+  h.setPayloadFrames(static_cast<uint32_t>(payload.size()));
+  Message frames;
+  frames.push_back(Frame::Copy(peer.data(), peer.size()));
+  frames.push_back(EncodeFrame(m));
+  for (Frame& f : payload) frames.push_back(std::move(f));
+  Status s = data_->Send(frames, /*dontwait=*/true);
+  if (!s.ok())
+    PSTRAIN_LOG(WARNING) << "reply to request " << request_id << " lost: " << s.message();
+}
+
+void Server::ReplyError(Frame& peer, uint64_t request_id, const std::string& why) {
+  capnp::MallocMessageBuilder m;
+  auto h = m.initRoot<msg::DataHeader>();
+  h.setOp(msg::DataOp::ERROR);
+  h.setRequestId(request_id);
+  h.setError(why);
+  Message frames;
+  frames.push_back(Frame::Copy(peer.data(), peer.size()));
+  frames.push_back(EncodeFrame(m));
+  (void)data_->Send(frames, /*dontwait=*/true);  // best effort: the peer may be hostile or gone
+}
+
+void Server::OnData(Message& frames) {
+  if (frames.size() < 2) {
+    ++bad_messages_;
+    PSTRAIN_LOG(WARNING) << "dropped a data message without a header frame";
+    return;
+  }
+  Frame& peer = frames[0];
+  uint64_t request_id = 0;
+  Status s = WithDecoded<msg::DataHeader>(frames[1], [&](msg::DataHeader::Reader h) {
+    request_id = h.getRequestId();
+    return HandleData(peer, h, frames);
+  });
+  if (!s.ok()) {
+    ++bad_messages_;
+    if (s.code() == StatusCode::kAborted) ++refused_;
+    if (bad_messages_ <= 20 || bad_messages_ % 1000 == 0) {
+      PSTRAIN_LOG(WARNING) << "refused a data message (" << bad_messages_
+                           << " so far): " << s.message();
+    }
+    ReplyError(peer, request_id, s.message());
+  }
+}
+
+Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
+  const int worker = h.getWorkerId();
+  auto inc = worker_incarnation_.find(worker);
+  if (inc == worker_incarnation_.end()) {
+    return Aborted("worker " + std::to_string(worker) + " is not a member of this job");
+  }
+  if (inc->second != h.getIncarnation()) {
+    return Aborted("worker " + std::to_string(worker) + ": stale incarnation");
+  }
+  if (h.getMembershipEpoch() != assignment_.membership_epoch) {
+    return Aborted("membership epoch " + std::to_string(h.getMembershipEpoch()) +
+                   " is not the current " + std::to_string(assignment_.membership_epoch));
+  }
+  const size_t payload_frames = frames.size() - 2;
+  if (h.getPayloadFrames() != payload_frames) {
+    return InvalidArgument("header announces " + std::to_string(h.getPayloadFrames()) +
+                           " payload frames, " + std::to_string(payload_frames) + " came");
+  }
+  switch (h.getOp()) {
+    case msg::DataOp::PUSH:
+    case msg::DataOp::PULL: {
+      const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
+      if (!keys_->IsValidRange(r)) {
+        return InvalidArgument("key range " + ToString(r) + " does not start and end on blocks");
+      }
+      DenseShard* shard = FindShard(r);
+      if (shard == nullptr)
+        return InvalidArgument("key range " + ToString(r) + " is not served here");
+      const FlatRange f = keys_->Flat(r);
+      const size_t begin = f.begin - shard->flat().begin;
+      if (h.getOp() == msg::DataOp::PULL) {
+        if (payload_frames != 0) return InvalidArgument("a pull carries no payload");
+        pulls_.push_back({Frame::Copy(peer.data(), peer.size()), h.getRequestId(), shard, begin,
+                          f.size(), h.getClock(), std::chrono::steady_clock::now()});
+        return OkStatus();
+      }
+      if (payload_frames > 1) return InvalidArgument("a push carries at most one payload frame");
+      if (h.getSampleCount() < 0) return InvalidArgument("negative sample count");
+      const float lr = h.getLr();
+      if (!(lr >= 0.0f) || !std::isfinite(lr))
+        return InvalidArgument("learning rate is not finite");
+      if (assignment_.config.cluster.consistency != "bsp" && !seqs_[worker].FirstTime(h.getSeq())) {
+        Reply(peer, h.getRequestId(), {});  // a duplicate: acknowledged, not applied
+        return OkStatus();
+      }
+      Frame payload = payload_frames == 1 ? std::move(frames[2]) : Frame();
+      ASSIGN_OR_RETURN(DenseShard::PushOutcome outcome,
+                       shard->Push(worker, h.getClock(), begin, f.size(), std::move(payload),
+                                   h.getSampleCount(), lr));
+      (void)outcome;
+      Reply(peer, h.getRequestId(), {});
+      return OkStatus();
+    }
+    case msg::DataOp::PUSH_ROWS:
+    case msg::DataOp::PULL_ROWS: {
+      const uint32_t table = h.getTable(), dim = h.getDim();
+      auto it = sparse_.find(table);
+      if (it == sparse_.end()) {
+        ASSIGN_OR_RETURN(
+            SparseTable t,
+            SparseTable::Create(table, dim, assignment_.config.optimizer, assignment_.config.seed));
+        it = sparse_.emplace(table, std::move(t)).first;
+      }
+      if (it->second.dim() != dim) {
+        return InvalidArgument("sparse table " + std::to_string(table) + " has rows of " +
+                               std::to_string(it->second.dim()) + " floats, not " +
+                               std::to_string(dim));
+      }
+      std::vector<uint64_t> rows;
+      rows.reserve(h.getRows().size());
+      for (uint64_t row : h.getRows()) rows.push_back(row);
+      if (rows.empty()) return InvalidArgument("no rows named");
+      const size_t bytes = rows.size() * dim * sizeof(float);
+      if (h.getOp() == msg::DataOp::PULL_ROWS) {
+        if (payload_frames != 0) return InvalidArgument("a row pull carries no payload");
+        auto buf = std::make_shared<FloatBuffer>(rows.size() * dim);
+        it->second.Pull(rows, buf->data());
+        Message payload;
+        payload.push_back(Frame::Share(buf->data(), bytes, buf));
+        Reply(peer, h.getRequestId(), std::move(payload));
+        return OkStatus();
+      }
+      if (payload_frames != 1 || frames[2].size() != bytes) {
+        return InvalidArgument("a row push of " + std::to_string(rows.size()) + " rows of " +
+                               std::to_string(dim) + " floats needs one " + std::to_string(bytes) +
+                               "-byte payload frame");
+      }
+      if (!seqs_[worker].FirstTime(h.getSeq())) {
+        Reply(peer, h.getRequestId(), {});
+        return OkStatus();
+      }
+      // Frames are not aligned: copy the gradients out.
+      std::vector<float> grads(rows.size() * dim);
+      std::memcpy(grads.data(), frames[2].data(), bytes);
+      it->second.Push(rows, grads.data(), h.getLr());
+      Reply(peer, h.getRequestId(), {});
+      return OkStatus();
+    }
+    default:
+      return InvalidArgument("operation " + std::to_string(static_cast<int>(h.getOp())) +
+                             " is not a request");
+  }
+}
+
+void Server::ServePull(PendingPull& p) {
+  std::shared_ptr<const FloatBuffer> snap = p.shard->Snapshot();
+  Message payload;
+  payload.push_back(Frame::Share(snap->data() + p.begin, p.n * sizeof(float), snap));
+  Reply(p.peer, p.request_id, std::move(payload));
+}
+
+void Server::ServeReadyPulls() {
+  for (auto it = pulls_.begin(); it != pulls_.end();) {
+    if (it->shard->PullReady(it->clock)) {
+      ServePull(*it);
+      it = pulls_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace
+
+Status RunServer(const ServerOptions& options, const std::atomic<bool>* stop, int* exit_code) {
+  ZmqContext ctx;
+  Server server(ctx, options);
+  return server.Run(stop, exit_code);
+}
+
+}  // namespace pstrain

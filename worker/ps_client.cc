@@ -1,0 +1,321 @@
+#include "worker/ps_client.h"
+
+#include <capnp/message.h>
+
+#include <cstring>
+#include <thread>
+
+#include "common/handout.h"
+#include "common/logging.h"
+#include "common/msg/codec.h"
+
+namespace pstrain {
+
+PsClient::~PsClient() = default;
+
+StatusOr<std::unique_ptr<PsClient>> PsClient::Connect(ZmqContext& ctx, const KeyLayout& keys,
+                                                      const std::vector<ServerEntry>& servers,
+                                                      const ClientIdentity& identity) {
+  if (servers.empty()) return InvalidArgument("no parameter servers to connect to");
+  auto c = std::unique_ptr<PsClient>(new PsClient(keys, identity));
+  for (const ServerEntry& e : servers) {
+    SocketOptions o;
+    o.max_message_bytes = 256 << 20;
+    ASSIGN_OR_RETURN(std::unique_ptr<Socket> s, Socket::Create(ctx, SocketKind::kDealer, o));
+    RETURN_IF_ERROR(s->Connect(e.endpoint));
+    c->servers_.push_back({e, std::move(s), 0});
+  }
+  return c;
+}
+
+PsClient::Ticket PsClient::NewTicket() {
+  const Ticket t = next_ticket_++;
+  tickets_[t] = TicketState{};
+  return t;
+}
+
+void PsClient::FillHeader(msg::DataHeader::Builder h, int server, uint64_t request_id) {
+  (void)server;
+  h.setRequestId(request_id);
+  h.setWorkerId(identity_.worker_id);
+  h.setIncarnation(identity_.incarnation);
+  h.setMembershipEpoch(identity_.membership_epoch);
+}
+
+Status PsClient::SendRequest(int server, Request request, capnp::MessageBuilder& header,
+                             Message payload) {
+  const uint64_t id = header.getRoot<msg::DataHeader>().getRequestId();
+  Message frames;
+  frames.push_back(EncodeFrame(header));
+  for (Frame& f : payload) frames.push_back(std::move(f));
+  RETURN_IF_ERROR(servers_[server].socket->Send(frames).WithContext(
+      "sending to server " + std::to_string(servers_[server].entry.id)));
+  tickets_[request.ticket].remaining++;
+  requests_.emplace(id, std::move(request));
+  return OkStatus();
+}
+
+StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* flat, int64_t clock,
+                                          float lr, int64_t samples) {
+  const Ticket t = NewTicket();
+  for (int s = 0; s < server_count(); ++s) {
+    for (const KeyRange& owned : servers_[s].entry.ranges) {
+      const KeyRange part = KeyLayout::Intersect(range, owned);
+      if (part.begin == part.end) continue;
+      const FlatRange f = keys_.Flat(part);
+      const uint64_t id = next_request_++;
+      capnp::MallocMessageBuilder m;
+      auto h = m.initRoot<msg::DataHeader>();
+      FillHeader(h, s, id);
+      h.setOp(msg::DataOp::PUSH);
+      h.setClock(clock);
+      h.setSeq(servers_[s].next_seq++);
+      h.initKeyRange().setBegin(part.begin);
+      h.getKeyRange().setEnd(part.end);
+      h.setLr(lr);
+      h.setSampleCount(samples);
+      h.setPayloadFrames(1);
+      Message payload;
+      payload.push_back(Frame::Share(flat + f.begin, f.size() * sizeof(float), lent_token_));
+      Request r{t, s, "push of keys " + ToString(part) + " at clock " + std::to_string(clock)};
+      RETURN_IF_ERROR(SendRequest(s, std::move(r), m, std::move(payload)));
+    }
+  }
+  return t;
+}
+
+StatusOr<PsClient::Ticket> PsClient::PushEmpty(int64_t clock) {
+  const Ticket t = NewTicket();
+  for (int s = 0; s < server_count(); ++s) {
+    for (const KeyRange& owned : servers_[s].entry.ranges) {
+      const uint64_t id = next_request_++;
+      capnp::MallocMessageBuilder m;
+      auto h = m.initRoot<msg::DataHeader>();
+      FillHeader(h, s, id);
+      h.setOp(msg::DataOp::PUSH);
+      h.setClock(clock);
+      h.setSeq(servers_[s].next_seq++);
+      h.initKeyRange().setBegin(owned.begin);
+      h.getKeyRange().setEnd(owned.end);
+      h.setSampleCount(0);
+      h.setPayloadFrames(0);
+      Request r{t, s, "empty push at clock " + std::to_string(clock)};
+      RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
+    }
+  }
+  return t;
+}
+
+StatusOr<PsClient::Ticket> PsClient::Pull(const KeyRange& range, float* flat, int64_t clock) {
+  const Ticket t = NewTicket();
+  for (int s = 0; s < server_count(); ++s) {
+    for (const KeyRange& owned : servers_[s].entry.ranges) {
+      const KeyRange part = KeyLayout::Intersect(range, owned);
+      if (part.begin == part.end) continue;
+      const FlatRange f = keys_.Flat(part);
+      const uint64_t id = next_request_++;
+      capnp::MallocMessageBuilder m;
+      auto h = m.initRoot<msg::DataHeader>();
+      FillHeader(h, s, id);
+      h.setOp(msg::DataOp::PULL);
+      h.setClock(clock);
+      h.initKeyRange().setBegin(part.begin);
+      h.getKeyRange().setEnd(part.end);
+      Request r{t, s, "pull of keys " + ToString(part) + " at clock " + std::to_string(clock)};
+      r.dest = flat + f.begin;
+      r.dest_floats = f.size();
+      RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
+    }
+  }
+  return t;
+}
+
+int PsClient::RowServer(uint32_t table, uint64_t row) const {
+  return static_cast<int>(Mix64((static_cast<uint64_t>(table) << 40) ^ row) %
+                          static_cast<uint64_t>(server_count()));
+}
+
+StatusOr<PsClient::Ticket> PsClient::PushRows(uint32_t table, uint32_t dim,
+                                              std::span<const uint64_t> rows, const float* grads,
+                                              float lr) {
+  const Ticket t = NewTicket();
+  std::vector<std::vector<size_t>> by_server(server_count());
+  for (size_t i = 0; i < rows.size(); ++i) by_server[RowServer(table, rows[i])].push_back(i);
+  for (int s = 0; s < server_count(); ++s) {
+    if (by_server[s].empty()) continue;
+    const uint64_t id = next_request_++;
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<msg::DataHeader>();
+    FillHeader(h, s, id);
+    h.setOp(msg::DataOp::PUSH_ROWS);
+    h.setSeq(servers_[s].next_seq++);
+    h.setTable(table);
+    h.setDim(dim);
+    h.setLr(lr);
+    auto list = h.initRows(static_cast<unsigned>(by_server[s].size()));
+    // The rows of one server are scattered in `grads`: gather them (a copy).
+    auto buf = std::make_shared<std::vector<float>>(by_server[s].size() * dim);
+    for (size_t j = 0; j < by_server[s].size(); ++j) {
+      list.set(static_cast<unsigned>(j), rows[by_server[s][j]]);
+      std::memcpy(buf->data() + j * dim, grads + by_server[s][j] * dim, dim * sizeof(float));
+    }
+    h.setPayloadFrames(1);
+    Message payload;
+    payload.push_back(Frame::Share(buf->data(), buf->size() * sizeof(float), buf));
+    Request r{t, s, "row push of table " + std::to_string(table)};
+    RETURN_IF_ERROR(SendRequest(s, std::move(r), m, std::move(payload)));
+  }
+  return t;
+}
+
+StatusOr<PsClient::Ticket> PsClient::PullRows(uint32_t table, uint32_t dim,
+                                              std::span<const uint64_t> rows, float* out) {
+  const Ticket t = NewTicket();
+  std::vector<std::vector<size_t>> by_server(server_count());
+  for (size_t i = 0; i < rows.size(); ++i) by_server[RowServer(table, rows[i])].push_back(i);
+  for (int s = 0; s < server_count(); ++s) {
+    if (by_server[s].empty()) continue;
+    const uint64_t id = next_request_++;
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<msg::DataHeader>();
+    FillHeader(h, s, id);
+    h.setOp(msg::DataOp::PULL_ROWS);
+    h.setTable(table);
+    h.setDim(dim);
+    auto list = h.initRows(static_cast<unsigned>(by_server[s].size()));
+    for (size_t j = 0; j < by_server[s].size(); ++j) {
+      list.set(static_cast<unsigned>(j), rows[by_server[s][j]]);
+    }
+    Request r{t, s, "row pull of table " + std::to_string(table)};
+    r.dest = out;
+    r.dest_floats = by_server[s].size() * dim;
+    r.row_slots = by_server[s];
+    r.dim = dim;
+    RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
+  }
+  return t;
+}
+
+void PsClient::Finish(uint64_t request_id, const Status& s) {
+  auto it = requests_.find(request_id);
+  if (it == requests_.end()) return;
+  TicketState& t = tickets_[it->second.ticket];
+  if (!s.ok() && t.status.ok()) t.status = s;
+  --t.remaining;
+  requests_.erase(it);
+}
+
+void PsClient::OnReply(int server, Message& frames) {
+  const std::string who = "server " + std::to_string(servers_[server].entry.id);
+  uint64_t request_id = 0;
+  Status s = WithDecoded<msg::DataHeader>(frames[0], [&](msg::DataHeader::Reader h) -> Status {
+    request_id = h.getRequestId();
+    auto it = requests_.find(request_id);
+    if (it == requests_.end()) return OkStatus();  // a late reply to a finished request
+    Request& r = it->second;
+    if (h.getOp() == msg::DataOp::ERROR) {
+      const std::string why = h.getError();
+      Finish(request_id, why.find("stale") != std::string::npos ||
+                                 why.find("epoch") != std::string::npos ||
+                                 why.find("not a live member") != std::string::npos
+                             ? Aborted(who + " refused " + r.what + ": " + why)
+                             : InvalidArgument(who + " refused " + r.what + ": " + why));
+      return OkStatus();
+    }
+    if (h.getOp() != msg::DataOp::REPLY) return InvalidArgument("unexpected op from " + who);
+    if (r.dest != nullptr) {
+      if (frames.size() != 2 || frames[1].size() != r.dest_floats * sizeof(float)) {
+        Finish(request_id, Internal(who + " answered " + r.what + " with the wrong size"));
+        return OkStatus();
+      }
+      if (r.row_slots.empty()) {
+        std::memcpy(r.dest, frames[1].data(), frames[1].size());
+      } else {
+        for (size_t j = 0; j < r.row_slots.size(); ++j) {
+          std::memcpy(r.dest + r.row_slots[j] * r.dim, frames[1].data() + j * r.dim * sizeof(float),
+                      r.dim * sizeof(float));
+        }
+      }
+    }
+    Finish(request_id, OkStatus());
+    return OkStatus();
+  });
+  if (!s.ok()) PSTRAIN_LOG(WARNING) << "bad reply from " << who << ": " << s.message();
+}
+
+Status PsClient::Receive(std::chrono::milliseconds timeout) {
+  std::vector<Socket*> sockets;
+  for (ServerConn& c : servers_) sockets.push_back(c.socket.get());
+  ASSIGN_OR_RETURN(std::vector<bool> ready, PollReadable(sockets, timeout));
+  for (int s = 0; s < server_count(); ++s) {
+    if (!ready[s]) continue;
+    while (true) {
+      Message frames;
+      StatusOr<bool> got = servers_[s].socket->Recv(&frames, 4);
+      if (!got.ok()) {
+        if (got.status().code() != StatusCode::kInvalidArgument) return got.status();
+        continue;
+      }
+      if (!*got) break;
+      OnReply(s, frames);
+    }
+  }
+  return OkStatus();
+}
+
+Status PsClient::Wait(Ticket ticket, std::chrono::milliseconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  auto last_hook = std::chrono::steady_clock::now();
+  while (true) {
+    auto it = tickets_.find(ticket);
+    if (it == tickets_.end()) return InvalidArgument("unknown ticket");
+    if (it->second.remaining == 0) {
+      Status s = it->second.status;
+      tickets_.erase(it);
+      return s;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) {
+      std::string what;
+      for (const auto& [id, r] : requests_) {
+        if (r.ticket == ticket) {
+          what = r.what + " from server " + std::to_string(servers_[r.server].entry.id) + " (" +
+                 servers_[r.server].entry.endpoint + ")";
+          break;
+        }
+      }
+      return DeadlineExceeded("no answer within " + std::to_string(deadline.count()) + " ms to " +
+                              what);
+    }
+    if (idle_hook_ && now - last_hook > std::chrono::milliseconds(50)) {
+      last_hook = now;
+      RETURN_IF_ERROR(idle_hook_());
+    }
+    RETURN_IF_ERROR(Receive(std::chrono::milliseconds(20)));
+  }
+}
+
+Status PsClient::WaitAll(std::chrono::milliseconds deadline) {
+  std::vector<Ticket> all;
+  for (const auto& [t, s] : tickets_) all.push_back(t);
+  Status first;
+  for (Ticket t : all) {
+    Status s = Wait(t, deadline);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
+
+Status PsClient::WaitBuffersReleased(std::chrono::milliseconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (lent_token_.use_count() > 1) {
+    if (std::chrono::steady_clock::now() >= until) {
+      return DeadlineExceeded("ZeroMQ still holds gradient buffers after " +
+                              std::to_string(deadline.count()) + " ms");
+    }
+    std::this_thread::yield();
+  }
+  return OkStatus();
+}
+
+}  // namespace pstrain

@@ -1,0 +1,115 @@
+// The client side of the parameter servers: a C++ class another program can
+// use on its own. It owns one DEALER per server and routes each request to
+// the servers that own its keys (dense) or rows (sparse, placed by hash).
+// Many requests may be in flight; Push and Pull return at once with a
+// ticket, Wait(ticket) completes it.
+//
+// Pushes are zero-copy: the gradient memory is lent to ZeroMQ and must not
+// change until WaitBuffersReleased() returns. Pulls copy each reply into
+// the destination given to Pull.
+//
+// Owned by one thread (its sockets are not thread safe). While waiting it
+// calls the idle hook about every 50 ms (the worker sends heartbeats there).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/keys.h"
+#include "common/net/zmq_socket.h"
+#include "common/node.h"
+#include "common/status.h"
+
+namespace pstrain {
+
+struct ClientIdentity {
+  int worker_id = 0;
+  uint64_t incarnation = 0;
+  uint64_t membership_epoch = 0;
+};
+
+class PsClient {
+ public:
+  using Ticket = uint64_t;
+
+  static StatusOr<std::unique_ptr<PsClient>> Connect(ZmqContext& ctx, const KeyLayout& keys,
+                                                     const std::vector<ServerEntry>& servers,
+                                                     const ClientIdentity& identity);
+  ~PsClient();
+
+  // Gradients for the flat interval of `range`; `flat` is the base of the
+  // model's flat gradient array. samples: how many samples they sum over.
+  StatusOr<Ticket> Push(const KeyRange& range, const float* flat, int64_t clock, float lr,
+                        int64_t samples);
+  // An empty step: nothing to add at `clock`, for every key (keeps BSP moving).
+  StatusOr<Ticket> PushEmpty(int64_t clock);
+  // Weights of `range` once `clock` steps are applied, written into the
+  // flat array based at `flat`.
+  StatusOr<Ticket> Pull(const KeyRange& range, float* flat, int64_t clock);
+
+  // Sparse rows (embedding tables): row r of table t lives on server
+  // RowServer(t, r). grads / out hold rows.size() * dim floats.
+  StatusOr<Ticket> PushRows(uint32_t table, uint32_t dim, std::span<const uint64_t> rows,
+                            const float* grads, float lr);
+  StatusOr<Ticket> PullRows(uint32_t table, uint32_t dim, std::span<const uint64_t> rows,
+                            float* out);
+  int RowServer(uint32_t table, uint64_t row) const;
+
+  Status Wait(Ticket ticket, std::chrono::milliseconds deadline);
+  Status WaitAll(std::chrono::milliseconds deadline);
+  Status WaitBuffersReleased(std::chrono::milliseconds deadline);
+  void SetIdleHook(std::function<Status()> hook) { idle_hook_ = std::move(hook); }
+
+  size_t in_flight() const { return requests_.size(); }
+  const KeyLayout& keys() const { return keys_; }
+  int server_count() const { return static_cast<int>(servers_.size()); }
+
+ private:
+  struct ServerConn {
+    ServerEntry entry;
+    std::unique_ptr<Socket> socket;
+    uint64_t next_seq = 0;
+  };
+  struct Request {
+    Request(Ticket t, int s, std::string w) : ticket(t), server(s), what(std::move(w)) {}
+    Ticket ticket;
+    int server;
+    std::string what;  // for timeouts: "pull of keys ... at clock 7 from server 1"
+    float* dest = nullptr;
+    size_t dest_floats = 0;
+    std::vector<size_t> row_slots;  // sparse pulls: where each row goes in dest
+    uint32_t dim = 0;
+  };
+  struct TicketState {
+    int remaining = 0;
+    Status status;
+  };
+
+  PsClient(const KeyLayout& keys, const ClientIdentity& id) : keys_(keys), identity_(id) {}
+  Ticket NewTicket();
+  Status SendRequest(int server, Request request, capnp::MessageBuilder& header, Message payload);
+  void FillHeader(msg::DataHeader::Builder h, int server, uint64_t request_id);
+  // Receives whatever replies are waiting (up to `timeout` for the first).
+  Status Receive(std::chrono::milliseconds timeout);
+  void OnReply(int server, Message& frames);
+  void Finish(uint64_t request_id, const Status& s);
+
+  KeyLayout keys_;
+  ClientIdentity identity_;
+  std::vector<ServerConn> servers_;
+  std::map<uint64_t, Request> requests_;
+  std::map<Ticket, TicketState> tickets_;
+  uint64_t next_request_ = 1;
+  Ticket next_ticket_ = 1;
+  std::shared_ptr<const int> lent_token_ = std::make_shared<const int>(0);
+  std::function<Status()> idle_hook_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace pstrain

@@ -1,0 +1,23 @@
+// A worker process (`pstrain worker --join tcp://HOST:PORT`): registers with
+// the coordinator, loads the data and builds the model its assignment
+// describes, connects to every parameter server, then trains the epochs and
+// evaluates the test rows the coordinator hands it. Each step: pull fresh
+// weights, forward, backward, and push each layer's gradients as soon as
+// backward produces them. Single-threaded; heartbeats go out from its waits.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "common/status.h"
+
+namespace pstrain {
+
+struct WorkerOptions {
+  std::string coordinator;
+  int requested_id = -1;
+};
+
+Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop, int* exit_code);
+
+}  // namespace pstrain
