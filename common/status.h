@@ -106,6 +106,7 @@ class [[nodiscard]] StatusOr {
     return std::move(*value_);
   }
   T& operator*() & { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }

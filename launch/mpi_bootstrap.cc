@@ -22,16 +22,22 @@ bool UnderMpirun() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
 }
 
-int RunMpiJob(const JobSource& job, char** argv, const std::string& log_level,
+int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
               const std::atomic<bool>* stop) {
   (void)argv;
-  const JobConfig& c = job.config;
   MPI_Init(nullptr, nullptr);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  const int servers = c.cluster.servers;
+  const int servers = given.config.cluster.servers;
   const int workers = size - 1 - servers;
+  // The ranks decide how many workers there are.
+  JobSource job = given;
+  if (workers >= 1) {
+    job.config.cluster.workers = workers;
+    job.overrides.push_back({"cluster.workers", std::to_string(workers)});
+  }
+  const JobConfig& c = job.config;
 
   // Where do the ranks run? Loopback only works when all share one host.
   char name[MPI_MAX_PROCESSOR_NAME] = {0};

@@ -60,7 +60,7 @@ class Server {
   Status HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames);
   DenseShard* FindShard(const KeyRange& r);
   void Reply(Frame& peer, uint64_t request_id, Message payload);
-  void ReplyError(Frame& peer, uint64_t request_id, const std::string& why);
+  void ReplyError(Frame& peer, uint64_t request_id, const Status& why);
   void ServeReadyPulls();
   void ServePull(PendingPull& p);
 
@@ -217,12 +217,13 @@ void Server::Reply(Frame& peer, uint64_t request_id, Message payload) {
     PSTRAIN_LOG(WARNING) << "reply to request " << request_id << " lost: " << s.message();
 }
 
-void Server::ReplyError(Frame& peer, uint64_t request_id, const std::string& why) {
+void Server::ReplyError(Frame& peer, uint64_t request_id, const Status& why) {
   capnp::MallocMessageBuilder m;
   auto h = m.initRoot<msg::DataHeader>();
   h.setOp(msg::DataOp::ERROR);
   h.setRequestId(request_id);
-  h.setError(why);
+  h.setError(why.message());
+  h.setErrorCode(static_cast<uint8_t>(why.code()));
   Message frames;
   frames.push_back(Frame::Copy(peer.data(), peer.size()));
   frames.push_back(EncodeFrame(m));
@@ -248,7 +249,7 @@ void Server::OnData(Message& frames) {
       PSTRAIN_LOG(WARNING) << "refused a data message (" << bad_messages_
                            << " so far): " << s.message();
     }
-    ReplyError(peer, request_id, s.message());
+    ReplyError(peer, request_id, s);
   }
 }
 

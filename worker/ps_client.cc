@@ -214,12 +214,11 @@ void PsClient::OnReply(int server, Message& frames) {
     if (it == requests_.end()) return OkStatus();  // a late reply to a finished request
     Request& r = it->second;
     if (h.getOp() == msg::DataOp::ERROR) {
-      const std::string why = h.getError();
-      Finish(request_id, why.find("stale") != std::string::npos ||
-                                 why.find("epoch") != std::string::npos ||
-                                 why.find("not a live member") != std::string::npos
-                             ? Aborted(who + " refused " + r.what + ": " + why)
-                             : InvalidArgument(who + " refused " + r.what + ": " + why));
+      const uint8_t code = h.getErrorCode();
+      const StatusCode sc = code > 0 && code <= static_cast<uint8_t>(StatusCode::kInternal)
+                                ? static_cast<StatusCode>(code)
+                                : StatusCode::kInternal;
+      Finish(request_id, Status(sc, who + " refused " + r.what + ": " + h.getError().cStr()));
       return OkStatus();
     }
     if (h.getOp() != msg::DataOp::REPLY) return InvalidArgument("unexpected op from " + who);

@@ -197,4 +197,7 @@ struct DataHeader {
   rows @13 :List(UInt64);      # sparse ops: row ids
   error @14 :Text;             # op = error
   sampleCount @15 :Int64;      # push: samples behind this gradient (0: an empty step)
+  errorCode @16 :UInt8;        # op = error: what the requester should do, as
+                               # pstrain::StatusCode (4 = aborted: stale
+                               # membership or incarnation, restart the step)
 }

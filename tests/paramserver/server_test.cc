@@ -1,0 +1,206 @@
+// A real server (its loop on a thread) driven over TCP loopback by the test,
+// which plays the coordinator, and by the PsClient a worker uses.
+#include "paramserver/server.h"
+
+#include <capnp/message.h>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "common/model.h"
+#include "common/msg/codec.h"
+#include "common/node.h"
+#include "common/rng.h"
+#include "tests/test_util.h"
+#include "worker/ps_client.h"
+
+namespace pstrain {
+namespace {
+
+constexpr auto kDeadline = std::chrono::milliseconds(30000);
+
+class ServerFixture {
+ public:
+  explicit ServerFixture(const std::string& consistency = "bsp") {
+    for (const char* f : {"a", "b", "c", "d"}) testing::WriteFile(dir_.File(f), "x");
+    job_ =
+        "[data]\ntrain_images=\"a\"\ntrain_labels=\"b\"\ntest_images=\"c\"\ntest_labels=\"d\"\n"
+        "[model]\nlayers=[{type=\"dense\",units=3}]\n"
+        "[optimizer]\ntype=\"sgd\"\nlr=0.5\n[job]\nseed=5\n[cluster]\nconsistency=\"" +
+        consistency + "\"\n";
+    router_ = *Socket::Create(ctx_, SocketKind::kRouter, SocketOptions{});
+    endpoint_ = *router_->Bind("tcp://127.0.0.1:*");
+    thread_ = std::thread([this] {
+      ServerOptions o;
+      o.coordinator = endpoint_;
+      o.requested_id = 0;
+      status_ = RunServer(o, &stop_, &exit_code_);
+    });
+    // Registration.
+    Message frames = Receive();
+    identity_ = std::string(reinterpret_cast<const char*>(frames[0].data()), frames[0].size());
+    REQUIRE(WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) {
+              REQUIRE(c.which() == msg::Control::REGISTER);
+              data_endpoint_ = c.getRegister().getDataEndpoint();
+              return OkStatus();
+            }).ok());
+    model_ = *Model::Build({{"dense", 3}}, 4, 3, 1);
+    model_->InitParams(5);
+    keys_ = std::make_unique<KeyLayout>(model_->layout());
+    NodeAssignment a;
+    a.node_id = 0;
+    a.membership_epoch = 1;
+    a.job_text = job_;
+    a.job_name = "job.toml";
+    a.job_base_dir = dir_.path().string();
+    a.input_dim = 4;
+    a.num_classes = 3;
+    a.servers = {{0, data_endpoint_, {keys_->all()}, 1}};
+    a.workers = {0, 1};
+    a.worker_incarnations = {100, 101};
+    a.heartbeat_ms = 1000;
+    a.timeout_ms = 60000;
+    capnp::MallocMessageBuilder m;
+    BuildAssignment(a, m.initRoot<msg::Control>().initAssignment());
+    SendControl(m);
+    frames = Receive();  // Ready
+    REQUIRE(WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) {
+              CHECK(c.which() == msg::Control::READY);
+              return OkStatus();
+            }).ok());
+  }
+
+  ~ServerFixture() {
+    capnp::MallocMessageBuilder m;
+    m.initRoot<msg::Control>().initShutdown().setExitCode(0);
+    SendControl(m);
+    thread_.join();
+  }
+
+  std::unique_ptr<PsClient> Client(int worker, uint64_t incarnation) {
+    auto c = PsClient::Connect(ctx_, *keys_, {{0, data_endpoint_, {keys_->all()}, 1}},
+                               {worker, incarnation, 1});
+    REQUIRE(c.ok());
+    return std::move(*c);
+  }
+
+  Message Receive() {
+    Message frames;
+    for (int i = 0; i < 3000; ++i) {
+      REQUIRE(router_->WaitReadable(std::chrono::milliseconds(10)).ok());
+      auto got = router_->Recv(&frames, 4);
+      REQUIRE(got.ok());
+      if (*got) {
+        // Skip heartbeats.
+        bool heartbeat = false;
+        (void)WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) {
+          heartbeat = c.which() == msg::Control::HEARTBEAT;
+          return OkStatus();
+        });
+        if (!heartbeat) return frames;
+      }
+    }
+    FAIL("no message from the server");
+    return frames;
+  }
+
+  void SendControl(capnp::MessageBuilder& m) {
+    Message frames;
+    frames.push_back(Frame::Copy(identity_));
+    frames.push_back(EncodeFrame(m));
+    REQUIRE(router_->Send(frames).ok());
+  }
+
+  ZmqContext ctx_;
+  testing::TempDir dir_;
+  std::string job_;
+  std::unique_ptr<Socket> router_;
+  std::string endpoint_, identity_, data_endpoint_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  Status status_;
+  int exit_code_ = -1;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<KeyLayout> keys_;
+};
+
+TEST_CASE("A server starts from the seeded weights and applies a BSP step", "[paramserver][net]") {
+  ServerFixture f;
+  auto c0 = f.Client(0, 100);
+  auto c1 = f.Client(1, 101);
+  const size_t n = f.model_->params().size();
+  std::vector<float> pulled(n, -7.0f);
+  REQUIRE(c0->Wait(*c0->Pull(f.keys_->all(), pulled.data(), 0), kDeadline).ok());
+  for (size_t i = 0; i < f.model_->layout().parameter_count(); ++i) {
+    REQUIRE(pulled[i] == f.model_->params()[i]);
+  }
+  std::vector<float> g0(n, 1.0f), g1(n, 3.0f);
+  auto p0 = c0->Push(f.keys_->all(), g0.data(), 0, 0.5f, 4);
+  REQUIRE(p0.ok());
+  REQUIRE(c0->Wait(*p0, kDeadline).ok());
+  // The pull of clock 1 waits for worker 1's push.
+  auto pull = c0->Pull(f.keys_->all(), pulled.data(), 1);
+  REQUIRE(pull.ok());
+  auto p1 = c1->Push(f.keys_->all(), g1.data(), 0, 0.5f, 4);
+  REQUIRE(c1->Wait(*p1, kDeadline).ok());
+  REQUIRE(c0->Wait(*pull, kDeadline).ok());
+  const TensorSpec& w = f.model_->layout()[0];
+  CHECK(pulled[w.offset] == Approx(f.model_->params()[w.offset] - 0.5f * 4.0f));
+  REQUIRE(c0->WaitBuffersReleased(kDeadline).ok());
+}
+
+TEST_CASE("Sparse rows are pushed and pulled through the client", "[paramserver][net]") {
+  ServerFixture f("asp");
+  auto c = f.Client(0, 100);
+  const std::vector<uint64_t> rows = {7, 123456789, 7};
+  std::vector<float> before(rows.size() * 8), after(rows.size() * 8);
+  REQUIRE(c->Wait(*c->PullRows(3, 8, rows, before.data()), kDeadline).ok());
+  CHECK(std::equal(before.begin(), before.begin() + 8, before.begin() + 16));  // row 7 twice
+  std::vector<float> g(rows.size() * 8, 1.0f);
+  REQUIRE(c->Wait(*c->PushRows(3, 8, rows, g.data(), 0.5f), kDeadline).ok());
+  REQUIRE(c->Wait(*c->PullRows(3, 8, rows, after.data()), kDeadline).ok());
+  CHECK(after[0] == Approx(before[0] - 1.0f));  // row 7 got two gradients
+  CHECK(after[8] == Approx(before[8] - 0.5f));
+  auto wrong_dim = c->PullRows(3, 4, rows, after.data());
+  Status s = c->Wait(*wrong_dim, kDeadline);
+  CHECK_THAT(s.message(), Catch::Contains("has rows of 8 floats, not 4"));
+}
+
+TEST_CASE("A server refuses strangers, stale incarnations and bad ranges, and keeps serving",
+          "[paramserver][net]") {
+  ServerFixture f;
+  std::vector<float> buf(f.model_->params().size());
+  SECTION("unknown worker") {
+    auto c = f.Client(9, 1);
+    Status s = c->Wait(*c->Pull(f.keys_->all(), buf.data(), 0), kDeadline);
+    CHECK(s.code() == StatusCode::kAborted);
+    CHECK_THAT(s.message(), Catch::Contains("not a member"));
+  }
+  SECTION("stale incarnation") {
+    auto c = f.Client(0, 99);
+    Status s = c->Wait(*c->Pull(f.keys_->all(), buf.data(), 0), kDeadline);
+    CHECK(s.code() == StatusCode::kAborted);
+    CHECK_THAT(s.message(), Catch::Contains("stale incarnation"));
+  }
+  SECTION("garbage on the socket") {
+    auto raw = *Socket::Create(f.ctx_, SocketKind::kDealer, SocketOptions{});
+    REQUIRE(raw->Connect(f.data_endpoint_).ok());
+    Rng rng(3);
+    for (int i = 0; i < 200; ++i) {
+      Message m;
+      const size_t parts = 1 + rng.Below(4);
+      for (size_t p = 0; p < parts; ++p) {
+        std::vector<uint8_t> bytes(rng.Below(100));
+        for (auto& b : bytes) b = static_cast<uint8_t>(rng.Below(256));
+        m.push_back(Frame::Copy(bytes.data(), bytes.size()));
+      }
+      REQUIRE(raw->Send(m).ok());
+    }
+  }
+  // Whatever came before, a good client is still served.
+  auto good = f.Client(0, 100);
+  CHECK(good->Wait(*good->Pull(f.keys_->all(), buf.data(), 0), kDeadline).ok());
+}
+
+}  // namespace
+}  // namespace pstrain
