@@ -271,6 +271,15 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "how long the coordinator waits for every node to register"},
+      {"train.micro_batches",
+       KeyType::kInt,
+       "1",
+       1,
+       1024,
+       false,
+       {},
+       "standalone: split each batch into this many contiguous parts whose gradients are summed in "
+       "order (gradient accumulation); M parts reproduce BSP with M workers bit for bit"},
       {"output.metrics",
        KeyType::kPath,
        "",
@@ -687,6 +696,7 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.batch_size = static_cast<int>(integer("train.batch_size"));
   c.threads = static_cast<int>(integer("train.threads"));
   c.eval_batch_size = static_cast<int>(integer("train.eval_batch_size"));
+  c.micro_batches = static_cast<int>(integer("train.micro_batches"));
   c.cluster.servers = static_cast<int>(integer("cluster.servers"));
   c.cluster.workers = static_cast<int>(integer("cluster.workers"));
   c.cluster.consistency = str("cluster.consistency");

@@ -54,6 +54,7 @@ struct JobConfig {
   int batch_size = 64;
   int threads = 1;
   int eval_batch_size = 1000;
+  int micro_batches = 1;  // standalone gradient accumulation
   ClusterConfig cluster;
   std::string metrics_path;  // empty: no metrics file
   std::string progress;      // "auto" | "always" | "never"

@@ -32,6 +32,7 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
   const int dim = train.dim;
   std::unique_ptr<Optimizer> optimizer = Optimizer::Create(config.optimizer, model.params().size());
   FloatBuffer input(static_cast<size_t>(batch) * dim);
+  FloatBuffer accum(config.micro_batches > 1 ? model.grads().size() : 0);
   std::vector<int32_t> labels(batch);
   std::vector<uint32_t> order;
   const int64_t steps_per_epoch = (train.count + batch - 1) / batch;
@@ -54,7 +55,26 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
         std::memcpy(input.data() + static_cast<size_t>(i) * dim, train.row(s), dim * sizeof(float));
         labels[i] = train.labels[s];
       }
-      LossResult l = model.TrainStep(input.data(), labels.data(), n, 1.0f / n);
+      // Gradient accumulation: parts summed in order, exactly as a BSP
+      // server sums the workers' parts of a global batch.
+      LossResult l;
+      const int parts = std::min(config.micro_batches, n);
+      for (int m = 0; m < parts; ++m) {
+        const int a = n * m / parts, b = n * (m + 1) / parts;
+        LossResult part = model.TrainStep(input.data() + static_cast<size_t>(a) * dim,
+                                          labels.data() + a, b - a, 1.0f / n);
+        l.loss_sum += part.loss_sum;
+        l.correct += part.correct;
+        if (parts == 1) break;
+        const std::span<const float> g = model.grads();
+        if (m == 0) {
+          std::copy(g.begin(), g.end(), accum.data());
+        } else {
+          float* __restrict acc = accum.data();
+          for (size_t i = 0; i < g.size(); ++i) acc[i] += g[i];
+        }
+      }
+      if (parts > 1) std::copy(accum.data(), accum.data() + accum.size(), model.grads().data());
       lr =
           ScheduledLearningRate(config.schedule, config.optimizer.lr,
                                 epoch + static_cast<double>(step) / steps_per_epoch, config.epochs);

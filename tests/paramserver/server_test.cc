@@ -197,6 +197,52 @@ TEST_CASE("A server refuses strangers, stale incarnations and bad ranges, and ke
       REQUIRE(raw->Send(m).ok());
     }
   }
+  SECTION("lies from a member: bad ranges, sizes and frame counts") {
+    auto raw = *Socket::Create(f.ctx_, SocketKind::kDealer, SocketOptions{});
+    REQUIRE(raw->Connect(f.data_endpoint_).ok());
+    struct Lie {
+      const char* name;
+      KeyRange keys;
+      uint32_t announced_frames;
+      size_t payload_bytes;
+      const char* expect;
+    };
+    const KeyRange all = f.keys_->all();
+    const std::vector<Lie> lies = {
+        {"keys past the end", {all.begin, all.end + 5}, 1, 60, "does not start and end on blocks"},
+        {"empty range", {all.begin, all.begin}, 1, 60, "does not start and end on blocks"},
+        {"wrong payload size", all, 1, 12, "payload of 12 bytes for"},
+        {"frames miscounted", all, 3, 60, "announces 3 payload frames, 1 came"},
+    };
+    for (const Lie& lie : lies) {
+      INFO(lie.name);
+      capnp::MallocMessageBuilder b;
+      auto h = b.initRoot<msg::DataHeader>();
+      h.setOp(msg::DataOp::PUSH);
+      h.setRequestId(77);
+      h.setWorkerId(0);
+      h.setIncarnation(100);
+      h.setMembershipEpoch(1);
+      h.initKeyRange().setBegin(lie.keys.begin);
+      h.getKeyRange().setEnd(lie.keys.end);
+      h.setPayloadFrames(lie.announced_frames);
+      h.setSampleCount(1);
+      Message m;
+      m.push_back(EncodeFrame(b));
+      std::vector<char> payload(lie.payload_bytes);
+      m.push_back(Frame::Copy(payload.data(), payload.size()));
+      REQUIRE(raw->Send(m).ok());
+      REQUIRE(*raw->WaitReadable(kDeadline));
+      Message reply;
+      REQUIRE(*raw->Recv(&reply, 4));
+      REQUIRE(WithDecoded<msg::DataHeader>(reply[0], [&](msg::DataHeader::Reader r) {
+                CHECK(r.getOp() == msg::DataOp::ERROR);
+                CHECK(r.getRequestId() == 77);
+                CHECK_THAT(std::string(r.getError().cStr()), Catch::Contains(lie.expect));
+                return OkStatus();
+              }).ok());
+    }
+  }
   // Whatever came before, a good client is still served.
   auto good = f.Client(0, 100);
   CHECK(good->Wait(*good->Pull(f.keys_->all(), buf.data(), 0), kDeadline).ok());
