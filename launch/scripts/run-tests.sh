@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds with warnings as errors, and runs the whole
 # test suite: unit tests, end-to-end tests (real processes, real data), and the
-# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer and under
+# ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 launch/scripts/setup.sh
@@ -19,3 +20,10 @@ PSTRAIN_BUILD_TARGETS=pstrain_tests launch/scripts/build.sh build-asan -DPSTRAIN
 echo "== unit tests under AddressSanitizer + UBSan"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -L unit --output-on-failure -j2
+
+echo "== build (ThreadSanitizer)"
+PSTRAIN_BUILD_TARGETS=pstrain_tests launch/scripts/build.sh build-tsan -DPSTRAIN_WERROR=ON \
+  -DPSTRAIN_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== unit tests under ThreadSanitizer"
+TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" \
+  ctest --test-dir build-tsan -L unit --output-on-failure -j2
