@@ -40,8 +40,8 @@ int Main(int argc, char** argv) {
       "[model]\nlayers=[{type=\"dense\",units=256},{type=\"relu\"},{type=\"dense\",units=128},"
       "{type=\"relu\"},{type=\"dense\",units=10}]\n[optimizer]\ntype=\"sgd\"\nlr=0.001\n"
       "[cluster]\nconsistency=\"asp\"\n";
-  auto model = *Model::Build(
-      {{"dense", 256}, {"relu"}, {"dense", 128}, {"relu"}, {"dense", 10}}, 784, 10, 1);
+  auto model = *Model::Build({{"dense", 256}, {"relu"}, {"dense", 128}, {"relu"}, {"dense", 10}},
+                             784, 10, 1);
   const KeyLayout keys(model->layout());
   const std::vector<KeyRange> slices = *SliceKeys(keys, servers);
 
@@ -76,8 +76,9 @@ int Main(int argc, char** argv) {
     receive(&m);
     (void)WithDecoded<msg::Control>(m[1], [&](msg::Control::Reader c) {
       if (c.which() == msg::Control::REGISTER) {
-        regs.push_back({std::string(reinterpret_cast<const char*>(m[0].data()), m[0].size()),
-                        {c.getRegister().getRequestedId(), c.getRegister().getDataEndpoint(), {}, 0}});
+        regs.push_back(
+            {std::string(reinterpret_cast<const char*>(m[0].data()), m[0].size()),
+             {c.getRegister().getRequestedId(), c.getRegister().getDataEndpoint(), {}, 0}});
       }
       return OkStatus();
     });
@@ -121,13 +122,13 @@ int Main(int argc, char** argv) {
   const auto deadline = std::chrono::seconds(60);
   for (int r = 0; r < rounds + 20; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto push = client->Push(keys.all(), grads.data(), r, 0.0f, 1);
+    auto push = client->Push(keys.all(), grads.data(), {0, r, 0.0f, 1, 0});
     auto pull = client->Pull(keys.all(), weights.data(), 0);
     if (!client->Wait(*push, deadline).ok() || !client->Wait(*pull, deadline).ok()) return 1;
     if (!client->WaitBuffersReleased(deadline).ok()) return 1;
     if (r >= 20) {  // warm-up excluded
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                       .count());
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
   }
   // Tell the servers to stop (a Shutdown on their control sockets).

@@ -39,6 +39,8 @@ Coordinator::Coordinator(ZmqContext& ctx, CoordinatorOptions options, Console* c
 
 Coordinator::~Coordinator() = default;
 
+double Coordinator::SinceStart() const { return Since(run_start_); }
+
 StatusOr<std::string> Coordinator::Bind() {
   SocketOptions o;
   o.max_message_bytes = static_cast<int64_t>(kMaxHeaderBytes);
@@ -54,6 +56,14 @@ std::vector<Coordinator::Node*> Coordinator::NodesOf(msg::Role role) {
   }
   std::sort(out.begin(), out.end(), [](Node* a, Node* b) { return a->id < b->id; });
   return out;
+}
+
+std::vector<int> Coordinator::LiveWorkerIds() {
+  std::vector<int> ids;
+  for (Node* w : NodesOf(msg::Role::WORKER)) {
+    if (w->ready) ids.push_back(w->id);
+  }
+  return ids;
 }
 
 Status Coordinator::SendTo(const Node& n, capnp::MessageBuilder& m) {
@@ -72,6 +82,112 @@ void Coordinator::ShutdownAll(int code, const std::string& reason) {
     s.setReason(reason);
     (void)SendTo(n, m);  // best effort: a dead node cannot be told
   }
+}
+
+Status Coordinator::BroadcastMembership() {
+  std::vector<Node*> workers = NodesOf(msg::Role::WORKER);
+  for (auto& [identity, n] : nodes_) {
+    capnp::MallocMessageBuilder m;
+    auto mb = m.initRoot<msg::Control>().initMembership();
+    mb.setMembershipEpoch(membership_epoch_);
+    auto ids = mb.initWorkers(static_cast<unsigned>(workers.size()));
+    auto incs = mb.initWorkerIncarnations(static_cast<unsigned>(workers.size()));
+    for (size_t i = 0; i < workers.size(); ++i) {
+      ids.set(static_cast<unsigned>(i), workers[i]->id);
+      incs.set(static_cast<unsigned>(i), workers[i]->incarnation);
+    }
+    auto owners = mb.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
+    for (size_t s = 0; s < slot_owners_.size(); ++s) {
+      owners.set(static_cast<unsigned>(s), slot_owners_[s]);
+    }
+    Status st = SendTo(n, m);
+    if (!st.ok() && st.code() != StatusCode::kUnavailable) return st;
+  }
+  return OkStatus();
+}
+
+Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why) {
+  ++failures_;
+  const Node gone = dead;  // `dead` lives in nodes_, erased below
+  PSTRAIN_LOG(WARNING) << "worker " << gone.id << " (pid " << gone.pid << " on " << gone.host
+                       << ") is dead: " << why;
+  RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                      .Add("event", "node_failed")
+                                      .Add("role", "worker")
+                                      .Add("id", gone.id)
+                                      .Add("pid", gone.pid)
+                                      .Add("host", gone.host)
+                                      .Add("reason", why)
+                                      .Add("detect_seconds", detect_seconds)
+                                      .Add("time", SinceStart())));
+  dead_[gone.identity] = "declared dead: " + why;
+  dead_pids_.push_back(gone.pid);
+  nodes_.erase(gone.identity);
+  const std::vector<int> live = LiveWorkerIds();
+  if (live.empty())
+    return Unavailable("every worker has died; the last: worker " + std::to_string(gone.id) + ": " +
+                       why);
+  // Hand each of its slots to the survivor with the fewest.
+  std::vector<int> taken;
+  for (size_t s = 0; s < slot_owners_.size(); ++s) {
+    if (slot_owners_[s] != gone.id) continue;
+    int best = live[0];
+    auto load = [&](int w) { return std::count(slot_owners_.begin(), slot_owners_.end(), w); };
+    for (int w : live) {
+      if (load(w) < load(best)) best = w;
+    }
+    slot_owners_[s] = best;
+    taken.push_back(static_cast<int>(s));
+  }
+  ++membership_epoch_;
+  RETURN_IF_ERROR(BroadcastMembership());
+  pending_acks_.clear();
+  for (int w : live) pending_acks_[w] = false;
+  recovery_start_ = Clock::now();
+  recovering_ = "worker " + std::to_string(gone.id);
+
+  // The epoch running: a survivor that had already finished gets the dead
+  // worker's slots to complete; work the dead one was evaluating moves on.
+  if (current_.epoch >= 0) {
+    current_.training.erase(gone.id);
+    std::map<int, std::vector<int>> redo;
+    for (int s : taken) {
+      auto it = current_.training.find(slot_owners_[s]);
+      if (it != current_.training.end() && it->second) redo[slot_owners_[s]].push_back(s);
+    }
+    for (auto& [w, slots] : redo) {
+      current_.training[w] = false;
+      for (Node* n : NodesOf(msg::Role::WORKER)) {
+        if (n->id != w) continue;
+        capnp::MallocMessageBuilder m;
+        auto se = m.initRoot<msg::Control>().initStartEpoch();
+        se.setEpoch(current_.epoch);
+        se.setFirstClock(current_.first_clock);
+        se.setSteps(current_.steps);
+        auto owners = se.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
+        for (size_t s = 0; s < slot_owners_.size(); ++s) {
+          owners.set(static_cast<unsigned>(s), slot_owners_[s]);
+        }
+        auto only = se.initOnlySlots(static_cast<unsigned>(slots.size()));
+        for (size_t i = 0; i < slots.size(); ++i) only.set(static_cast<unsigned>(i), slots[i]);
+        RETURN_IF_ERROR(SendTo(*n, m));
+      }
+    }
+    auto ev = current_.evals.find(gone.id);
+    if (ev != current_.evals.end()) {
+      const auto rows = ev->second;
+      current_.evals.erase(ev);
+      Node* to = NodesOf(msg::Role::WORKER).front();
+      capnp::MallocMessageBuilder m;
+      auto e = m.initRoot<msg::Control>().initEvaluate();
+      e.setEpoch(current_.epoch);
+      e.setBegin(rows.first);
+      e.setEnd(rows.second);
+      RETURN_IF_ERROR(SendTo(*to, m));
+      current_.evals[to->id + 1000000] = rows;  // a second range for the same worker
+    }
+  }
+  return OkStatus();
 }
 
 Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reader r) {
@@ -94,11 +210,14 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
   if (static_cast<int>(same.size()) >= wanted) {
     return refuse("the job already has its " + std::to_string(wanted) + " " + RoleName(role) + "s");
   }
+  if (monitoring_ && role == msg::Role::SERVER) {
+    return refuse("servers cannot join a running job");
+  }
   int id = r.getRequestedId();
   auto taken = [&](int candidate) {
     return std::any_of(same.begin(), same.end(), [&](Node* n) { return n->id == candidate; });
   };
-  if (id < 0 || id >= wanted || taken(id)) {
+  if (id < 0 || taken(id)) {
     id = 0;
     while (taken(id)) ++id;
   }
@@ -115,6 +234,19 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
   PSTRAIN_LOG(DEBUG) << RoleName(role) << " " << id << " registered from " << n.host << " pid "
                      << n.pid << (n.endpoint.empty() ? "" : " at " + n.endpoint);
   nodes_.emplace(identity, std::move(n));
+  if (monitoring_) {
+    // A replacement joining a running job: it gets the job now, a share of
+    // the slots from the next epoch on.
+    PSTRAIN_LOG(WARNING) << "worker " << id << " joined from " << r.getHost().cStr();
+    RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                        .Add("event", "node_joined")
+                                        .Add("role", "worker")
+                                        .Add("id", id)
+                                        .Add("pid", r.getPid())
+                                        .Add("time", SinceStart())));
+    ++membership_epoch_;
+    RETURN_IF_ERROR(Assign());
+  }
   return OkStatus();
 }
 
@@ -133,18 +265,40 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
       if (!*got) break;
       if (frames.size() != 2) continue;
       const std::string identity(reinterpret_cast<const char*>(frames[0].data()), frames[0].size());
+      if (auto d = dead_.find(identity); d != dead_.end()) {
+        // A node declared dead spoke again (it was paused, not gone): it
+        // must not rejoin with its old state.
+        Node tmp;
+        tmp.identity = identity;
+        tmp.role = msg::Role::WORKER;
+        capnp::MallocMessageBuilder m;
+        auto s = m.initRoot<msg::Control>().initShutdown();
+        s.setExitCode(1);
+        s.setReason(d->second);
+        (void)SendTo(tmp, m);
+        continue;
+      }
       Status s = WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) -> Status {
         if (c.which() == msg::Control::REGISTER) return OnRegister(identity, c.getRegister());
         auto it = nodes_.find(identity);
         if (it == nodes_.end()) return InvalidArgument("message from an unregistered peer");
         Node& n = it->second;
         n.last_seen = Clock::now();
-        if (c.which() == msg::Control::HEARTBEAT) return OkStatus();
-        if (c.which() == msg::Control::READY) {
-          n.ready = true;
-          return OkStatus();
+        switch (c.which()) {
+          case msg::Control::HEARTBEAT:
+            return OkStatus();
+          case msg::Control::READY:
+            n.ready = true;
+            return OkStatus();
+          case msg::Control::MEMBERSHIP_ACK:
+            if (c.getMembershipAck().getMembershipEpoch() == membership_epoch_ &&
+                pending_acks_.count(n.id) != 0) {
+              pending_acks_[n.id] = true;
+            }
+            return OkStatus();
+          default:
+            return handler(n, c);
         }
-        return handler(n, c);
       });
       if (!s.ok()) {
         if (s.code() != StatusCode::kInvalidArgument) return s;
@@ -167,14 +321,61 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
   }
   if (monitoring_) {
     const auto timeout_ms = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
+    std::vector<int> exited = probe_ ? probe_() : std::vector<int>{};
+    std::vector<std::pair<std::string, std::string>> deaths;  // identity, why
+    std::vector<double> detect;
     for (auto& [identity, n] : nodes_) {
-      if (now - n.last_seen > timeout_ms) {
-        return Unavailable(
-            std::string(RoleName(n.role)) + " " + std::to_string(n.id) + " (pid " +
-            std::to_string(n.pid) + " on " + n.host + ") has been silent for " +
-            std::to_string(
-                std::chrono::duration_cast<std::chrono::milliseconds>(now - n.last_seen).count()) +
-            " ms: it is dead");
+      if (std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
+        deaths.emplace_back(identity, "its process exited");
+        detect.push_back(Since(n.last_seen));
+      } else if (now - n.last_seen > timeout_ms) {
+        deaths.emplace_back(
+            identity, "silent for " +
+                          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             now - n.last_seen)
+                                             .count()) +
+                          " ms");
+        detect.push_back(Since(n.last_seen));
+      }
+    }
+    for (size_t i = 0; i < deaths.size(); ++i) {
+      auto it = nodes_.find(deaths[i].first);
+      if (it == nodes_.end()) continue;
+      const Node& n = it->second;
+      if (n.role == msg::Role::SERVER) {
+        RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                            .Add("event", "node_failed")
+                                            .Add("role", "server")
+                                            .Add("id", n.id)
+                                            .Add("pid", n.pid)
+                                            .Add("reason", deaths[i].second)
+                                            .Add("detect_seconds", detect[i])
+                                            .Add("time", SinceStart())));
+        return Unavailable("server " + std::to_string(n.id) + " (pid " + std::to_string(n.pid) +
+                           " on " + n.host + ") is dead (" + deaths[i].second +
+                           ") and its keys have no replica");
+      }
+      if (!n.ready) continue;  // still loading: the start deadline covers it
+      RETURN_IF_ERROR(OnWorkerDeath(n, detect[i], deaths[i].second));
+    }
+    if (!pending_acks_.empty()) {
+      // Survivors that died meanwhile are not waited for.
+      for (auto it = pending_acks_.begin(); it != pending_acks_.end();) {
+        const std::vector<int> live = LiveWorkerIds();
+        it = std::find(live.begin(), live.end(), it->first) == live.end() ? pending_acks_.erase(it)
+                                                                          : std::next(it);
+      }
+      if (std::all_of(pending_acks_.begin(), pending_acks_.end(),
+                      [](auto& p) { return p.second; })) {
+        RETURN_IF_ERROR(
+            metrics_->Write(JsonObject()
+                                .Add("event", "recovered")
+                                .Add("role", "worker")
+                                .Add("failed", recovering_)
+                                .Add("recover_seconds", Since(recovery_start_))
+                                .Add("live_workers", static_cast<int>(LiveWorkerIds().size()))
+                                .Add("time", SinceStart())));
+        pending_acks_.clear();
       }
     }
   }
@@ -201,13 +402,13 @@ Status Coordinator::Register() {
         return static_cast<int>(NodesOf(msg::Role::SERVER).size()) == cl.servers &&
                static_cast<int>(NodesOf(msg::Role::WORKER).size()) == cl.workers;
       },
-      [&] {
-        return std::to_string(cl.servers) + " server(s) and " + std::to_string(cl.workers) +
-               " worker(s) to register at " + endpoint_;
-      }(),
+      std::to_string(cl.servers) + " server(s) and " + std::to_string(cl.workers) +
+          " worker(s) to register at " + endpoint_,
       std::chrono::seconds(cl.start_timeout_s), ignore);
 }
 
+// Sends the assignment to every node that has not got one yet (all of them
+// at the start; a replacement later).
 Status Coordinator::Assign() {
   const JobConfig& c = options_.config;
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
@@ -233,14 +434,16 @@ Status Coordinator::Assign() {
     a.workers.push_back(w->id);
     a.worker_incarnations.push_back(w->incarnation);
   }
-  std::string members;
+  const bool joining = monitoring_;
   for (auto& [identity, n] : nodes_) {
+    if (joining && n.ready) continue;
     a.node_id = n.id;
     capnp::MallocMessageBuilder m;
     BuildAssignment(a, m.initRoot<msg::Control>().initAssignment());
     RETURN_IF_ERROR(SendTo(n, m));
   }
-  // Servers first: workers connect to them.
+  if (joining) return BroadcastMembership();  // servers learn the new incarnation
+
   auto ignore = [](Node&, msg::Control::Reader) { return OkStatus(); };
   RETURN_IF_ERROR(WaitUntil(
       [&] {
@@ -249,6 +452,7 @@ Status Coordinator::Assign() {
       "every node to load its data and report ready",
       std::chrono::seconds(c.cluster.start_timeout_s), ignore));
   monitoring_ = true;
+  for (Node* w : NodesOf(msg::Role::WORKER)) slot_owners_.push_back(w->id);
 
   std::string servers_json = "[", workers_json = "[";
   for (Node* s : servers) {
@@ -276,27 +480,37 @@ Status Coordinator::Assign() {
 StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   const JobConfig& c = options_.config;
   const auto start = Clock::now();
-  std::vector<Node*> workers = NodesOf(msg::Role::WORKER);
-  const int w_count = static_cast<int>(workers.size());
   const HandoutKind kind = c.data.handout == "static" ? HandoutKind::kStatic : HandoutKind::kGlobal;
   const HandoutPlan plan = HandoutPlan::Make(kind, c.seed, epoch, train_count_, c.batch_size,
-                                             w_count, c.data.shard_weights);
-  for (Node* w : workers) {
+                                             c.cluster.workers, c.data.shard_weights);
+  // Slots spread over the live workers (a replacement gets its share here).
+  const std::vector<int> live = LiveWorkerIds();
+  if (live.empty()) return Unavailable("no live worker");
+  for (size_t s = 0; s < slot_owners_.size(); ++s) slot_owners_[s] = live[s % live.size()];
+  current_ = EpochState{};
+  current_.epoch = epoch;
+  current_.first_clock = clock_;
+  current_.steps = plan.steps();
+  for (Node* w : NodesOf(msg::Role::WORKER)) {
+    if (!w->ready) continue;
+    current_.training[w->id] = false;
     capnp::MallocMessageBuilder m;
     auto s = m.initRoot<msg::Control>().initStartEpoch();
     s.setEpoch(epoch);
     s.setFirstClock(clock_);
     s.setSteps(plan.steps());
+    auto owners = s.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
+    for (size_t i = 0; i < slot_owners_.size(); ++i)
+      owners.set(static_cast<unsigned>(i), slot_owners_[i]);
     RETURN_IF_ERROR(SendTo(*w, m));
   }
   struct Done {
     int64_t samples = 0;
     double loss = 0;
     int64_t correct = 0;
-    uint64_t hash = 0;
     double compute = 0, push = 0, pull = 0;
   };
-  std::map<int, Done> done;
+  std::map<int, Done> done;  // summed over a worker's reports
   std::map<int, std::pair<int64_t, double>> progress;
   auto handler = [&](Node& n, msg::Control::Reader m) -> Status {
     if (m.which() == msg::Control::PROGRESS && m.getProgress().getEpoch() == epoch) {
@@ -312,82 +526,127 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
                           samples > 0 ? loss / samples : 0, t > 0 ? samples / t : 0, t});
     } else if (m.which() == msg::Control::EPOCH_DONE && m.getEpochDone().getEpoch() == epoch) {
       auto d = m.getEpochDone();
-      done[n.id] = {d.getSamples(),        d.getLossSum(),        d.getCorrect(),
-                    d.getSampleHash(),     d.getComputeSeconds(), d.getPushWaitSeconds(),
-                    d.getPullWaitSeconds()};
+      Done& x = done[n.id];
+      x.samples += d.getSamples();
+      x.loss += d.getLossSum();
+      x.correct += d.getCorrect();
+      x.compute += d.getComputeSeconds();
+      x.push += d.getPushWaitSeconds();
+      x.pull += d.getPullWaitSeconds();
+      current_.training[n.id] = true;
     }
     return OkStatus();
   };
   // Training is as long as it is; liveness (heartbeats) bounds the wait.
-  RETURN_IF_ERROR(WaitUntil([&] { return static_cast<int>(done.size()) == w_count; },
-                            "the workers to finish epoch " + std::to_string(epoch + 1),
-                            std::chrono::hours(24 * 365), handler));
+  RETURN_IF_ERROR(WaitUntil(
+      [&] {
+        return std::all_of(current_.training.begin(), current_.training.end(),
+                           [](auto& p) { return p.second; });
+      },
+      "the workers to finish epoch " + std::to_string(epoch + 1), std::chrono::hours(24 * 365),
+      handler));
   const double train_seconds = Since(start);
 
   EpochStats e;
   e.epoch = epoch + 1;
-  uint64_t hash = 0;
   double compute = 0, push = 0, pull = 0;
+  int64_t worker_samples = 0;
   for (auto& [id, d] : done) {
-    e.samples += d.samples;
+    worker_samples += d.samples;
     e.train_loss += d.loss;
     e.train_accuracy += static_cast<double>(d.correct);
-    hash += d.hash;
     compute += d.compute;
     push += d.push;
     pull += d.pull;
   }
-  e.train_loss /= std::max<int64_t>(e.samples, 1);
-  e.train_accuracy /= static_cast<double>(std::max<int64_t>(e.samples, 1));
-  e.sample_set_ok = e.samples == train_count_ && hash == SampleSetHash(train_count_) ? 1 : 0;
-  if (e.sample_set_ok == 0) {
-    PSTRAIN_LOG(ERROR) << "epoch " << epoch + 1 << ": the workers processed " << e.samples
-                       << " samples, not each of the " << train_count_ << " exactly once";
-  }
-  e.compute_s = compute / w_count;
-  e.push_wait_s = push / w_count;
-  e.pull_wait_s = pull / w_count;
+  e.train_loss /= std::max<int64_t>(worker_samples, 1);
+  e.train_accuracy /= static_cast<double>(std::max<int64_t>(worker_samples, 1));
+  const double reporting = std::max<size_t>(done.size(), 1);
+  e.compute_s = compute / reporting;
+  e.push_wait_s = push / reporting;
+  e.pull_wait_s = pull / reporting;
   e.train_seconds = train_seconds;
-  e.samples_per_s = e.samples / std::max(train_seconds, 1e-9);
   e.lr = ScheduledLearningRate(c.schedule, c.optimizer.lr, epoch + 1.0, c.epochs);
+
+  // Every server must have applied every sample of the epoch exactly once.
+  const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 1;
+  std::map<int, std::pair<int64_t, uint64_t>> applied;
+  std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
+  for (Node* s : servers) {
+    capnp::MallocMessageBuilder m;
+    auto r = m.initRoot<msg::Control>().initStatsRequest();
+    r.setToken(token);
+    r.setClockBegin(clock_);
+    r.setClockEnd(clock_ + plan.steps());
+    RETURN_IF_ERROR(SendTo(*s, m));
+  }
+  RETURN_IF_ERROR(WaitUntil(
+      [&] { return applied.size() == servers.size(); }, "the servers' sample counts",
+      std::chrono::seconds(120),
+      [&](Node& n, msg::Control::Reader m) -> Status {
+        if (m.which() == msg::Control::STATS_REPLY && m.getStatsReply().getToken() == token) {
+          applied[n.id] = {m.getStatsReply().getSamples(), m.getStatsReply().getSampleHash()};
+        }
+        return OkStatus();
+      }));
+  const uint64_t expected_hash = SampleSetHash(train_count_);
+  e.sample_set_ok = 1;
+  e.samples = train_count_;
+  for (auto& [id, sh] : applied) {
+    if (sh.first != train_count_ || sh.second != expected_hash) {
+      e.sample_set_ok = 0;
+      e.samples = std::min(e.samples, sh.first);
+      PSTRAIN_LOG(ERROR) << "epoch " << epoch + 1 << ": server " << id << " applied updates from "
+                         << sh.first << " samples, not each of the " << train_count_
+                         << " exactly once";
+    }
+  }
+  e.samples_per_s = e.samples / std::max(train_seconds, 1e-9);
   clock_ += plan.steps();
 
-  // Evaluation: the test set split evenly across the workers.
+  // Evaluation: the test set split evenly across the live workers.
+  std::vector<int> evaluators = LiveWorkerIds();
   std::map<int, std::tuple<double, int64_t, int64_t>> evals;
+  const int w_count = static_cast<int>(evaluators.size());
   for (int i = 0; i < w_count; ++i) {
-    capnp::MallocMessageBuilder m;
-    auto ev = m.initRoot<msg::Control>().initEvaluate();
-    ev.setEpoch(epoch);
-    ev.setBegin(test_count_ * i / w_count);
-    ev.setEnd(test_count_ * (i + 1) / w_count);
-    RETURN_IF_ERROR(SendTo(*workers[i], m));
+    const int64_t begin = test_count_ * i / w_count, end = test_count_ * (i + 1) / w_count;
+    for (Node* w : NodesOf(msg::Role::WORKER)) {
+      if (w->id != evaluators[i]) continue;
+      capnp::MallocMessageBuilder m;
+      auto ev = m.initRoot<msg::Control>().initEvaluate();
+      ev.setEpoch(epoch);
+      ev.setBegin(begin);
+      ev.setEnd(end);
+      RETURN_IF_ERROR(SendTo(*w, m));
+      current_.evals[w->id] = {begin, end};
+    }
   }
+  double loss = 0;
+  int64_t correct = 0, count = 0;
   auto eval_handler = [&](Node& n, msg::Control::Reader m) -> Status {
     if (m.which() == msg::Control::EVAL_DONE && m.getEvalDone().getEpoch() == epoch) {
       auto d = m.getEvalDone();
-      evals[n.id] = {d.getLossSum(), d.getCorrect(), d.getCount()};
+      loss += d.getLossSum();
+      correct += d.getCorrect();
+      count += d.getCount();
+      // One outstanding range of this worker is done (a survivor may hold two).
+      if (current_.evals.erase(n.id) == 0) current_.evals.erase(n.id + 1000000);
     }
     return OkStatus();
   };
-  RETURN_IF_ERROR(WaitUntil([&] { return static_cast<int>(evals.size()) == w_count; },
+  RETURN_IF_ERROR(WaitUntil([&] { return current_.evals.empty(); },
                             "the workers to evaluate epoch " + std::to_string(epoch + 1),
                             std::chrono::hours(24), eval_handler));
-  double loss = 0;
-  int64_t correct = 0, count = 0;
-  for (auto& [id, v] : evals) {
-    loss += std::get<0>(v);
-    correct += std::get<1>(v);
-    count += std::get<2>(v);
-  }
   e.test_loss = loss / std::max<int64_t>(count, 1);
   e.test_accuracy = static_cast<double>(correct) / std::max<int64_t>(count, 1);
   e.seconds = Since(start);
+  current_ = EpochState{};
   return e;
 }
 
 StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
   stop_ = stop;
-  const auto run_start = Clock::now();
+  run_start_ = Clock::now();
   const JobConfig& c = options_.config;
   StatusOr<FinalStats> result = [&]() -> StatusOr<FinalStats> {
     ASSIGN_OR_RETURN(JobData data, LoadJobData(c.data));
@@ -407,11 +666,14 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     }
     // weights_l2 from the servers' sums of squares.
     std::map<int, double> sums;
-    const uint64_t token = static_cast<uint64_t>(clock_);
+    const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 2;
     std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
     for (Node* s : servers) {
       capnp::MallocMessageBuilder m;
-      m.initRoot<msg::Control>().initStatsRequest().setToken(token);
+      auto r = m.initRoot<msg::Control>().initStatsRequest();
+      r.setToken(token);
+      r.setClockBegin(clock_);
+      r.setClockEnd(clock_);
       RETURN_IF_ERROR(SendTo(*s, m));
     }
     RETURN_IF_ERROR(WaitUntil([&] { return sums.size() == servers.size(); },
@@ -430,7 +692,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
                      Model::Build(c.layers, input_dim_, num_classes_, 1));
     f.params = static_cast<int64_t>(model->layout().parameter_count());
     f.epochs = c.epochs;
-    f.seconds = Since(run_start);
+    f.seconds = Since(run_start_);
     return f;
   }();
   if (result.ok()) {
@@ -439,8 +701,6 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     const int code = result.status().code() == StatusCode::kCancelled ? 130 : 1;
     ShutdownAll(code, result.status().message());
   }
-  // Give the shutdown messages a moment to leave before the socket closes
-  // (its linger bounds this).
   return result;
 }
 

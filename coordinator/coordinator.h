@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,6 +46,14 @@ class Coordinator {
   // Runs the job to its end. On an error or *stop, nodes are told to exit.
   StatusOr<FinalStats> Run(const std::atomic<bool>* stop);
 
+  // Optional: called every loop; returns the pids of node processes known to
+  // have exited (the local launcher reaps its children), so their death is
+  // handled at once instead of after the heartbeat timeout.
+  void SetExitedPidsProbe(std::function<std::vector<int>()> probe) { probe_ = std::move(probe); }
+  // Pids of the nodes the coordinator declared dead (their exit status is
+  // not the job's).
+  const std::vector<int>& dead_pids() const { return dead_pids_; }
+
  private:
   struct Node {
     std::string identity;  // ROUTER routing id
@@ -60,6 +69,11 @@ class Coordinator {
   using Handler = std::function<Status(Node& from, msg::Control::Reader c)>;
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);
+  // A worker died: drop it, hand its slots to the survivors, tell everyone.
+  Status OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why);
+  Status BroadcastMembership();
+  std::vector<int> LiveWorkerIds();
+  double SinceStart() const;
   void ShutdownAll(int code, const std::string& reason);
   // Receives for up to `timeout`, answering heartbeats and handing other
   // messages from registered nodes to `handler`; checks liveness.
@@ -86,6 +100,24 @@ class Coordinator {
   int64_t clock_ = 0;
   bool monitoring_ = false;  // liveness is checked once every node is ready
   std::chrono::steady_clock::time_point last_heartbeat_{};
+  std::chrono::steady_clock::time_point run_start_{};
+  std::function<std::vector<int>()> probe_;
+  std::vector<int> dead_pids_;
+  std::map<std::string, std::string> dead_;  // routing id -> why, for late messages
+  std::vector<int> slot_owners_;             // worker id per hand-out slot
+  // Recovery in progress: survivors that have not acknowledged the new
+  // membership yet, and what failed.
+  std::map<int, bool> pending_acks_;
+  std::chrono::steady_clock::time_point recovery_start_{};
+  std::string recovering_;  // "worker 2"
+  int failures_ = 0;
+  // The epoch running: who still has to report, and what they were given.
+  struct EpochState {
+    int epoch = -1;
+    int64_t first_clock = 0, steps = 0;
+    std::map<int, bool> training;                      // worker id -> done
+    std::map<int, std::pair<int64_t, int64_t>> evals;  // worker id -> test rows, outstanding
+  } current_;
 };
 
 }  // namespace pstrain

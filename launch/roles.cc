@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -152,23 +153,42 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
   for (int i = 0; i < c.cluster.servers; ++i) spawn("server", i);
   for (int i = 0; i < c.cluster.workers; ++i) spawn("worker", i);
 
+  // A child that exits is known at once: the coordinator need not wait for
+  // its heartbeats to stop.
+  std::map<pid_t, int> exit_codes;
+  auto reap = [&](pid_t pid, int options) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, options);
+    if (r == pid)
+      exit_codes[pid] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r == pid;
+  };
+  coordinator.SetExitedPidsProbe([&] {
+    std::vector<int> exited;
+    for (pid_t pid : children) {
+      if (exit_codes.count(pid) == 0 && reap(pid, WNOHANG)) exited.push_back(pid);
+    }
+    return exited;
+  });
+
   const int code = Coordinate(job, coordinator, console, **metrics, stop);
 
   // Every child got a Shutdown; wait for them, then make sure none is left.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   int failed = 0;
+  const std::vector<int>& dead = coordinator.dead_pids();
   for (pid_t pid : children) {
-    int status = 0;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
+    while (exit_codes.count(pid) == 0 && !reap(pid, WNOHANG)) {
       if (std::chrono::steady_clock::now() >= until) {
         ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
+        reap(pid, 0);
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    const int child_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (code == 0 && child_code != 0) ++failed;
+    // Nodes declared dead (killed, paused past the timeout) fail by design.
+    const bool expected = std::find(dead.begin(), dead.end(), pid) != dead.end();
+    if (code == 0 && exit_codes[pid] != 0 && !expected) ++failed;
   }
   if (failed > 0) {
     std::fprintf(stderr, "pstrain: %d node process(es) did not exit cleanly\n", failed);

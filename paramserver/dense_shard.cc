@@ -6,43 +6,38 @@
 namespace pstrain {
 
 DenseShard::DenseShard(KeyRange keys, FlatRange flat, std::span<const float> initial,
-                       const ShardOptions& options, std::vector<int> workers)
+                       const ShardOptions& options)
     : keys_(keys),
       flat_(flat),
       options_(options),
-      workers_(std::move(workers)),
       params_(flat.size()),
       optimizer_(Optimizer::Create(options.optimizer, flat.size())),
-      accum_(flat.size()) {
-  std::sort(workers_.begin(), workers_.end());
+      accum_(flat.size()),
+      completed_(static_cast<size_t>(std::max(options.slots, 1)), 0) {
   std::copy(initial.begin(), initial.end(), params_.data());
-  for (int w : workers_) completed_[w] = 0;
 }
 
-void DenseShard::SetWorkers(std::vector<int> workers) {
-  std::sort(workers.begin(), workers.end());
-  workers_ = std::move(workers);
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (!std::binary_search(workers_.begin(), workers_.end(), it->first)) {
-      received_.erase(it->first);
-      it = pending_.erase(it);
-    } else {
-      ++it;
-    }
+bool DenseShard::Record(int slot, int64_t clock, size_t begin, size_t n, int64_t samples,
+                        uint64_t hash) {
+  SlotClock& sc = seen_[{clock, slot}];
+  for (const auto& [b, e] : sc.parts) {
+    if (begin < e && b < begin + n) return false;
   }
-  for (int w : workers_) completed_.try_emplace(w, version_);
-  for (auto it = completed_.begin(); it != completed_.end();) {
-    it = std::binary_search(workers_.begin(), workers_.end(), it->first) ? std::next(it)
-                                                                         : completed_.erase(it);
+  if (sc.parts.empty()) {
+    sc.samples = samples;
+    sc.hash = hash;
   }
-  if (options_.consistency == Consistency::kBsp) MaybeCompleteBsp();
+  sc.parts.emplace_back(begin, begin + n);
+  sc.received += n;
+  return true;
 }
 
-StatusOr<DenseShard::PushOutcome> DenseShard::Push(int worker, int64_t clock, size_t begin,
-                                                   size_t n, Frame payload, int64_t samples,
-                                                   float lr) {
-  if (!std::binary_search(workers_.begin(), workers_.end(), worker)) {
-    return Aborted("worker " + std::to_string(worker) + " is not a live member");
+StatusOr<DenseShard::PushOutcome> DenseShard::Push(int slot, int64_t clock, size_t begin, size_t n,
+                                                   Frame payload, int64_t samples,
+                                                   uint64_t sample_hash, float lr) {
+  if (slot < 0 || slot >= options_.slots) {
+    return InvalidArgument("slot " + std::to_string(slot) + " is not in [0, " +
+                           std::to_string(options_.slots) + ")");
   }
   if (begin + n > flat_.size() || n == 0) {
     return InvalidArgument("push outside the shard: floats [" + std::to_string(begin) + ", " +
@@ -54,30 +49,24 @@ StatusOr<DenseShard::PushOutcome> DenseShard::Push(int worker, int64_t clock, si
     return InvalidArgument("payload of " + std::to_string(payload.size()) + " bytes for " +
                            std::to_string(n) + " floats");
   }
+  if (clock < 0) return InvalidArgument("negative clock");
   if (options_.consistency == Consistency::kBsp) {
     if (clock < version_) return PushOutcome::kDuplicate;  // already applied
     if (clock > version_) {
       return Aborted("push for clock " + std::to_string(clock) + " while the shard is at clock " +
                      std::to_string(version_) + " (BSP allows no running ahead)");
     }
-    std::vector<Part>& parts = pending_[worker];
-    for (const Part& p : parts) {
-      if (begin < p.begin + p.n && p.begin < begin + n) return PushOutcome::kDuplicate;
-    }
-    parts.push_back({begin, n, std::move(payload)});
-    received_[worker] += n;
+    if (!Record(slot, clock, begin, n, samples, sample_hash)) return PushOutcome::kDuplicate;
+    pending_[slot].push_back({begin, n, std::move(payload)});
     pending_lr_ = lr;
     MaybeCompleteBsp();
     return clock < version_ ? PushOutcome::kApplied : PushOutcome::kBuffered;
   }
-  // ASP / SSP: apply now.
+  // ASP / SSP: apply now, once.
+  if (!Record(slot, clock, begin, n, samples, sample_hash)) return PushOutcome::kDuplicate;
   if (!empty) ApplyAsync(begin, n, FramedFloats(payload, &scratch_), lr);
-  size_t& got = async_received_[{worker, clock}];
-  got += n;
-  if (got >= flat_.size()) {
-    async_received_.erase({worker, clock});
-    int64_t& done = completed_[worker];
-    done = std::max(done, clock + 1);
+  if (seen_[{clock, slot}].received >= flat_.size()) {
+    completed_[slot] = std::max(completed_[slot], clock + 1);
   }
   return PushOutcome::kApplied;
 }
@@ -91,15 +80,14 @@ void DenseShard::ApplyAsync(size_t begin, size_t n, const float* g, float lr) {
 }
 
 void DenseShard::MaybeCompleteBsp() {
-  if (workers_.empty()) return;
-  for (int w : workers_) {
-    auto it = received_.find(w);
-    if (it == received_.end() || it->second < flat_.size()) return;
+  for (int s = 0; s < options_.slots; ++s) {
+    auto it = seen_.find({version_, s});
+    if (it == seen_.end() || it->second.received < flat_.size()) return;
   }
-  // Sum in worker-id order so the result does not depend on arrival order.
+  // Sum in slot order so the result does not depend on arrival order.
   std::fill(accum_.data(), accum_.data() + accum_.size(), 0.0f);
-  for (int w : workers_) {
-    for (const Part& p : pending_[w]) {
+  for (int s = 0; s < options_.slots; ++s) {
+    for (const Part& p : pending_[s]) {
       if (p.payload.size() == 0) continue;
       const float* g = FramedFloats(p.payload, &scratch_);
       float* __restrict a = accum_.data() + p.begin;
@@ -108,7 +96,6 @@ void DenseShard::MaybeCompleteBsp() {
   }
   optimizer_->Apply(params_.span(), accum_.span(), pending_lr_, 0, version_ + 1);
   pending_.clear();
-  received_.clear();
   ++version_;
   ++updates_;
 }
@@ -119,14 +106,11 @@ bool DenseShard::PullReady(int64_t clock) const {
       return version_ >= clock;
     case Consistency::kAsp:
       return true;
-    case Consistency::kSsp: {
-      for (int w : workers_) {
-        auto it = completed_.find(w);
-        const int64_t done = it == completed_.end() ? 0 : it->second;
+    case Consistency::kSsp:
+      for (int64_t done : completed_) {
         if (done < clock - options_.staleness) return false;
       }
       return true;
-    }
   }
   return true;
 }
@@ -150,16 +134,35 @@ std::shared_ptr<const FloatBuffer> DenseShard::Snapshot() {
   return buf;
 }
 
+double DenseShard::SumSquares() const {
+  const double n = L2Norm(params_.span());
+  return n * n;
+}
+
+DenseShard::SampleStats DenseShard::TakeSampleStats(int64_t clock_begin, int64_t clock_end) {
+  SampleStats st;
+  for (auto it = seen_.begin(); it != seen_.end();) {
+    const int64_t clock = it->first.first;
+    if (clock >= clock_end) break;
+    if (clock >= clock_begin) {
+      st.samples += it->second.samples;
+      st.hash += it->second.hash;
+    }
+    it = seen_.erase(it);
+  }
+  return st;
+}
+
 std::string DenseShard::Waiting() const {
   std::string missing;
-  for (int w : workers_) {
-    auto it = received_.find(w);
-    if (it == received_.end() || it->second < flat_.size()) {
-      missing += (missing.empty() ? "" : ", ") + std::to_string(w);
+  for (int s = 0; s < options_.slots; ++s) {
+    auto it = seen_.find({version_, s});
+    if (it == seen_.end() || it->second.received < flat_.size()) {
+      missing += (missing.empty() ? "" : ", ") + std::to_string(s);
     }
   }
   return "keys " + ToString(keys_) + " at clock " + std::to_string(version_) +
-         (missing.empty() ? "" : ": waiting for workers " + missing);
+         (missing.empty() ? "" : ": waiting for slots " + missing);
 }
 
 }  // namespace pstrain

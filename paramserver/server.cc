@@ -72,7 +72,8 @@ class Server {
   std::unique_ptr<KeyLayout> keys_;
   std::vector<std::unique_ptr<DenseShard>> shards_;
   std::map<uint32_t, SparseTable> sparse_;
-  std::map<int, uint64_t> worker_incarnation_;
+  std::map<int, uint64_t> worker_incarnation_;  // the live workers
+  uint64_t routing_epoch_ = 0;  // requests routed by an older membership are refused
   std::map<int, SeqWindow> seqs_;
   std::deque<PendingPull> pulls_;
   bool done_ = false;
@@ -149,6 +150,7 @@ Status Server::Setup(const NodeAssignment& a) {
                    : c.cluster.consistency == "asp" ? Consistency::kAsp
                                                     : Consistency::kSsp;
   so.staleness = c.cluster.staleness;
+  so.slots = c.cluster.workers;
   so.optimizer = c.optimizer;
   for (const ServerEntry& s : a.servers) {
     if (s.id != a.node_id) continue;
@@ -158,12 +160,13 @@ Status Server::Setup(const NodeAssignment& a) {
       }
       const FlatRange f = keys_->Flat(r);
       shards_.push_back(std::make_unique<DenseShard>(
-          r, f, std::span<const float>(model->params().data() + f.begin, f.size()), so, a.workers));
+          r, f, std::span<const float>(model->params().data() + f.begin, f.size()), so));
     }
   }
   for (size_t i = 0; i < a.workers.size(); ++i) {
     worker_incarnation_[a.workers[i]] = a.worker_incarnations.at(i);
   }
+  routing_epoch_ = a.membership_epoch;
   return OkStatus();
 }
 
@@ -173,15 +176,41 @@ Status Server::OnControl(msg::Control::Reader c) {
       done_ = true;
       exit_code_ = c.getShutdown().getExitCode();
       return OkStatus();
+    case msg::Control::MEMBERSHIP: {
+      auto mb = c.getMembership();
+      if (mb.getWorkers().size() != mb.getWorkerIncarnations().size()) {
+        return InvalidArgument("membership: workers and incarnations differ in number");
+      }
+      worker_incarnation_.clear();
+      for (unsigned i = 0; i < mb.getWorkers().size(); ++i) {
+        worker_incarnation_[mb.getWorkers()[i]] = mb.getWorkerIncarnations()[i];
+      }
+      PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": "
+                        << worker_incarnation_.size() << " live worker(s)";
+      return OkStatus();
+    }
     case msg::Control::STATS_REQUEST: {
       capnp::MallocMessageBuilder m;
       auto r = m.initRoot<msg::Control>().initStatsReply();
       double sum = 0;
       int64_t updates = 0;
+      int64_t samples = -1;
+      uint64_t hash = 0;
+      bool agree = true;
       for (const auto& s : shards_) {
         sum += s->SumSquares();
         updates += s->updates_applied();
+        const DenseShard::SampleStats st = s->TakeSampleStats(c.getStatsRequest().getClockBegin(),
+                                                              c.getStatsRequest().getClockEnd());
+        if (samples >= 0 && (st.samples != samples || st.hash != hash)) agree = false;
+        if (samples < 0 || st.samples < samples) {
+          samples = st.samples;
+          hash = st.hash;
+        }
       }
+      r.setSamples(agree ? samples : -1);
+      r.setSampleHash(hash);
+      r.setMinSlotSamples(samples);
       r.setNodeId(assignment_.node_id);
       r.setToken(c.getStatsRequest().getToken());
       r.setSumSquares(sum);
@@ -262,9 +291,9 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
   if (inc->second != h.getIncarnation()) {
     return Aborted("worker " + std::to_string(worker) + ": stale incarnation");
   }
-  if (h.getMembershipEpoch() != assignment_.membership_epoch) {
+  if (h.getMembershipEpoch() < routing_epoch_) {
     return Aborted("membership epoch " + std::to_string(h.getMembershipEpoch()) +
-                   " is not the current " + std::to_string(assignment_.membership_epoch));
+                   " is older than the servers' routing, epoch " + std::to_string(routing_epoch_));
   }
   const size_t payload_frames = frames.size() - 2;
   if (h.getPayloadFrames() != payload_frames) {
@@ -300,8 +329,8 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       }
       Frame payload = payload_frames == 1 ? std::move(frames[2]) : Frame();
       ASSIGN_OR_RETURN(DenseShard::PushOutcome outcome,
-                       shard->Push(worker, h.getClock(), begin, f.size(), std::move(payload),
-                                   h.getSampleCount(), lr));
+                       shard->Push(h.getSlot(), h.getClock(), begin, f.size(), std::move(payload),
+                                   h.getSampleCount(), h.getSampleHash(), lr));
       (void)outcome;
       Reply(peer, h.getRequestId(), {});
       return OkStatus();

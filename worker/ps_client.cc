@@ -48,15 +48,17 @@ Status PsClient::SendRequest(int server, Request request, capnp::MessageBuilder&
   Message frames;
   frames.push_back(EncodeFrame(header));
   for (Frame& f : payload) frames.push_back(std::move(f));
-  RETURN_IF_ERROR(servers_[server].socket->Send(frames).WithContext(
-      "sending to server " + std::to_string(servers_[server].entry.id)));
+  const SendFn send = [this](int to, Message& m) { return servers_[to].socket->Send(m); };
+  RETURN_IF_ERROR(
+      (transport_ ? transport_(server, frames, send) : send(server, frames))
+          .WithContext("sending to server " + std::to_string(servers_[server].entry.id)));
   tickets_[request.ticket].remaining++;
   requests_.emplace(id, std::move(request));
   return OkStatus();
 }
 
-StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* flat, int64_t clock,
-                                          float lr, int64_t samples) {
+StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* flat,
+                                          const GradientTag& tag) {
   const Ticket t = NewTicket();
   for (int s = 0; s < server_count(); ++s) {
     for (const KeyRange& owned : servers_[s].entry.ranges) {
@@ -68,23 +70,27 @@ StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* fl
       auto h = m.initRoot<msg::DataHeader>();
       FillHeader(h, s, id);
       h.setOp(msg::DataOp::PUSH);
-      h.setClock(clock);
+      h.setClock(tag.clock);
+      h.setSlot(tag.slot);
       h.setSeq(servers_[s].next_seq++);
       h.initKeyRange().setBegin(part.begin);
       h.getKeyRange().setEnd(part.end);
-      h.setLr(lr);
-      h.setSampleCount(samples);
+      h.setLr(tag.lr);
+      h.setSampleCount(tag.samples);
+      h.setSampleHash(tag.sample_hash);
       h.setPayloadFrames(1);
       Message payload;
       payload.push_back(Frame::Share(flat + f.begin, f.size() * sizeof(float), lent_token_));
-      Request r{t, s, "push of keys " + ToString(part) + " at clock " + std::to_string(clock)};
+      Request r{t, s,
+                "push of keys " + ToString(part) + " for slot " + std::to_string(tag.slot) +
+                    " at clock " + std::to_string(tag.clock)};
       RETURN_IF_ERROR(SendRequest(s, std::move(r), m, std::move(payload)));
     }
   }
   return t;
 }
 
-StatusOr<PsClient::Ticket> PsClient::PushEmpty(int64_t clock) {
+StatusOr<PsClient::Ticket> PsClient::PushEmpty(const GradientTag& tag) {
   const Ticket t = NewTicket();
   for (int s = 0; s < server_count(); ++s) {
     for (const KeyRange& owned : servers_[s].entry.ranges) {
@@ -93,13 +99,14 @@ StatusOr<PsClient::Ticket> PsClient::PushEmpty(int64_t clock) {
       auto h = m.initRoot<msg::DataHeader>();
       FillHeader(h, s, id);
       h.setOp(msg::DataOp::PUSH);
-      h.setClock(clock);
+      h.setClock(tag.clock);
+      h.setSlot(tag.slot);
       h.setSeq(servers_[s].next_seq++);
       h.initKeyRange().setBegin(owned.begin);
       h.getKeyRange().setEnd(owned.end);
       h.setSampleCount(0);
       h.setPayloadFrames(0);
-      Request r{t, s, "empty push at clock " + std::to_string(clock)};
+      Request r{t, s, "empty push at clock " + std::to_string(tag.clock)};
       RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
     }
   }

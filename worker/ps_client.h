@@ -43,12 +43,21 @@ class PsClient {
                                                      const ClientIdentity& identity);
   ~PsClient();
 
-  // Gradients for the flat interval of `range`; `flat` is the base of the
-  // model's flat gradient array. samples: how many samples they sum over.
-  StatusOr<Ticket> Push(const KeyRange& range, const float* flat, int64_t clock, float lr,
-                        int64_t samples);
-  // An empty step: nothing to add at `clock`, for every key (keeps BSP moving).
-  StatusOr<Ticket> PushEmpty(int64_t clock);
+  // What a gradient is: which hand-out slot computed it at which clock, how
+  // many samples it sums over and the sum of Mix64 of their indices.
+  struct GradientTag {
+    int slot = 0;
+    int64_t clock = 0;
+    float lr = 0;
+    int64_t samples = 0;
+    uint64_t sample_hash = 0;
+  };
+  // Gradients for the flat interval of `range`; `flat` is the base of a flat
+  // gradient array, lent to ZeroMQ until WaitBuffersReleased().
+  StatusOr<Ticket> Push(const KeyRange& range, const float* flat, const GradientTag& tag);
+  // An empty step: nothing to add at tag.clock for tag.slot, for every key
+  // (keeps BSP moving).
+  StatusOr<Ticket> PushEmpty(const GradientTag& tag);
   // Weights of `range` once `clock` steps are applied, written into the
   // flat array based at `flat`.
   StatusOr<Ticket> Pull(const KeyRange& range, float* flat, int64_t clock);
@@ -67,6 +76,14 @@ class PsClient {
   void SetIdleHook(std::function<Status()> hook) { idle_hook_ = std::move(hook); }
 
   size_t in_flight() const { return requests_.size(); }
+  void set_membership_epoch(uint64_t epoch) { identity_.membership_epoch = epoch; }
+
+  // Test seam: every request goes out through this function (default: the
+  // server's socket). Fault-injection tests duplicate, delay or reorder here.
+  using SendFn = std::function<Status(int server, Message& frames)>;
+  void SetTransport(std::function<Status(int server, Message& frames, const SendFn& send)> t) {
+    transport_ = std::move(t);
+  }
   const KeyLayout& keys() const { return keys_; }
   int server_count() const { return static_cast<int>(servers_.size()); }
 
@@ -109,6 +126,7 @@ class PsClient {
   Ticket next_ticket_ = 1;
   std::shared_ptr<const int> lent_token_ = std::make_shared<const int>(0);
   std::function<Status()> idle_hook_;
+  std::function<Status(int, Message&, const SendFn&)> transport_;
   std::vector<float> scratch_;
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <set>
 
 #include "common/blas.h"
 #include "common/handout.h"
@@ -23,6 +24,13 @@ constexpr auto kWaitDeadline = std::chrono::minutes(10);
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+std::vector<int> ToVector(capnp::List<int32_t>::Reader list) {
+  std::vector<int> v;
+  v.reserve(list.size());
+  for (int32_t x : list) v.push_back(x);
+  return v;
+}
+
 class Worker {
  public:
   Worker(ZmqContext& ctx, const WorkerOptions& o, const std::atomic<bool>* stop)
@@ -32,12 +40,21 @@ class Worker {
  private:
   Status Setup();
   Status OnControl(msg::Control::Reader c);
-  Status RunEpoch(int epoch, int64_t first_clock, int64_t steps);
+  // Trains the slots this worker owns for the epoch, or just `only` when
+  // it is not empty (slots taken over after this worker had finished).
+  Status RunEpoch(int epoch, int64_t first_clock, int64_t steps, const std::vector<int>& only);
+  // Computes step k (at `clock`) of each slot in `slots` with the weights in
+  // the model and pushes the gradients.
+  Status ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64_t clock,
+                      const std::vector<int>& slots);
   Status Evaluate(int epoch, int64_t begin, int64_t end);
-  // Pulls every key; BSP/SSP wait for `clock`, ASP takes the newest.
-  Status PullAll(int64_t clock);
+  // Fetches the weights after `clock` steps (ASP: the newest) into the
+  // model; the model keeps its old weights until all of them arrived.
+  // Returns kAborted when slots were handed to this worker meanwhile.
+  Status Pull(int64_t clock);
   // Sends heartbeats and handles control messages while waiting.
   Status Idle();
+  void SetSlotOwners(const std::vector<int>& owners);
 
   ZmqContext& ctx_;
   WorkerOptions options_;
@@ -48,18 +65,26 @@ class Worker {
   std::unique_ptr<Model> model_;
   std::unique_ptr<KeyLayout> keys_;
   std::unique_ptr<PsClient> client_;
-  int my_index_ = -1;  // position among the live workers
-  int64_t clock_ = 0;  // the next step's clock
+  FloatBuffer staging_;   // pulls land here first
+  int64_t version_ = -1;  // the clock of the weights in the model
+  std::vector<int> slot_owners_;
+  std::vector<int> my_slots_;
+  std::vector<int> takeover_;  // slots handed to this worker mid-epoch
+  bool abort_waits_ = false;   // a takeover interrupts the current wait
   FloatBuffer input_;
   std::vector<int32_t> labels_;
   std::vector<PsClient::Ticket> pushes_;
+  // Per epoch: what this worker computed.
+  double loss_sum_ = 0, compute_s_ = 0, push_wait_s_ = 0, pull_wait_s_ = 0;
+  int64_t correct_ = 0, done_samples_ = 0;
+  uint64_t hash_ = 0;
   bool done_ = false;
   int exit_code_ = 0;
-  // Work handed out by the coordinator, run outside the control handler.
   struct Task {
     enum Kind { kNone, kEpoch, kEval } kind = kNone;
     int epoch = 0;
     int64_t a = 0, b = 0;
+    std::vector<int> only;
   } task_;
 };
 
@@ -85,7 +110,7 @@ Status Worker::Run(int* exit_code) {
     const Task t = task_;
     task_ = Task{};
     Status s;
-    if (t.kind == Task::kEpoch) s = RunEpoch(t.epoch, t.a, t.b);
+    if (t.kind == Task::kEpoch) s = RunEpoch(t.epoch, t.a, t.b, t.only);
     if (t.kind == Task::kEval) s = Evaluate(t.epoch, t.a, t.b);
     if (!s.ok() && !done_) return s;  // after a shutdown, an interrupted wait is expected
   }
@@ -110,10 +135,18 @@ Status Worker::Setup() {
   keys_ = std::make_unique<KeyLayout>(model_->layout());
   auto it = std::find(a_.workers.begin(), a_.workers.end(), a_.node_id);
   if (it == a_.workers.end()) return Internal("this worker is not in its own assignment");
-  my_index_ = static_cast<int>(it - a_.workers.begin());
-  ClientIdentity id{a_.node_id, a_.worker_incarnations.at(my_index_), a_.membership_epoch};
+  const uint64_t incarnation = a_.worker_incarnations.at(it - a_.workers.begin());
+  ClientIdentity id{a_.node_id, incarnation, a_.membership_epoch};
   ASSIGN_OR_RETURN(client_, PsClient::Connect(ctx_, *keys_, a_.servers, id));
-  client_->SetIdleHook([this] { return Idle(); });
+  client_->SetIdleHook([this]() -> Status {
+    RETURN_IF_ERROR(Idle());
+    if (abort_waits_) {
+      abort_waits_ = false;
+      return Aborted("slots were handed to this worker");
+    }
+    return OkStatus();
+  });
+  staging_ = FloatBuffer(model_->params().size());
   input_ = FloatBuffer(static_cast<size_t>(c.batch_size) * a_.input_dim);
   labels_.resize(c.batch_size);
   return OkStatus();
@@ -126,83 +159,112 @@ Status Worker::Idle() {
   return control_->Tick();
 }
 
+void Worker::SetSlotOwners(const std::vector<int>& owners) {
+  slot_owners_ = owners;
+  my_slots_.clear();
+  for (size_t s = 0; s < owners.size(); ++s) {
+    if (owners[s] == a_.node_id) my_slots_.push_back(static_cast<int>(s));
+  }
+}
+
 Status Worker::OnControl(msg::Control::Reader c) {
   switch (c.which()) {
     case msg::Control::START_EPOCH: {
       auto e = c.getStartEpoch();
-      if (e.getSteps() < 0 || e.getEpoch() < 0) return InvalidArgument("bad StartEpoch");
-      task_ = {Task::kEpoch, e.getEpoch(), e.getFirstClock(), e.getSteps()};
+      if (e.getSteps() < 0 || e.getEpoch() < 0 ||
+          static_cast<int>(e.getSlotOwners().size()) != a_.config.cluster.workers) {
+        return InvalidArgument("bad StartEpoch");
+      }
+      SetSlotOwners(ToVector(e.getSlotOwners()));
+      takeover_.clear();
+      task_ = {Task::kEpoch, e.getEpoch(), e.getFirstClock(), e.getSteps(),
+               ToVector(e.getOnlySlots())};
+      for (int s : task_.only) {
+        if (s < 0 || s >= a_.config.cluster.workers) return InvalidArgument("bad slot");
+      }
       return OkStatus();
+    }
+    case msg::Control::MEMBERSHIP: {
+      auto m = c.getMembership();
+      if (static_cast<int>(m.getSlotOwners().size()) != a_.config.cluster.workers) {
+        return InvalidArgument("bad Membership");
+      }
+      const std::vector<int> before = my_slots_;
+      SetSlotOwners(ToVector(m.getSlotOwners()));
+      for (int s : my_slots_) {
+        if (std::find(before.begin(), before.end(), s) == before.end()) {
+          takeover_.push_back(s);
+          abort_waits_ = true;
+        }
+      }
+      client_->set_membership_epoch(m.getMembershipEpoch());
+      if (!takeover_.empty()) {
+        PSTRAIN_LOG(INFO) << "took over " << takeover_.size() << " slot(s) of a dead worker";
+      }
+      capnp::MallocMessageBuilder ack;
+      auto b = ack.initRoot<msg::Control>().initMembershipAck();
+      b.setNodeId(a_.node_id);
+      b.setMembershipEpoch(m.getMembershipEpoch());
+      return control_->Send(ack);
     }
     case msg::Control::EVALUATE: {
       auto e = c.getEvaluate();
       if (e.getBegin() < 0 || e.getEnd() > data_.test.count || e.getBegin() > e.getEnd()) {
         return InvalidArgument("evaluation rows outside the test set");
       }
-      task_ = {Task::kEval, e.getEpoch(), e.getBegin(), e.getEnd()};
+      task_ = {Task::kEval, e.getEpoch(), e.getBegin(), e.getEnd(), {}};
       return OkStatus();
     }
     case msg::Control::SHUTDOWN:
       done_ = true;
       exit_code_ = c.getShutdown().getExitCode();
+      if (exit_code_ != 0) {
+        PSTRAIN_LOG(WARNING) << "the coordinator ended this worker: "
+                             << c.getShutdown().getReason().cStr();
+      }
       return OkStatus();
     default:
       return OkStatus();
   }
 }
 
-Status Worker::PullAll(int64_t clock) {
+Status Worker::Pull(int64_t clock) {
   const int64_t want = a_.config.cluster.consistency == "asp" ? 0 : clock;
-  ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), model_->params().data(), want));
-  return client_->Wait(t, kWaitDeadline);
+  ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging_.data(), want));
+  RETURN_IF_ERROR(client_->Wait(t, kWaitDeadline));
+  std::memcpy(model_->params().data(), staging_.data(), staging_.size() * sizeof(float));
+  version_ = clock;
+  return OkStatus();
 }
 
-Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps) {
+Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64_t clock,
+                            const std::vector<int>& slots) {
   const JobConfig& c = a_.config;
-  const auto epoch_start = Clock::now();
-  const HandoutKind kind = c.data.handout == "static" ? HandoutKind::kStatic : HandoutKind::kGlobal;
-  const HandoutPlan plan =
-      HandoutPlan::Make(kind, c.seed, epoch, data_.train.count, c.batch_size,
-                        static_cast<int>(a_.workers.size()), c.data.shard_weights);
-  if (plan.steps() != steps) {
-    return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
-                    std::to_string(plan.steps()));
-  }
   const bool bsp = c.cluster.consistency == "bsp";
-  clock_ = first_clock;
-  double loss_sum = 0, compute = 0, push_wait = 0, pull_wait = 0;
-  int64_t correct = 0, done = 0;
-  uint64_t hash = 0;
-  auto last_progress = Clock::now();
-  auto last_idle = Clock::now();
-  for (int64_t k = 0; k < steps; ++k, ++clock_) {
-    auto t0 = Clock::now();
-    for (PsClient::Ticket p : pushes_) RETURN_IF_ERROR(client_->Wait(p, kWaitDeadline));
-    pushes_.clear();
-    RETURN_IF_ERROR(client_->WaitBuffersReleased(kWaitDeadline));
-    auto t1 = Clock::now();
-    push_wait += Seconds(t1 - t0);
-    RETURN_IF_ERROR(PullAll(clock_));
-    auto t2 = Clock::now();
-    pull_wait += Seconds(t2 - t1);
-
-    const std::span<const uint32_t> mine = plan.Samples(my_index_, k);
+  const float lr = ScheduledLearningRate(c.schedule, c.optimizer.lr,
+                                         epoch + static_cast<double>(k) / plan.steps(), c.epochs);
+  for (int slot : slots) {
+    const std::span<const uint32_t> mine = plan.Samples(slot, k);
     const int n = static_cast<int>(mine.size());
-    const float lr = ScheduledLearningRate(c.schedule, c.optimizer.lr,
-                                           epoch + static_cast<double>(k) / steps, c.epochs);
+    PsClient::GradientTag tag{slot, clock, lr, n, 0};
     if (n == 0) {
-      ASSIGN_OR_RETURN(PsClient::Ticket p, client_->PushEmpty(clock_));
+      ASSIGN_OR_RETURN(PsClient::Ticket p, client_->PushEmpty(tag));
       pushes_.push_back(p);
       continue;
     }
+    // The model's gradients are lent to ZeroMQ until it has sent them.
+    auto t0 = Clock::now();
+    RETURN_IF_ERROR(client_->WaitBuffersReleased(kWaitDeadline));
+    auto t1 = Clock::now();
+    push_wait_s_ += Seconds(t1 - t0);
     for (int i = 0; i < n; ++i) {
       std::memcpy(input_.data() + static_cast<size_t>(i) * a_.input_dim, data_.train.row(mine[i]),
                   a_.input_dim * sizeof(float));
       labels_[i] = data_.train.labels[mine[i]];
-      hash += Mix64(mine[i]);
+      tag.sample_hash += Mix64(mine[i]);
     }
-    // BSP sums the workers' gradients: scale each by the whole step's size
-    // so the sum is the mean over the global batch.
+    // BSP sums the slots' gradients: scale each by the whole step's size so
+    // the sum is the mean over the global batch.
     const float scale = 1.0f / static_cast<float>(bsp ? plan.StepTotal(k) : n);
     Status push_status;
     LossResult l =
@@ -211,8 +273,7 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps) {
           const TensorLayout& layout = model_->layout();
           const KeyRange range = keys_->Covering(layout[first].offset,
                                                  layout[last - 1].offset + layout[last - 1].size);
-          StatusOr<PsClient::Ticket> p =
-              client_->Push(range, model_->grads().data(), clock_, lr, n);
+          StatusOr<PsClient::Ticket> p = client_->Push(range, model_->grads().data(), tag);
           if (p.ok()) {
             pushes_.push_back(*p);
           } else {
@@ -220,10 +281,63 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps) {
           }
         });
     RETURN_IF_ERROR(push_status);
-    compute += Seconds(Clock::now() - t2);
-    loss_sum += l.loss_sum;
-    correct += l.correct;
-    done += n;
+    compute_s_ += Seconds(Clock::now() - t1);
+    loss_sum_ += l.loss_sum;
+    correct_ += l.correct;
+    done_samples_ += n;
+    hash_ += tag.sample_hash;
+  }
+  return OkStatus();
+}
+
+Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
+                        const std::vector<int>& only) {
+  const JobConfig& c = a_.config;
+  const HandoutKind kind = c.data.handout == "static" ? HandoutKind::kStatic : HandoutKind::kGlobal;
+  const HandoutPlan plan = HandoutPlan::Make(kind, c.seed, epoch, data_.train.count, c.batch_size,
+                                             c.cluster.workers, c.data.shard_weights);
+  if (plan.steps() != steps) {
+    return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
+                    std::to_string(plan.steps()));
+  }
+  const bool bsp = c.cluster.consistency == "bsp";
+  loss_sum_ = compute_s_ = push_wait_s_ = pull_wait_s_ = 0;
+  correct_ = done_samples_ = 0;
+  hash_ = 0;
+  auto last_progress = Clock::now();
+  auto last_idle = Clock::now();
+  // Weights for the first step, unless the last pull already brought them.
+  auto pull = [&](int64_t clock, int64_t k) -> Status {
+    const auto t0 = Clock::now();
+    while (true) {
+      Status s = Pull(clock);
+      if (s.ok() || s.code() != StatusCode::kAborted || takeover_.empty()) {
+        pull_wait_s_ += Seconds(Clock::now() - t0);
+        return s;
+      }
+      // Slots of a dead worker came to this one while it waited: compute
+      // their missing steps with the weights it still holds (the servers
+      // drop whatever the dead worker had already delivered), then wait on.
+      std::vector<int> taken;
+      taken.swap(takeover_);
+      const int64_t from = bsp ? k : 0;
+      for (int64_t j = from; j <= k && j >= 0; ++j) {
+        RETURN_IF_ERROR(ComputeSlots(plan, epoch, j, first_clock + j, taken));
+      }
+    }
+  };
+  if (!bsp || version_ != first_clock) RETURN_IF_ERROR(pull(first_clock, -1));
+  for (int64_t k = 0; k < steps; ++k) {
+    const int64_t clock = first_clock + k;
+    RETURN_IF_ERROR(ComputeSlots(plan, epoch, k, clock, only.empty() ? my_slots_ : only));
+    if (!takeover_.empty()) {  // handed over while computing
+      std::vector<int> taken;
+      taken.swap(takeover_);
+      for (int64_t j = bsp ? k : 0; j <= k; ++j) {
+        RETURN_IF_ERROR(ComputeSlots(plan, epoch, j, first_clock + j, taken));
+      }
+    }
+    RETURN_IF_ERROR(pull(clock + 1, k));
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {
       last_idle = Clock::now();
       RETURN_IF_ERROR(Idle());
@@ -234,33 +348,41 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps) {
       auto p = m.initRoot<msg::Control>().initProgress();
       p.setNodeId(a_.node_id);
       p.setEpoch(epoch);
-      p.setSamples(done);
-      p.setLossSum(loss_sum);
+      p.setSamples(done_samples_);
+      p.setLossSum(loss_sum_);
       RETURN_IF_ERROR(control_->Send(m));
     }
   }
-  auto t0 = Clock::now();
-  for (PsClient::Ticket p : pushes_) RETURN_IF_ERROR(client_->Wait(p, kWaitDeadline));
+  const auto t0 = Clock::now();
+  for (PsClient::Ticket p : pushes_) {
+    Status s = client_->Wait(p, kWaitDeadline);
+    // A duplicate refused as running ahead cannot happen; anything else is.
+    if (!s.ok() && s.code() != StatusCode::kAborted) return s;
+  }
   pushes_.clear();
-  push_wait += Seconds(Clock::now() - t0);
+  push_wait_s_ += Seconds(Clock::now() - t0);
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEpochDone();
   d.setNodeId(a_.node_id);
   d.setEpoch(epoch);
-  d.setSamples(done);
-  d.setLossSum(loss_sum);
-  d.setCorrect(correct);
-  d.setSampleHash(hash);
-  d.setComputeSeconds(compute);
-  d.setPushWaitSeconds(push_wait);
-  d.setPullWaitSeconds(pull_wait);
-  PSTRAIN_LOG(DEBUG) << "epoch " << epoch + 1 << ": " << done << " samples in "
-                     << Seconds(Clock::now() - epoch_start) << " s";
+  d.setSamples(done_samples_);
+  d.setLossSum(loss_sum_);
+  d.setCorrect(correct_);
+  d.setSampleHash(hash_);
+  d.setComputeSeconds(compute_s_);
+  d.setPushWaitSeconds(push_wait_s_);
+  d.setPullWaitSeconds(pull_wait_s_);
   return control_->Send(m);
 }
 
 Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
-  RETURN_IF_ERROR(PullAll(clock_));
+  if (a_.config.cluster.consistency != "bsp") {
+    Status s;
+    do {
+      s = Pull(version_);
+    } while (s.code() == StatusCode::kAborted && !done_);
+    RETURN_IF_ERROR(s);
+  }
   const EvalResult r = EvaluateRange(*model_, data_.test, begin, end);
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEvalDone();

@@ -85,7 +85,27 @@ struct Heartbeat {
 struct StartEpoch {
   epoch @0 :Int32;
   firstClock @1 :Int64;   # BSP/SSP clock of the epoch's first step
-  steps @2 :Int64;        # steps every worker takes in this epoch
+  steps @2 :Int64;        # steps every slot takes in this epoch
+  slotOwners @3 :List(Int32);  # worker id computing each slot (hand-out position)
+  onlySlots @4 :List(Int32);   # if not empty: (re)compute just these slots'
+                               # steps (a dead worker's, after this one was done)
+}
+
+# coordinator -> servers and workers, whenever the set of live workers or
+# the owners of the slots change (a worker died or joined). Servers refuse
+# requests from incarnations no longer listed; a worker that now owns more
+# slots computes them from its current step on.
+struct Membership {
+  membershipEpoch @0 :UInt64;
+  workers @1 :List(Int32);
+  workerIncarnations @2 :List(UInt64);
+  slotOwners @3 :List(Int32);
+}
+
+# worker -> coordinator: Membership `membershipEpoch` applied.
+struct MembershipAck {
+  nodeId @0 :Int32;
+  membershipEpoch @1 :UInt64;
 }
 
 # worker -> coordinator, about twice a second while training.
@@ -125,9 +145,13 @@ struct EvalDone {
   count @4 :Int64;
 }
 
-# coordinator -> server: report the sum of squares of the parameters you own.
+# coordinator -> server: report the sum of squares of the parameters you
+# own, and the samples behind the updates applied for clocks in
+# [clockBegin, clockEnd) (which the server may then forget).
 struct StatsRequest {
   token @0 :UInt64;
+  clockBegin @1 :Int64;
+  clockEnd @2 :Int64;
 }
 
 # server -> coordinator.
@@ -138,6 +162,10 @@ struct StatsReply {
   updatesApplied @3 :Int64;
   pushesRefused @4 :Int64;
   badMessages @5 :Int64;
+  samples @6 :Int64;        # per (slot, clock) in the range, counted once
+  sampleHash @7 :UInt64;    # sum of the pushes' sampleHash, once per (slot, clock)
+  minSlotSamples @8 :Int64; # of the key ranges it owns, the least samples
+                            # any one range received (must equal samples)
 }
 
 # coordinator -> node: exit now with this code.
@@ -161,6 +189,8 @@ struct Control {
     statsReply @10 :StatsReply;
     shutdown @11 :Shutdown;
     error @12 :Text;          # the peer refused the last message: why
+    membership @13 :Membership;
+    membershipAck @14 :MembershipAck;
   }
 }
 
@@ -183,8 +213,8 @@ struct DataHeader {
   op @0 :DataOp;
   requestId @1 :UInt64;        # chosen by the requester; echoed in the reply
   workerId @2 :Int32;
-  incarnation @3 :UInt64;      # the worker's; pushes of an old one are refused
-  membershipEpoch @4 :UInt64;  # requests of an old epoch are refused
+  incarnation @3 :UInt64;      # the worker's; requests of a dead one are refused
+  membershipEpoch @4 :UInt64;  # the sender's view of the membership
   clock @5 :Int64;             # push: the step the gradient belongs to;
                                # pull: the weights after this many steps
   seq @6 :UInt64;              # per worker and server, increases by one a push
@@ -197,6 +227,8 @@ struct DataHeader {
   rows @13 :List(UInt64);      # sparse ops: row ids
   error @14 :Text;             # op = error
   sampleCount @15 :Int64;      # push: samples behind this gradient (0: an empty step)
+  slot @17 :Int32;             # push: the hand-out position the gradient is for
+  sampleHash @18 :UInt64;      # push: sum of Mix64(sample index) of its samples
   errorCode @16 :UInt8;        # op = error: what the requester should do, as
                                # pstrain::StatusCode (4 = aborted: stale
                                # membership or incarnation, restart the step)

@@ -26,7 +26,7 @@ class ServerFixture {
     job_ =
         "[data]\ntrain_images=\"a\"\ntrain_labels=\"b\"\ntest_images=\"c\"\ntest_labels=\"d\"\n"
         "[model]\nlayers=[{type=\"dense\",units=3}]\n"
-        "[optimizer]\ntype=\"sgd\"\nlr=0.5\n[job]\nseed=5\n[cluster]\nconsistency=\"" +
+        "[optimizer]\ntype=\"sgd\"\nlr=0.5\n[job]\nseed=5\n[cluster]\nworkers=2\nconsistency=\"" +
         consistency + "\"\n";
     router_ = *Socket::Create(ctx_, SocketKind::kRouter, SocketOptions{});
     endpoint_ = *router_->Bind("tcp://127.0.0.1:*");
@@ -135,13 +135,13 @@ TEST_CASE("A server starts from the seeded weights and applies a BSP step", "[pa
     REQUIRE(pulled[i] == f.model_->params()[i]);
   }
   std::vector<float> g0(n, 1.0f), g1(n, 3.0f);
-  auto p0 = c0->Push(f.keys_->all(), g0.data(), 0, 0.5f, 4);
+  auto p0 = c0->Push(f.keys_->all(), g0.data(), {0, 0, 0.5f, 4, 0});
   REQUIRE(p0.ok());
   REQUIRE(c0->Wait(*p0, kDeadline).ok());
   // The pull of clock 1 waits for worker 1's push.
   auto pull = c0->Pull(f.keys_->all(), pulled.data(), 1);
   REQUIRE(pull.ok());
-  auto p1 = c1->Push(f.keys_->all(), g1.data(), 0, 0.5f, 4);
+  auto p1 = c1->Push(f.keys_->all(), g1.data(), {1, 0, 0.5f, 4, 0});
   REQUIRE(c1->Wait(*p1, kDeadline).ok());
   REQUIRE(c0->Wait(*pull, kDeadline).ok());
   const TensorSpec& w = f.model_->layout()[0];
