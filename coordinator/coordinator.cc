@@ -317,6 +317,9 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
       h.setRole(msg::Role::COORDINATOR);
       Status s = SendTo(n, m);
       if (!s.ok() && s.code() != StatusCode::kUnavailable) return s;
+      // ZeroMQ drops a peer whose connection closed: a killed process is
+      // noticed here long before its heartbeats are missed.
+      n.unreachable = s.ok() ? 0 : n.unreachable + 1;
     }
   }
   if (monitoring_) {
@@ -327,6 +330,9 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
     for (auto& [identity, n] : nodes_) {
       if (std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
         deaths.emplace_back(identity, "its process exited");
+        detect.push_back(Since(n.last_seen));
+      } else if (n.unreachable >= 2 && now - n.last_seen > 2 * hb) {
+        deaths.emplace_back(identity, "its connection closed");
         detect.push_back(Since(n.last_seen));
       } else if (now - n.last_seen > timeout_ms) {
         deaths.emplace_back(

@@ -65,6 +65,7 @@ class Coordinator {
     std::string endpoint;
     bool ready = false;
     std::chrono::steady_clock::time_point last_seen;
+    int unreachable = 0;  // heartbeats in a row its connection refused
   };
   using Handler = std::function<Status(Node& from, msg::Control::Reader c)>;
 

@@ -5,44 +5,49 @@
 
 namespace pstrain {
 
-DenseShard::DenseShard(KeyRange keys, FlatRange flat, std::span<const float> initial,
+DenseShard::DenseShard(const KeyLayout& layout, KeyRange keys, std::span<const float> initial,
                        const ShardOptions& options)
-    : keys_(keys),
-      flat_(flat),
+    : layout_(layout),
+      keys_(keys),
+      flat_(layout.Flat(keys)),
+      blocks_(layout.LowerBound(keys.end) - layout.LowerBound(keys.begin)),
       options_(options),
-      params_(flat.size()),
-      optimizer_(Optimizer::Create(options.optimizer, flat.size())),
-      accum_(flat.size()),
+      params_(flat_.size()),
+      optimizer_(Optimizer::Create(options.optimizer, flat_.size())),
+      accum_(flat_.size()),
       completed_(static_cast<size_t>(std::max(options.slots, 1)), 0) {
   std::copy(initial.begin(), initial.end(), params_.data());
 }
 
-bool DenseShard::Record(int slot, int64_t clock, size_t begin, size_t n, int64_t samples,
+bool DenseShard::Record(int slot, int64_t clock, size_t first, size_t last, int64_t samples,
                         uint64_t hash) {
   SlotClock& sc = seen_[{clock, slot}];
   for (const auto& [b, e] : sc.parts) {
-    if (begin < e && b < begin + n) return false;
+    if (first < e && b < last) return false;
   }
   if (sc.parts.empty()) {
     sc.samples = samples;
     sc.hash = hash;
   }
-  sc.parts.emplace_back(begin, begin + n);
-  sc.received += n;
+  sc.parts.emplace_back(first, last);
+  sc.received += last - first;
   return true;
 }
 
-StatusOr<DenseShard::PushOutcome> DenseShard::Push(int slot, int64_t clock, size_t begin, size_t n,
+StatusOr<DenseShard::PushOutcome> DenseShard::Push(int slot, int64_t clock, const KeyRange& part,
                                                    Frame payload, int64_t samples,
                                                    uint64_t sample_hash, float lr) {
   if (slot < 0 || slot >= options_.slots) {
     return InvalidArgument("slot " + std::to_string(slot) + " is not in [0, " +
                            std::to_string(options_.slots) + ")");
   }
-  if (begin + n > flat_.size() || n == 0) {
-    return InvalidArgument("push outside the shard: floats [" + std::to_string(begin) + ", " +
-                           std::to_string(begin + n) + ") of " + std::to_string(flat_.size()));
+  if (!layout_.IsValidRange(part) || part.begin < keys_.begin || part.end > keys_.end) {
+    return InvalidArgument("push of keys " + ToString(part) + " outside the shard's " +
+                           ToString(keys_));
   }
+  const FlatRange f = layout_.Flat(part);
+  const size_t begin = f.begin - flat_.begin, n = f.size();
+  const size_t first = layout_.LowerBound(part.begin), last = layout_.LowerBound(part.end);
   const bool empty = payload.size() == 0;
   if (empty && samples != 0) return InvalidArgument("a push without payload must have 0 samples");
   if (!empty && payload.size() != n * sizeof(float)) {
@@ -56,16 +61,16 @@ StatusOr<DenseShard::PushOutcome> DenseShard::Push(int slot, int64_t clock, size
       return Aborted("push for clock " + std::to_string(clock) + " while the shard is at clock " +
                      std::to_string(version_) + " (BSP allows no running ahead)");
     }
-    if (!Record(slot, clock, begin, n, samples, sample_hash)) return PushOutcome::kDuplicate;
+    if (!Record(slot, clock, first, last, samples, sample_hash)) return PushOutcome::kDuplicate;
     pending_[slot].push_back({begin, n, std::move(payload)});
     pending_lr_ = lr;
     MaybeCompleteBsp();
     return clock < version_ ? PushOutcome::kApplied : PushOutcome::kBuffered;
   }
   // ASP / SSP: apply now, once.
-  if (!Record(slot, clock, begin, n, samples, sample_hash)) return PushOutcome::kDuplicate;
+  if (!Record(slot, clock, first, last, samples, sample_hash)) return PushOutcome::kDuplicate;
   if (!empty) ApplyAsync(begin, n, FramedFloats(payload, &scratch_), lr);
-  if (seen_[{clock, slot}].received >= flat_.size()) {
+  if (seen_[{clock, slot}].received >= blocks_) {
     completed_[slot] = std::max(completed_[slot], clock + 1);
   }
   return PushOutcome::kApplied;
@@ -82,7 +87,7 @@ void DenseShard::ApplyAsync(size_t begin, size_t n, const float* g, float lr) {
 void DenseShard::MaybeCompleteBsp() {
   for (int s = 0; s < options_.slots; ++s) {
     auto it = seen_.find({version_, s});
-    if (it == seen_.end() || it->second.received < flat_.size()) return;
+    if (it == seen_.end() || it->second.received < blocks_) return;
   }
   // Sum in slot order so the result does not depend on arrival order.
   std::fill(accum_.data(), accum_.data() + accum_.size(), 0.0f);
@@ -157,7 +162,7 @@ std::string DenseShard::Waiting() const {
   std::string missing;
   for (int s = 0; s < options_.slots; ++s) {
     auto it = seen_.find({version_, s});
-    if (it == seen_.end() || it->second.received < flat_.size()) {
+    if (it == seen_.end() || it->second.received < blocks_) {
       missing += (missing.empty() ? "" : ", ") + std::to_string(s);
     }
   }

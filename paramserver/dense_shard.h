@@ -43,8 +43,10 @@ struct ShardOptions {
 
 class DenseShard {
  public:
-  // `initial` holds the range's starting weights (flat.size() floats).
-  DenseShard(KeyRange keys, FlatRange flat, std::span<const float> initial,
+  // Owns the valid key range `keys` of `layout` (which must outlive it);
+  // `initial` holds the range's starting weights (layout.Flat(keys).size()
+  // floats).
+  DenseShard(const KeyLayout& layout, KeyRange keys, std::span<const float> initial,
              const ShardOptions& options);
 
   const KeyRange& keys() const { return keys_; }
@@ -52,10 +54,11 @@ class DenseShard {
   int64_t version() const { return version_; }
 
   enum class PushOutcome { kApplied, kBuffered, kDuplicate };
-  // A gradient for floats [begin, begin + n) of this shard (offsets relative
-  // to the shard) from `slot` at `clock`. `payload` is empty for an empty
-  // step (samples == 0). samples/sample_hash describe the whole (slot, clock).
-  StatusOr<PushOutcome> Push(int slot, int64_t clock, size_t begin, size_t n, Frame payload,
+  // A gradient for the keys `part` (a valid range within this shard's) from
+  // `slot` at `clock`. `payload` holds the part's floats, or nothing for an
+  // empty step (samples == 0). samples/sample_hash describe the whole
+  // (slot, clock).
+  StatusOr<PushOutcome> Push(int slot, int64_t clock, const KeyRange& part, Frame payload,
                              int64_t samples, uint64_t sample_hash, float lr);
 
   // May a pull of `clock` be answered now?
@@ -84,18 +87,21 @@ class DenseShard {
     Frame payload;
   };
   struct SlotClock {
-    std::vector<std::pair<size_t, size_t>> parts;  // [begin, end) received
-    size_t received = 0;
+    std::vector<std::pair<size_t, size_t>> parts;  // blocks [first, last) received
+    size_t received = 0;                           // blocks
     int64_t samples = 0;
     uint64_t hash = 0;
   };
-  // Records a part; false if it overlaps one already received.
-  bool Record(int slot, int64_t clock, size_t begin, size_t n, int64_t samples, uint64_t hash);
+  // Records a part (blocks [first, last)); false if it overlaps one
+  // already received.
+  bool Record(int slot, int64_t clock, size_t first, size_t last, int64_t samples, uint64_t hash);
   void MaybeCompleteBsp();
   void ApplyAsync(size_t begin, size_t n, const float* g, float lr);
 
+  const KeyLayout& layout_;
   KeyRange keys_;
   FlatRange flat_;
+  size_t blocks_ = 0;  // how many blocks of the layout this shard owns
   ShardOptions options_;
   FloatBuffer params_;
   std::unique_ptr<Optimizer> optimizer_;

@@ -160,7 +160,7 @@ Status Server::Setup(const NodeAssignment& a) {
       }
       const FlatRange f = keys_->Flat(r);
       shards_.push_back(std::make_unique<DenseShard>(
-          r, f, std::span<const float>(model->params().data() + f.begin, f.size()), so));
+          *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so));
     }
   }
   for (size_t i = 0; i < a.workers.size(); ++i) {
@@ -286,7 +286,8 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
   const int worker = h.getWorkerId();
   auto inc = worker_incarnation_.find(worker);
   if (inc == worker_incarnation_.end()) {
-    return Aborted("worker " + std::to_string(worker) + " is not a member of this job");
+    return Aborted("worker " + std::to_string(worker) +
+                   " is not a live member of this job (declared dead, or never joined)");
   }
   if (inc->second != h.getIncarnation()) {
     return Aborted("worker " + std::to_string(worker) + ": stale incarnation");
@@ -329,7 +330,7 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       }
       Frame payload = payload_frames == 1 ? std::move(frames[2]) : Frame();
       ASSIGN_OR_RETURN(DenseShard::PushOutcome outcome,
-                       shard->Push(h.getSlot(), h.getClock(), begin, f.size(), std::move(payload),
+                       shard->Push(h.getSlot(), h.getClock(), r, std::move(payload),
                                    h.getSampleCount(), h.getSampleHash(), lr));
       (void)outcome;
       Reply(peer, h.getRequestId(), {});

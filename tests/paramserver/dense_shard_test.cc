@@ -8,6 +8,19 @@ namespace {
 
 Frame Floats(std::vector<float> v) { return Frame::Copy(v.data(), v.size() * sizeof(float)); }
 
+// One tensor of n floats, one float per block: keys (0, i) are floats i.
+struct Keys {
+  explicit Keys(int n) : layout(Make(n)), keys(layout, 1) {}
+  static TensorLayout Make(int n) {
+    TensorLayout t;
+    t.Add("w", {n});
+    return t;
+  }
+  KeyRange Floats(int a, int b) const { return {MakeKey(0, a), MakeKey(0, b)}; }
+  TensorLayout layout;
+  KeyLayout keys;
+};
+
 ShardOptions Sgd(Consistency c, int slots, int staleness = 0) {
   ShardOptions o;
   o.consistency = c;
@@ -24,13 +37,17 @@ std::vector<float> Weights(DenseShard& s) {
 
 TEST_CASE("BSP sums every live worker's gradient and applies once", "[paramserver]") {
   std::vector<float> w0 = {1, 1, 1, 1};
-  DenseShard s({0, 1}, {0, 4}, w0, Sgd(Consistency::kBsp, 2));
+  Keys k_s(4);
+  DenseShard s(k_s.keys, k_s.Floats(0, 4), w0, Sgd(Consistency::kBsp, 2));
   CHECK_FALSE(s.PullReady(1));
   // Worker 1 pushes both halves, worker 0 the whole range.
-  CHECK(*s.Push(1, 0, 0, 2, Floats({1, 2}), 5, 0, 0.5f) == DenseShard::PushOutcome::kBuffered);
-  CHECK(*s.Push(1, 0, 2, 2, Floats({3, 4}), 5, 0, 0.5f) == DenseShard::PushOutcome::kBuffered);
+  CHECK(*s.Push(1, 0, k_s.Floats(0, 2), Floats({1, 2}), 5, 0, 0.5f) ==
+        DenseShard::PushOutcome::kBuffered);
+  CHECK(*s.Push(1, 0, k_s.Floats(2, 4), Floats({3, 4}), 5, 0, 0.5f) ==
+        DenseShard::PushOutcome::kBuffered);
   CHECK(Weights(s) == w0);  // nothing applied before everyone pushed
-  CHECK(*s.Push(0, 0, 0, 4, Floats({1, 1, 1, 1}), 5, 0, 0.5f) == DenseShard::PushOutcome::kApplied);
+  CHECK(*s.Push(0, 0, k_s.Floats(0, 4), Floats({1, 1, 1, 1}), 5, 0, 0.5f) ==
+        DenseShard::PushOutcome::kApplied);
   CHECK(s.version() == 1);
   CHECK(s.PullReady(1));
   CHECK(Weights(s) == std::vector<float>{0.0f, -0.5f, -1.0f, -1.5f});
@@ -38,17 +55,24 @@ TEST_CASE("BSP sums every live worker's gradient and applies once", "[paramserve
 }
 
 TEST_CASE("BSP applies a push at most once and refuses running ahead", "[paramserver]") {
-  DenseShard s({0, 1}, {0, 2}, std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 1));
-  CHECK(*s.Push(0, 0, 0, 2, Floats({1, 1}), 1, 0, 1.0f) == DenseShard::PushOutcome::kApplied);
+  Keys k_s(2);
+  DenseShard s(k_s.keys, k_s.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 1));
+  CHECK(*s.Push(0, 0, k_s.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f) ==
+        DenseShard::PushOutcome::kApplied);
   // A duplicate of clock 0 after it was applied.
-  CHECK(*s.Push(0, 0, 0, 2, Floats({1, 1}), 1, 0, 1.0f) == DenseShard::PushOutcome::kDuplicate);
+  CHECK(*s.Push(0, 0, k_s.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f) ==
+        DenseShard::PushOutcome::kDuplicate);
   // A duplicate within a clock that is still open.
-  DenseShard t({0, 1}, {0, 2}, std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 2));
-  CHECK(*t.Push(0, 0, 0, 2, Floats({1, 1}), 1, 0, 1.0f) == DenseShard::PushOutcome::kBuffered);
-  CHECK(*t.Push(0, 0, 0, 2, Floats({9, 9}), 1, 0, 1.0f) == DenseShard::PushOutcome::kDuplicate);
-  CHECK(*t.Push(1, 0, 0, 2, Floats({1, 1}), 1, 0, 1.0f) == DenseShard::PushOutcome::kApplied);
+  Keys k_t(2);
+  DenseShard t(k_t.keys, k_t.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 2));
+  CHECK(*t.Push(0, 0, k_t.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f) ==
+        DenseShard::PushOutcome::kBuffered);
+  CHECK(*t.Push(0, 0, k_t.Floats(0, 2), Floats({9, 9}), 1, 0, 1.0f) ==
+        DenseShard::PushOutcome::kDuplicate);
+  CHECK(*t.Push(1, 0, k_t.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f) ==
+        DenseShard::PushOutcome::kApplied);
   CHECK(Weights(t) == std::vector<float>{-2, -2});
-  auto ahead = t.Push(0, 5, 0, 2, Floats({1, 1}), 1, 0, 1.0f);
+  auto ahead = t.Push(0, 5, k_t.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f);
   REQUIRE_FALSE(ahead.ok());
   CHECK(ahead.status().code() == StatusCode::kAborted);
 }
@@ -57,9 +81,10 @@ TEST_CASE("BSP sums in worker order whatever order the pushes arrive in", "[para
   // Values whose float sum depends on the order of addition.
   const std::vector<float> g0 = {1e8f}, g1 = {1.0f}, g2 = {-1e8f};
   auto run = [&](std::vector<int> order) {
-    DenseShard s({0, 1}, {0, 1}, std::vector<float>{0}, Sgd(Consistency::kBsp, 3));
+    Keys k_s(1);
+    DenseShard s(k_s.keys, k_s.Floats(0, 1), std::vector<float>{0}, Sgd(Consistency::kBsp, 3));
     const std::vector<std::vector<float>> g = {g0, g1, g2};
-    for (int w : order) REQUIRE(s.Push(w, 0, 0, 1, Floats(g[w]), 1, 0, 1.0f).ok());
+    for (int w : order) REQUIRE(s.Push(w, 0, k_s.Floats(0, 1), Floats(g[w]), 1, 0, 1.0f).ok());
     return Weights(s)[0];
   };
   const float a = run({0, 1, 2});
@@ -69,56 +94,64 @@ TEST_CASE("BSP sums in worker order whatever order the pushes arrive in", "[para
 
 TEST_CASE("A substitute recomputing a dead slot's step fills only the missing parts",
           "[paramserver]") {
-  DenseShard s({0, 1}, {0, 4}, std::vector<float>{0, 0, 0, 0}, Sgd(Consistency::kBsp, 2));
+  Keys k_s(4);
+  DenseShard s(k_s.keys, k_s.Floats(0, 4), std::vector<float>{0, 0, 0, 0},
+               Sgd(Consistency::kBsp, 2));
   // Slot 1's first half arrived before its worker died.
-  REQUIRE(s.Push(1, 0, 0, 2, Floats({1, 1}), 8, 77, 1.0f).ok());
-  REQUIRE(s.Push(0, 0, 0, 4, Floats({1, 1, 1, 1}), 8, 11, 1.0f).ok());
+  REQUIRE(s.Push(1, 0, k_s.Floats(0, 2), Floats({1, 1}), 8, 77, 1.0f).ok());
+  REQUIRE(s.Push(0, 0, k_s.Floats(0, 4), Floats({1, 1, 1, 1}), 8, 11, 1.0f).ok());
   CHECK(s.version() == 0);
   // The substitute sends the whole of slot 1's step (same values).
-  CHECK(*s.Push(1, 0, 0, 2, Floats({1, 1}), 8, 77, 1.0f) == DenseShard::PushOutcome::kDuplicate);
-  CHECK(*s.Push(1, 0, 2, 2, Floats({1, 1}), 8, 77, 1.0f) == DenseShard::PushOutcome::kApplied);
+  CHECK(*s.Push(1, 0, k_s.Floats(0, 2), Floats({1, 1}), 8, 77, 1.0f) ==
+        DenseShard::PushOutcome::kDuplicate);
+  CHECK(*s.Push(1, 0, k_s.Floats(2, 4), Floats({1, 1}), 8, 77, 1.0f) ==
+        DenseShard::PushOutcome::kApplied);
   CHECK(Weights(s) == std::vector<float>{-2, -2, -2, -2});
   // Each (slot, clock) counted once in the sample statistics, then forgotten.
   const DenseShard::SampleStats st = s.TakeSampleStats(0, 1);
   CHECK(st.samples == 16);
   CHECK(st.hash == 88);
   CHECK(s.TakeSampleStats(0, 1).samples == 0);
-  CHECK_FALSE(s.Push(2, 1, 0, 4, Floats({1, 1, 1, 1}), 1, 0, 1.0f).ok());  // no slot 2
+  CHECK_FALSE(s.Push(2, 1, k_s.Floats(0, 4), Floats({1, 1, 1, 1}), 1, 0, 1.0f).ok());  // no slot 2
 }
 
 TEST_CASE("Empty steps count as pushed but add nothing", "[paramserver]") {
-  DenseShard s({0, 1}, {0, 2}, std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 2));
-  REQUIRE(s.Push(0, 0, 0, 2, Frame(), 0, 0, 1.0f).ok());
-  REQUIRE(s.Push(1, 0, 0, 2, Floats({1, 3}), 2, 0, 1.0f).ok());
+  Keys k_s(2);
+  DenseShard s(k_s.keys, k_s.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 2));
+  REQUIRE(s.Push(0, 0, k_s.Floats(0, 2), Frame(), 0, 0, 1.0f).ok());
+  REQUIRE(s.Push(1, 0, k_s.Floats(0, 2), Floats({1, 3}), 2, 0, 1.0f).ok());
   CHECK(Weights(s) == std::vector<float>{-1, -3});
-  CHECK_FALSE(s.Push(0, 1, 0, 2, Frame(), 4, 0, 1.0f).ok());  // no payload but samples
+  CHECK_FALSE(s.Push(0, 1, k_s.Floats(0, 2), Frame(), 4, 0, 1.0f).ok());  // no payload but samples
 }
 
 TEST_CASE("ASP applies each push on arrival", "[paramserver]") {
-  DenseShard s({0, 1}, {0, 2}, std::vector<float>{0, 0}, Sgd(Consistency::kAsp, 2));
-  REQUIRE(s.Push(1, 0, 0, 2, Floats({1, 1}), 1, 0, 1.0f).ok());
+  Keys k_s(2);
+  DenseShard s(k_s.keys, k_s.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kAsp, 2));
+  REQUIRE(s.Push(1, 0, k_s.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f).ok());
   CHECK(Weights(s) == std::vector<float>{-1, -1});
-  REQUIRE(s.Push(1, 1, 0, 1, Floats({1}), 1, 0, 1.0f).ok());
+  REQUIRE(s.Push(1, 1, k_s.Floats(0, 1), Floats({1}), 1, 0, 1.0f).ok());
   CHECK(Weights(s) == std::vector<float>{-2, -1});
   CHECK(s.PullReady(100));
 }
 
 TEST_CASE("SSP holds back a worker that runs more than `staleness` steps ahead", "[paramserver]") {
-  DenseShard s({0, 1}, {0, 1}, std::vector<float>{0}, Sgd(Consistency::kSsp, 2, 1));
+  Keys k_s(1);
+  DenseShard s(k_s.keys, k_s.Floats(0, 1), std::vector<float>{0}, Sgd(Consistency::kSsp, 2, 1));
   // Worker 0 pushes clocks 0 and 1; worker 1 pushes nothing.
-  REQUIRE(s.Push(0, 0, 0, 1, Floats({1}), 1, 0, 1.0f).ok());
-  REQUIRE(s.Push(0, 1, 0, 1, Floats({1}), 1, 0, 1.0f).ok());
+  REQUIRE(s.Push(0, 0, k_s.Floats(0, 1), Floats({1}), 1, 0, 1.0f).ok());
+  REQUIRE(s.Push(0, 1, k_s.Floats(0, 1), Floats({1}), 1, 0, 1.0f).ok());
   CHECK(s.PullReady(1));        // clock 1 needs everyone at >= 0 done
   CHECK_FALSE(s.PullReady(2));  // clock 2 needs worker 1 to have done clock 0
-  REQUIRE(s.Push(1, 0, 0, 1, Floats({1}), 1, 0, 1.0f).ok());
+  REQUIRE(s.Push(1, 0, k_s.Floats(0, 1), Floats({1}), 1, 0, 1.0f).ok());
   CHECK(s.PullReady(2));
   CHECK_FALSE(s.PullReady(3));
 }
 
 TEST_CASE("Snapshots stay unchanged while a reply holds them", "[paramserver]") {
-  DenseShard s({0, 1}, {0, 1}, std::vector<float>{0}, Sgd(Consistency::kAsp, 1));
+  Keys k_s(1);
+  DenseShard s(k_s.keys, k_s.Floats(0, 1), std::vector<float>{0}, Sgd(Consistency::kAsp, 1));
   std::shared_ptr<const FloatBuffer> held = s.Snapshot();
-  REQUIRE(s.Push(0, 0, 0, 1, Floats({1}), 1, 0, 1.0f).ok());
+  REQUIRE(s.Push(0, 0, k_s.Floats(0, 1), Floats({1}), 1, 0, 1.0f).ok());
   std::shared_ptr<const FloatBuffer> fresh = s.Snapshot();
   CHECK((*held)[0] == 0.0f);
   CHECK((*fresh)[0] == -1.0f);
