@@ -280,6 +280,23 @@ const std::vector<KeySpec>& Schema() {
        {},
        "standalone: split each batch into this many contiguous parts whose gradients are summed in "
        "order (gradient accumulation); M parts reproduce BSP with M workers bit for bit"},
+      {"checkpoint.dir",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "folder for checkpoints (empty: none); --resume continues from the newest that verifies"},
+      {"checkpoint.every_epochs",
+       KeyType::kInt,
+       "1",
+       1,
+       1000000,
+       false,
+       {},
+       "write a checkpoint after every this many epochs"},
+      {"checkpoint.keep", KeyType::kInt, "3", 1, 1000, false, {}, "how many checkpoints to keep"},
       {"output.metrics",
        KeyType::kPath,
        "",
@@ -717,6 +734,9 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
         where.At("data.shard_weights", root.at_path("data.shard_weights").node()) +
         "data.shard_weights needs data.handout = \"static\"");
   }
+  c.checkpoint_dir = path("checkpoint.dir");
+  c.checkpoint_every_epochs = static_cast<int>(integer("checkpoint.every_epochs"));
+  c.checkpoint_keep = static_cast<int>(integer("checkpoint.keep"));
   c.metrics_path = str("output.metrics");
   c.progress = str("output.progress");
   return c;

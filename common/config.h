@@ -56,6 +56,9 @@ struct JobConfig {
   int eval_batch_size = 1000;
   int micro_batches = 1;  // standalone gradient accumulation
   ClusterConfig cluster;
+  std::string checkpoint_dir;  // empty: no checkpoints
+  int checkpoint_every_epochs = 1;
+  int checkpoint_keep = 3;
   std::string metrics_path;  // empty: no metrics file
   std::string progress;      // "auto" | "always" | "never"
 };

@@ -43,6 +43,7 @@ void BuildAssignment(const NodeAssignment& a, msg::Assignment::Builder b) {
     incs.set(static_cast<unsigned>(i),
              i < a.worker_incarnations.size() ? a.worker_incarnations[i] : 0);
   }
+  b.setRestoreDir(a.restore_dir);
   b.setHeartbeatMs(static_cast<uint32_t>(a.heartbeat_ms));
   b.setTimeoutMs(static_cast<uint32_t>(a.timeout_ms));
 }
@@ -72,6 +73,7 @@ StatusOr<NodeAssignment> ReadAssignment(msg::Assignment::Reader r) {
   }
   for (int32_t w : r.getWorkers()) a.workers.push_back(w);
   for (uint64_t inc : r.getWorkerIncarnations()) a.worker_incarnations.push_back(inc);
+  a.restore_dir = r.getRestoreDir();
   a.heartbeat_ms = static_cast<int>(r.getHeartbeatMs());
   a.timeout_ms = static_cast<int>(r.getTimeoutMs());
   if (a.heartbeat_ms < 1 || a.timeout_ms <= a.heartbeat_ms) {

@@ -40,6 +40,7 @@ struct NodeAssignment {
   std::vector<uint64_t> worker_incarnations;
   int heartbeat_ms = 500;
   int timeout_ms = 3000;
+  std::string restore_dir;  // servers: load ranges from this checkpoint folder
 };
 
 // Fills an msg::Assignment from `a` (coordinator side).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "common/handout.h"
 #include "common/job_data.h"
@@ -431,6 +432,7 @@ Status Coordinator::Assign() {
   a.num_classes = num_classes_;
   a.heartbeat_ms = c.cluster.heartbeat_ms;
   a.timeout_ms = c.cluster.timeout_ms;
+  a.restore_dir = restore_dir_;
   std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
   for (size_t i = 0; i < servers.size(); ++i) {
     a.servers.push_back(
@@ -650,6 +652,86 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   return e;
 }
 
+StatusOr<Manifest> Coordinator::PickCheckpoint() {
+  const JobConfig& c = options_.config;
+  if (c.checkpoint_dir.empty()) {
+    return InvalidArgument("--resume needs checkpoint.dir (or --checkpoint-dir DIR)");
+  }
+  std::vector<std::string> skipped;
+  StatusOr<Manifest> m = FindNewestCheckpoint(c.checkpoint_dir, &skipped);
+  for (const std::string& s : skipped) {
+    console_->Banner(s);
+    RETURN_IF_ERROR(metrics_->Write(JsonObject().Add("event", "checkpoint_skipped").Add("why", s)));
+  }
+  if (!m.ok()) return m.status();
+  auto mismatch = [&](const char* what, int64_t have, int64_t want) {
+    return InvalidArgument(m->dir + " was written by a job with " + what + " " +
+                           std::to_string(have) + "; this job has " + std::to_string(want));
+  };
+  if (m->servers != c.cluster.servers) return mismatch("servers", m->servers, c.cluster.servers);
+  if (m->workers != c.cluster.workers) return mismatch("workers", m->workers, c.cluster.workers);
+  if (m->batch_size != c.batch_size) return mismatch("batch_size", m->batch_size, c.batch_size);
+  if (m->seed != c.seed) {
+    return mismatch("seed", static_cast<int64_t>(m->seed), static_cast<int64_t>(c.seed));
+  }
+  return m;
+}
+
+Status Coordinator::WriteCheckpoint(int epochs_done) {
+  const JobConfig& c = options_.config;
+  const auto start = Clock::now();
+  const std::string folder = CheckpointFolder(c.checkpoint_dir, epochs_done);
+  std::error_code ec;
+  std::filesystem::remove_all(folder, ec);  // a half-written one from a crash
+  std::filesystem::create_directories(folder, ec);
+  if (ec) return DataLoss("cannot create checkpoint folder " + folder + ": " + ec.message());
+  const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 7;
+  std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
+  for (Node* s : servers) {
+    capnp::MallocMessageBuilder m;
+    auto r = m.initRoot<msg::Control>().initCheckpointRequest();
+    r.setToken(token);
+    r.setDir(folder);
+    RETURN_IF_ERROR(SendTo(*s, m));
+  }
+  Manifest manifest;
+  manifest.epochs_done = epochs_done;
+  manifest.clock = clock_;
+  manifest.seed = c.seed;
+  manifest.servers = c.cluster.servers;
+  manifest.workers = c.cluster.workers;
+  manifest.batch_size = c.batch_size;
+  std::map<int, std::string> errors;
+  size_t answered = 0;
+  RETURN_IF_ERROR(WaitUntil([&] { return answered == servers.size(); },
+                            "the servers to write checkpoint " + folder, std::chrono::seconds(600),
+                            [&](Node& n, msg::Control::Reader m) -> Status {
+                              if (m.which() != msg::Control::CHECKPOINT_DONE ||
+                                  m.getCheckpointDone().getToken() != token) {
+                                return OkStatus();
+                              }
+                              auto d = m.getCheckpointDone();
+                              ++answered;
+                              if (d.getError().size() > 0) errors[n.id] = d.getError();
+                              for (auto f : d.getFiles()) {
+                                manifest.files.push_back({f.getName(), f.getBytes(), f.getCrc32(),
+                                                          f.getKeyBegin(), f.getKeyEnd()});
+                              }
+                              return OkStatus();
+                            }));
+  if (!errors.empty()) {
+    return DataLoss("checkpoint " + folder + " failed on server " +
+                    std::to_string(errors.begin()->first) + ": " + errors.begin()->second);
+  }
+  RETURN_IF_ERROR(WriteManifest(folder, manifest));
+  PruneCheckpoints(c.checkpoint_dir, c.checkpoint_keep);
+  return metrics_->Write(JsonObject()
+                             .Add("event", "checkpoint")
+                             .Add("epochs_done", epochs_done)
+                             .Add("dir", folder)
+                             .Add("seconds", Since(start)));
+}
+
 StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
   stop_ = stop;
   run_start_ = Clock::now();
@@ -660,15 +742,31 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     num_classes_ = data.train.num_classes;
     train_count_ = data.train.count;
     test_count_ = data.test.count;
+    int first_epoch = 0;
+    if (options_.resume) {
+      ASSIGN_OR_RETURN(Manifest m, PickCheckpoint());
+      first_epoch = m.epochs_done;
+      clock_ = m.clock;
+      restore_dir_ = m.dir;
+      console_->Banner("resuming from " + m.dir + " (" + std::to_string(m.epochs_done) +
+                       " epoch(s) done)");
+      RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                          .Add("event", "resumed")
+                                          .Add("dir", m.dir)
+                                          .Add("epochs_done", m.epochs_done)));
+    }
     RETURN_IF_ERROR(Register());
     RETURN_IF_ERROR(Assign());
     FinalStats f;
-    for (int epoch = 0; epoch < c.epochs; ++epoch) {
+    for (int epoch = first_epoch; epoch < c.epochs; ++epoch) {
       ASSIGN_OR_RETURN(EpochStats e, RunEpoch(epoch));
       console_->Epoch(e, c.epochs);
       RETURN_IF_ERROR(metrics_->WriteEpoch(e));
       f.test_loss = e.test_loss;
       f.test_accuracy = e.test_accuracy;
+      if (!c.checkpoint_dir.empty() && (epoch + 1) % c.checkpoint_every_epochs == 0) {
+        RETURN_IF_ERROR(WriteCheckpoint(epoch + 1));
+      }
     }
     // weights_l2 from the servers' sums of squares.
     std::map<int, double> sums;

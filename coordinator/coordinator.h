@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/checkpoint.h"
 #include "common/config.h"
 #include "common/msg/codec.h"
 #include "common/net/zmq_socket.h"
@@ -34,6 +35,7 @@ struct CoordinatorOptions {
   std::string base_dir;  // where relative paths in it point
   std::vector<ConfigOverride> overrides;
   std::string bind_address = "127.0.0.1";
+  bool resume = false;  // continue from the newest valid checkpoint
 };
 
 class Coordinator {
@@ -85,6 +87,11 @@ class Coordinator {
   Status Register();
   Status Assign();
   StatusOr<EpochStats> RunEpoch(int epoch);
+  // Asks every server to save its ranges into a new checkpoint folder, then
+  // writes the manifest that makes the checkpoint count.
+  Status WriteCheckpoint(int epochs_done);
+  // Finds the checkpoint to resume from (reporting the ones skipped).
+  StatusOr<Manifest> PickCheckpoint();
   std::vector<Node*> NodesOf(msg::Role role);
 
   ZmqContext& ctx_;
@@ -99,6 +106,7 @@ class Coordinator {
   int64_t train_count_ = 0, test_count_ = 0;
   uint64_t membership_epoch_ = 1;
   int64_t clock_ = 0;
+  std::string restore_dir_;  // checkpoint folder the servers start from
   bool monitoring_ = false;  // liveness is checked once every node is ready
   std::chrono::steady_clock::time_point last_heartbeat_{};
   std::chrono::steady_clock::time_point run_start_{};

@@ -5,10 +5,10 @@
 
 namespace pstrain {
 
-StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(const std::string& path) {
+StatusOr<std::unique_ptr<MetricsLog>> MetricsLog::Open(const std::string& path, bool append) {
   std::FILE* f = nullptr;
   if (!path.empty()) {
-    f = std::fopen(path.c_str(), "w");
+    f = std::fopen(path.c_str(), append ? "a" : "w");
     if (f == nullptr) {
       return InvalidArgument("metrics file " + path + ": cannot create: " + std::strerror(errno));
     }

@@ -19,8 +19,9 @@ namespace pstrain {
 
 class MetricsLog {
  public:
-  // An empty path makes a log that writes nothing.
-  static StatusOr<std::unique_ptr<MetricsLog>> Open(const std::string& path);
+  // An empty path makes a log that writes nothing. With append, lines are
+  // added to an existing file (a resumed run).
+  static StatusOr<std::unique_ptr<MetricsLog>> Open(const std::string& path, bool append = false);
   ~MetricsLog();
 
   Status WriteEpoch(const EpochStats& e);

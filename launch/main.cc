@@ -36,6 +36,7 @@ int Train(const pstrain::CommandLine& cl, char** argv) {
   }
   auto job = pstrain::ReadJobSource(cl.positional[0], cl.overrides);
   if (!job.ok()) return Fail(2, job.status());
+  job->resume = cl.options.contains("resume");
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   if (!cl.options.contains("standalone")) {
@@ -44,6 +45,11 @@ int Train(const pstrain::CommandLine& cl, char** argv) {
         cl.options.contains("log-level") ? cl.options.at("log-level") : "warning";
     if (pstrain::UnderMpirun()) return pstrain::RunMpiJob(*job, argv, level, &g_stop);
     return pstrain::RunLocalJob(*job, level, &g_stop);
+  }
+  if (job->resume) {
+    return Fail(2, pstrain::InvalidArgument(
+                       "--resume continues a distributed job from its checkpoints; a --standalone "
+                       "run keeps none"));
   }
   pstrain::Status s = pstrain::RunStandalone(job->config, &g_stop);
   if (s.code() == pstrain::StatusCode::kCancelled) {

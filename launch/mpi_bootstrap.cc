@@ -79,11 +79,11 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
   std::unique_ptr<Coordinator> coordinator;
   std::string endpoint;
   if (rank == 0) {
-    auto m = MetricsLog::Open(c.metrics_path);
+    auto m = MetricsLog::Open(c.metrics_path, job.resume);
     if (m.ok()) {
       metrics = std::move(*m);
       console = std::make_unique<Console>(c.progress);
-      CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind};
+      CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind, job.resume};
       coordinator = std::make_unique<Coordinator>(ctx, co, console.get(), metrics.get());
       auto ep = coordinator->Bind();
       if (ep.ok())

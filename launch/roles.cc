@@ -110,14 +110,14 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
     std::fprintf(stderr, "pstrain: %s\n", bind.status().message().c_str());
     return 2;
   }
-  auto metrics = MetricsLog::Open(c.metrics_path);
+  auto metrics = MetricsLog::Open(c.metrics_path, job.resume);
   if (!metrics.ok()) {
     std::fprintf(stderr, "pstrain: %s\n", metrics.status().message().c_str());
     return 2;
   }
   Console console(c.progress);
   ZmqContext ctx;
-  CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind};
+  CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind, job.resume};
   Coordinator coordinator(ctx, co, &console, metrics->get());
   StatusOr<std::string> endpoint = coordinator.Bind();
   if (!endpoint.ok()) {

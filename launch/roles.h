@@ -20,6 +20,7 @@ struct JobSource {
   std::string path;      // as given
   std::string base_dir;  // the job file's folder
   std::vector<ConfigOverride> overrides;
+  bool resume = false;  // --resume
 };
 StatusOr<JobSource> ReadJobSource(const std::string& path,
                                   const std::vector<ConfigOverride>& overrides);

@@ -158,6 +158,69 @@ DenseShard::SampleStats DenseShard::TakeSampleStats(int64_t clock_begin, int64_t
   return st;
 }
 
+void DenseShard::Save(BinaryWriter& w) const {
+  w.U64(keys_.begin);
+  w.U64(keys_.end);
+  w.I64(version_);
+  w.I64(updates_);
+  w.I64(optimizer_->steps());
+  w.Floats(params_.span());
+  std::vector<std::span<float>> state = optimizer_->State();
+  w.U32(static_cast<uint32_t>(state.size()));
+  for (const auto& st : state) w.Floats(st);
+  w.U64(async_steps_.size());
+  for (const auto& [begin, steps] : async_steps_) {
+    w.U64(begin);
+    w.I64(steps);
+  }
+  w.U64(completed_.size());
+  for (int64_t c : completed_) w.I64(c);
+}
+
+Status DenseShard::Load(BinaryReader& r) {
+  ASSIGN_OR_RETURN(uint64_t begin, r.U64());
+  ASSIGN_OR_RETURN(uint64_t end, r.U64());
+  if (begin != keys_.begin || end != keys_.end) {
+    return DataLoss(r.name() + ": holds keys " + ToString({begin, end}) + ", not " +
+                    ToString(keys_) + " (was the job's server count changed?)");
+  }
+  ASSIGN_OR_RETURN(version_, r.I64());
+  ASSIGN_OR_RETURN(updates_, r.I64());
+  ASSIGN_OR_RETURN(int64_t steps, r.I64());
+  optimizer_->set_steps(steps);
+  RETURN_IF_ERROR(r.Floats(params_.span()));
+  std::vector<std::span<float>> state = optimizer_->State();
+  ASSIGN_OR_RETURN(uint32_t slots, r.U32());
+  if (slots != state.size()) {
+    return DataLoss(r.name() + ": optimizer state has " + std::to_string(slots) +
+                    " tensors, this optimizer needs " + std::to_string(state.size()) +
+                    " (was optimizer.type changed?)");
+  }
+  for (auto& st : state) RETURN_IF_ERROR(r.Floats(st));
+  ASSIGN_OR_RETURN(uint64_t n_async, r.U64());
+  if (n_async > (1u << 24)) return DataLoss(r.name() + ": implausible step table");
+  async_steps_.clear();
+  for (uint64_t i = 0; i < n_async; ++i) {
+    ASSIGN_OR_RETURN(uint64_t b, r.U64());
+    ASSIGN_OR_RETURN(int64_t st, r.I64());
+    async_steps_[b] = st;
+  }
+  ASSIGN_OR_RETURN(uint64_t n_completed, r.U64());
+  if (n_completed != completed_.size()) {
+    return DataLoss(r.name() + ": written for " + std::to_string(n_completed) +
+                    " workers, this job has " + std::to_string(completed_.size()));
+  }
+  for (int64_t& c : completed_) {
+    ASSIGN_OR_RETURN(c, r.I64());
+  }
+  if (!r.AtEnd()) return DataLoss(r.name() + ": unexpected bytes after the shard state");
+  seen_.clear();
+  pending_.clear();
+  current_snapshot_.reset();
+  snapshot_version_ = -1;
+  return OkStatus();
+}
+
 std::string DenseShard::Waiting() const {
   std::string missing;
   for (int s = 0; s < options_.slots; ++s) {

@@ -24,6 +24,7 @@
 #include <set>
 #include <vector>
 
+#include "common/checkpoint.h"
 #include "common/keys.h"
 #include "common/net/zmq_socket.h"
 #include "common/optimizer.h"
@@ -76,6 +77,11 @@ class DenseShard {
     uint64_t hash = 0;
   };
   SampleStats TakeSampleStats(int64_t clock_begin, int64_t clock_end);
+
+  // Checkpoints: the weights, the optimizer state and the clocks. Taken
+  // between epochs, when no step is half-applied.
+  void Save(BinaryWriter& w) const;
+  Status Load(BinaryReader& r);
 
   // What a BSP step is waiting for ("slots 1, 3 at clock 17"), for logs.
   std::string Waiting() const;

@@ -37,6 +37,14 @@ class SeqWindow {
   std::set<uint64_t> seen_;
 };
 
+// The file a server writes for one of its ranges in a checkpoint folder.
+std::string ShardFileName(int server, const KeyRange& r) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "server-%d-%016llx.bin", server,
+                static_cast<unsigned long long>(r.begin));
+  return buf;
+}
+
 struct PendingPull {
   Frame peer;
   uint64_t request_id;
@@ -161,6 +169,13 @@ Status Server::Setup(const NodeAssignment& a) {
       const FlatRange f = keys_->Flat(r);
       shards_.push_back(std::make_unique<DenseShard>(
           *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so));
+      if (!a.restore_dir.empty()) {
+        const std::string path = a.restore_dir + "/" + ShardFileName(a.node_id, r);
+        ASSIGN_OR_RETURN(BinaryReader reader, BinaryReader::OpenFile(path));
+        RETURN_IF_ERROR(shards_.back()->Load(reader));
+        PSTRAIN_LOG(INFO) << "restored keys " << ToString(r) << " at clock "
+                          << shards_.back()->version() << " from " << path;
+      }
     }
   }
   for (size_t i = 0; i < a.workers.size(); ++i) {
@@ -188,6 +203,32 @@ Status Server::OnControl(msg::Control::Reader c) {
       PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": "
                         << worker_incarnation_.size() << " live worker(s)";
       return OkStatus();
+    }
+    case msg::Control::CHECKPOINT_REQUEST: {
+      capnp::MallocMessageBuilder m;
+      auto done = m.initRoot<msg::Control>().initCheckpointDone();
+      done.setNodeId(assignment_.node_id);
+      done.setToken(c.getCheckpointRequest().getToken());
+      const std::string dir = c.getCheckpointRequest().getDir();
+      auto files = done.initFiles(static_cast<unsigned>(shards_.size()));
+      for (size_t i = 0; i < shards_.size(); ++i) {
+        BinaryWriter w;
+        shards_[i]->Save(w);
+        const std::vector<uint8_t> bytes = w.Finish();
+        const std::string name = ShardFileName(assignment_.node_id, shards_[i]->keys());
+        Status st = WriteFileDurably(dir + "/" + name, bytes);
+        if (!st.ok()) {
+          done.setError(st.message());
+          break;
+        }
+        auto f = files[static_cast<unsigned>(i)];
+        f.setName(name);
+        f.setBytes(bytes.size());
+        f.setCrc32(Crc32(bytes));
+        f.setKeyBegin(shards_[i]->keys().begin);
+        f.setKeyEnd(shards_[i]->keys().end);
+      }
+      return control_->Send(m);
     }
     case msg::Control::STATS_REQUEST: {
       capnp::MallocMessageBuilder m;

@@ -66,6 +66,31 @@ struct Assignment {
   heartbeatMs @11 :UInt32;     # send a heartbeat this often
   timeoutMs @12 :UInt32;       # a peer silent this long is dead
   workerIncarnations @13 :List(UInt64);  # parallel to `workers`
+  restoreDir @14 :Text;        # servers: load your ranges from this checkpoint
+                               # folder instead of initialising them
+}
+
+# coordinator -> server: write your ranges' state (weights, optimizer state,
+# clocks) into `dir`, one file per range, each checksummed and made durable.
+struct CheckpointRequest {
+  token @0 :UInt64;
+  dir @1 :Text;
+}
+
+struct CheckpointFile {
+  name @0 :Text;        # file name inside the checkpoint folder
+  bytes @1 :UInt64;
+  crc32 @2 :UInt32;     # of the whole file
+  keyBegin @3 :UInt64;
+  keyEnd @4 :UInt64;
+}
+
+# server -> coordinator.
+struct CheckpointDone {
+  nodeId @0 :Int32;
+  token @1 :UInt64;
+  files @2 :List(CheckpointFile);
+  error @3 :Text;       # not empty: the checkpoint failed, and why
 }
 
 # node -> coordinator: assignment applied (servers: parameters initialised).
@@ -191,6 +216,8 @@ struct Control {
     error @12 :Text;          # the peer refused the last message: why
     membership @13 :Membership;
     membershipAck @14 :MembershipAck;
+    checkpointRequest @15 :CheckpointRequest;
+    checkpointDone @16 :CheckpointDone;
   }
 }
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
@@ -155,6 +156,81 @@ TEST_CASE("A replacement worker joins a running job and trains from the next epo
   CHECK(*code == 0);
   CHECK(replacement.Wait(std::chrono::seconds(60)) == 0);
   CheckEveryEpochComplete(metrics, 4, 60000);
+}
+
+}  // namespace
+}  // namespace pstrain::testing
+
+namespace pstrain::testing {
+namespace {
+
+TEST_CASE("kill -9 of every process mid-run, then --resume: the result of the uninterrupted run",
+          "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "2",
+                                          "--epochs",  "4", "--progress", "never"};
+  std::vector<std::string> clean_argv = {kPstrain, "train", kFashionJob, "--metrics",
+                                         dir.File("clean")};
+  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
+  REQUIRE(Run(clean_argv).code == 0);
+  const json clean = Final(dir.File("clean"));
+
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = {kPstrain,           "train", kFashionJob, "--metrics", metrics,
+                                   "--checkpoint-dir", ckpt};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  {
+    Process job(argv);
+    REQUIRE(WaitForLine(metrics, job, [](const json& l) {
+      return l["event"] == "checkpoint" && l["epochs_done"] == 2;
+    }));
+    // The whole job at once: launcher, servers and workers.
+    REQUIRE(::kill(-job.pid(), SIGKILL) == 0);
+    REQUIRE(job.Wait(std::chrono::seconds(60)).has_value());
+  }
+  argv.push_back("--resume");
+  RunResult r = Run(argv);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("resuming from " + ckpt + "/ckpt-00000"));
+  const json resumed = Final(metrics);
+  CHECK(std::abs(resumed["test_loss"].get<double>() / clean["test_loss"].get<double>() - 1) < 1e-3);
+  CHECK(std::abs(resumed["weights_l2"].get<double>() / clean["weights_l2"].get<double>() - 1) <
+        1e-3);
+  const auto events = Events(ReadJsonLines(metrics), "resumed");
+  REQUIRE(events.size() == 1);
+  CHECK(events[0]["epochs_done"].get<int>() >= 2);
+}
+
+TEST_CASE("Resuming skips a damaged checkpoint, says why, and uses the previous one",
+          "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::string ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = {kPstrain, "train",      kMnistJob,    "--servers",
+                                   "1",      "--workers",  "1",          "--epochs",
+                                   "3",      "--progress", "never",      "--checkpoint-dir",
+                                   ckpt,     "--metrics",  dir.File("m")};
+  REQUIRE(Run(argv).code == 0);
+  const json clean = Final(dir.File("m"));
+  // Damage the newest (after epoch 3): flip one bit of its server file.
+  std::string victim;
+  for (const auto& e : std::filesystem::directory_iterator(ckpt + "/ckpt-000003")) {
+    if (e.path().extension() == ".bin") victim = e.path().string();
+  }
+  REQUIRE_FALSE(victim.empty());
+  std::string bytes = ReadFile(victim);
+  bytes[bytes.size() / 2] ^= 0x04;
+  WriteFile(victim, bytes);
+  argv.back() = dir.File("resumed");  // the metrics file
+  argv.push_back("--resume");
+  RunResult r = Run(argv);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("skipped " + ckpt + "/ckpt-000003"));
+  CHECK_THAT(r.out, Catch::Contains("checksum mismatch"));
+  CHECK_THAT(r.out, Catch::Contains("resuming from " + ckpt + "/ckpt-000002"));
+  // Epoch 3 again from the checkpoint after epoch 2: the same weights.
+  CHECK(Final(dir.File("resumed"))["weights_l2"] == clean["weights_l2"]);
 }
 
 }  // namespace

@@ -160,3 +160,36 @@ TEST_CASE("Snapshots stay unchanged while a reply holds them", "[paramserver]") 
 
 }  // namespace
 }  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+TEST_CASE("A shard saved and loaded continues exactly where it was", "[paramserver][checkpoint]") {
+  Keys k(4);
+  ShardOptions o = Sgd(Consistency::kBsp, 1);
+  o.optimizer.kind = OptimizerKind::kAdam;
+  DenseShard a(k.keys, k.Floats(0, 4), std::vector<float>{1, 2, 3, 4}, o);
+  REQUIRE(a.Push(0, 0, k.Floats(0, 4), Floats({1, -1, 2, -2}), 1, 0, 0.1f).ok());
+  BinaryWriter w;
+  a.Save(w);
+  auto reader = BinaryReader::Open("shard", w.Finish());
+  REQUIRE(reader.ok());
+  DenseShard b(k.keys, k.Floats(0, 4), std::vector<float>{0, 0, 0, 0}, o);
+  REQUIRE(b.Load(*reader).ok());
+  CHECK(b.version() == 1);
+  CHECK(Weights(b) == Weights(a));
+  // The next step, with Adam's moments restored, agrees too.
+  REQUIRE(a.Push(0, 1, k.Floats(0, 4), Floats({0.5f, 0.5f, 0.5f, 0.5f}), 1, 0, 0.1f).ok());
+  REQUIRE(b.Push(0, 1, k.Floats(0, 4), Floats({0.5f, 0.5f, 0.5f, 0.5f}), 1, 0, 0.1f).ok());
+  CHECK(Weights(b) == Weights(a));
+  // A file for other keys is refused.
+  Keys k8(8);
+  DenseShard c(k8.keys, k8.Floats(0, 8), std::vector<float>(8, 0.0f), o);
+  BinaryWriter w2;
+  a.Save(w2);
+  auto r2 = BinaryReader::Open("shard", w2.Finish());
+  CHECK_THAT(c.Load(*r2).message(), Catch::Contains("was the job's server count changed?"));
+}
+
+}  // namespace
+}  // namespace pstrain

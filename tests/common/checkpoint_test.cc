@@ -1,0 +1,186 @@
+#include "common/checkpoint.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <thread>
+
+#include "common/rng.h"
+#include "tests/test_util.h"
+
+namespace pstrain {
+namespace {
+
+using testing::TempDir;
+
+std::vector<uint8_t> SampleFile(float value, size_t floats = 100) {
+  BinaryWriter w;
+  w.U64(42);
+  w.I64(-7);
+  w.F64(0.25);
+  w.Floats(std::vector<float>(floats, value));
+  return w.Finish();
+}
+
+// A complete checkpoint folder of `files` files for `epochs`.
+void WriteCheckpoint(const std::string& dir, int epochs, float value, int files = 2,
+                     size_t floats = 100) {
+  const std::string folder = CheckpointFolder(dir, epochs);
+  std::filesystem::create_directories(folder);
+  Manifest m;
+  m.epochs_done = epochs;
+  m.clock = epochs * 10;
+  m.seed = 3;
+  m.servers = files;
+  m.workers = 2;
+  m.batch_size = 64;
+  for (int i = 0; i < files; ++i) {
+    const std::vector<uint8_t> bytes = SampleFile(value + i, floats);
+    const std::string name = "server-" + std::to_string(i) + ".bin";
+    REQUIRE(WriteFileDurably(folder + "/" + name, bytes).ok());
+    m.files.push_back(
+        {name, bytes.size(), Crc32(bytes), static_cast<uint64_t>(i), static_cast<uint64_t>(i + 1)});
+  }
+  REQUIRE(WriteManifest(folder, m).ok());
+}
+
+TEST_CASE("Checkpoint files round-trip and every damage is named", "[checkpoint]") {
+  std::vector<uint8_t> bytes = SampleFile(1.5f);
+  auto r = BinaryReader::Open("f", bytes);
+  REQUIRE(r.ok());
+  CHECK(*r->U64() == 42);
+  CHECK(*r->I64() == -7);
+  CHECK(*r->F64() == 0.25);
+  std::vector<float> v(100);
+  REQUIRE(r->Floats(v).ok());
+  CHECK(v[99] == 1.5f);
+  CHECK(r->AtEnd());
+  CHECK_THAT(r->U64().status().message(), Catch::Contains("f: ends inside a 64-bit field"));
+
+  SECTION("truncated") {
+    bytes.resize(bytes.size() - 10);
+    CHECK_THAT(BinaryReader::Open("f", bytes).status().message(),
+               Catch::Contains("checksum mismatch"));
+  }
+  SECTION("bit flip") {
+    bytes[40] ^= 0x10;
+    CHECK_THAT(BinaryReader::Open("f", bytes).status().message(),
+               Catch::Contains("checksum mismatch"));
+  }
+  SECTION("not a checkpoint") {
+    bytes[0] = 'X';
+    CHECK_THAT(BinaryReader::Open("f", bytes).status().message(), Catch::Contains("bad magic"));
+  }
+  SECTION("too short") {
+    CHECK_THAT(BinaryReader::Open("f", {1, 2, 3}).status().message(), Catch::Contains("truncated"));
+  }
+  SECTION("wrong array size") {
+    auto r2 = BinaryReader::Open("f", SampleFile(1.0f));
+    (void)r2->U64();
+    (void)r2->I64();
+    (void)r2->F64();
+    std::vector<float> small(5);
+    CHECK_THAT(r2->Floats(small).message(),
+               Catch::Contains("holds 100 values where 5 were expected"));
+  }
+}
+
+TEST_CASE("The newest checkpoint that verifies is chosen; damaged ones are skipped with why",
+          "[checkpoint]") {
+  TempDir dir;
+  const std::string d = dir.path().string();
+  WriteCheckpoint(d, 1, 1.0f);
+  WriteCheckpoint(d, 2, 2.0f);
+  WriteCheckpoint(d, 3, 3.0f);
+  std::vector<std::string> skipped;
+  auto m = FindNewestCheckpoint(d, &skipped);
+  REQUIRE(m.ok());
+  CHECK(m->epochs_done == 3);
+  CHECK(m->clock == 30);
+  CHECK(skipped.empty());
+
+  const std::string f3 = CheckpointFolder(d, 3) + "/server-1.bin";
+  SECTION("a truncated file") {
+    std::filesystem::resize_file(f3, 50);
+    m = FindNewestCheckpoint(d, &skipped);
+    REQUIRE(m.ok());
+    CHECK(m->epochs_done == 2);
+    REQUIRE(skipped.size() == 1);
+    CHECK_THAT(skipped[0], Catch::Contains("ckpt-000003"));
+    CHECK_THAT(skipped[0], Catch::Contains("truncated"));
+  }
+  SECTION("a flipped bit") {
+    std::string bytes = testing::ReadFile(f3);
+    bytes[60] ^= 1;
+    testing::WriteFile(f3, bytes);
+    m = FindNewestCheckpoint(d, &skipped);
+    REQUIRE(m.ok());
+    CHECK(m->epochs_done == 2);
+    CHECK_THAT(skipped.at(0), Catch::Contains("checksum mismatch"));
+  }
+  SECTION("a missing manifest (the run died before finishing it)") {
+    std::filesystem::remove(CheckpointFolder(d, 3) + "/MANIFEST");
+    m = FindNewestCheckpoint(d, &skipped);
+    REQUIRE(m.ok());
+    CHECK(m->epochs_done == 2);
+    CHECK_THAT(skipped.at(0), Catch::Contains("never completed"));
+  }
+  SECTION("a damaged manifest") {
+    const std::string mf = CheckpointFolder(d, 3) + "/MANIFEST";
+    std::string text = testing::ReadFile(mf);
+    text[30] = text[30] == '1' ? '2' : '1';
+    testing::WriteFile(mf, text);
+    m = FindNewestCheckpoint(d, &skipped);
+    REQUIRE(m.ok());
+    CHECK(m->epochs_done == 2);
+    CHECK_THAT(skipped.at(0), Catch::Contains("manifest is damaged"));
+  }
+  SECTION("pruning keeps the newest") {
+    PruneCheckpoints(d, 2);
+    CHECK_FALSE(std::filesystem::exists(CheckpointFolder(d, 1)));
+    CHECK(std::filesystem::exists(CheckpointFolder(d, 2)));
+  }
+  SECTION("nothing valid") {
+    TempDir empty;
+    CHECK(FindNewestCheckpoint(empty.path().string(), nullptr).status().code() ==
+          StatusCode::kNotFound);
+  }
+}
+
+TEST_CASE("A checkpoint killed while being written never becomes the one resumed from",
+          "[checkpoint]") {
+  TempDir dir;
+  const std::string d = dir.path().string();
+  WriteCheckpoint(d, 1, 1.0f, 2, 1 << 20);
+  Rng rng(17);
+  int completed = 0, interrupted = 0;
+  for (int round = 0; round < 25; ++round) {
+    std::filesystem::remove_all(CheckpointFolder(d, 2));
+    const pid_t child = ::fork();
+    if (child == 0) {
+      WriteCheckpoint(d, 2, 2.0f, 2, 1 << 20);  // 8 MiB of files, then the manifest
+      ::_exit(0);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(rng.Below(60000)));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    auto m = FindNewestCheckpoint(d, nullptr);
+    REQUIRE(m.ok());
+    if (m->epochs_done == 2) {
+      ++completed;  // it finished before the kill: it must verify in full
+      REQUIRE(VerifyCheckpoint(CheckpointFolder(d, 2)).ok());
+    } else {
+      ++interrupted;
+      CHECK(m->epochs_done == 1);
+    }
+  }
+  INFO(completed << " completed, " << interrupted << " interrupted");
+  CHECK(interrupted > 0);
+}
+
+}  // namespace
+}  // namespace pstrain
