@@ -247,6 +247,15 @@ const std::vector<KeySpec>& Schema() {
        {},
        "address the coordinator and servers listen on (an IP address, or an interface name like "
        "eth0)"},
+      {"cluster.replication",
+       KeyType::kInt,
+       "1",
+       1,
+       2,
+       false,
+       {},
+       "copies of every key range: 2 keeps a backup on another server, promoted when the primary "
+       "dies"},
       {"cluster.heartbeat_ms",
        KeyType::kInt,
        "500",
@@ -719,6 +728,13 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.cluster.consistency = str("cluster.consistency");
   c.cluster.staleness = static_cast<int>(integer("cluster.staleness"));
   c.cluster.bind = str("cluster.bind");
+  c.cluster.replication = static_cast<int>(integer("cluster.replication"));
+  if (c.cluster.replication > c.cluster.servers) {
+    return InvalidArgument(
+        where.At("cluster.replication", root.at_path("cluster.replication").node()) +
+        "cluster.replication " + std::to_string(c.cluster.replication) +
+        " needs at least as many servers, not " + std::to_string(c.cluster.servers));
+  }
   c.cluster.heartbeat_ms = static_cast<int>(integer("cluster.heartbeat_ms"));
   c.cluster.timeout_ms = static_cast<int>(integer("cluster.timeout_ms"));
   c.cluster.start_timeout_s = static_cast<int>(integer("cluster.start_timeout_s"));

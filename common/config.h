@@ -37,6 +37,7 @@ struct ClusterConfig {
   std::string consistency = "bsp";  // "bsp" | "asp" | "ssp"
   int staleness = 2;
   std::string bind = "127.0.0.1";  // address or interface name
+  int replication = 1;             // copies of each key range (1 or 2)
   int heartbeat_ms = 500;
   int timeout_ms = 3000;
   int start_timeout_s = 120;

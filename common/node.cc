@@ -9,6 +9,32 @@
 
 namespace pstrain {
 
+void BuildServerInfo(const ServerEntry& s, msg::ServerInfo::Builder sb) {
+  sb.setId(s.id);
+  sb.setEndpoint(s.endpoint);
+  sb.setIncarnation(s.incarnation);
+  auto ranges = sb.initRanges(static_cast<unsigned>(s.ranges.size()));
+  for (size_t r = 0; r < s.ranges.size(); ++r) {
+    ranges[static_cast<unsigned>(r)].setBegin(s.ranges[r].begin);
+    ranges[static_cast<unsigned>(r)].setEnd(s.ranges[r].end);
+  }
+  auto backups = sb.initBackupRanges(static_cast<unsigned>(s.backup_ranges.size()));
+  for (size_t r = 0; r < s.backup_ranges.size(); ++r) {
+    backups[static_cast<unsigned>(r)].setBegin(s.backup_ranges[r].begin);
+    backups[static_cast<unsigned>(r)].setEnd(s.backup_ranges[r].end);
+  }
+}
+
+ServerEntry ReadServerInfo(msg::ServerInfo::Reader s) {
+  ServerEntry e;
+  e.id = s.getId();
+  e.endpoint = s.getEndpoint();
+  e.incarnation = s.getIncarnation();
+  for (auto kr : s.getRanges()) e.ranges.push_back({kr.getBegin(), kr.getEnd()});
+  for (auto kr : s.getBackupRanges()) e.backup_ranges.push_back({kr.getBegin(), kr.getEnd()});
+  return e;
+}
+
 void BuildAssignment(const NodeAssignment& a, msg::Assignment::Builder b) {
   b.setNodeId(a.node_id);
   b.setMembershipEpoch(a.membership_epoch);
@@ -25,16 +51,7 @@ void BuildAssignment(const NodeAssignment& a, msg::Assignment::Builder b) {
   b.setNumClasses(a.num_classes);
   auto servers = b.initServers(static_cast<unsigned>(a.servers.size()));
   for (size_t i = 0; i < a.servers.size(); ++i) {
-    const ServerEntry& s = a.servers[i];
-    auto sb = servers[static_cast<unsigned>(i)];
-    sb.setId(s.id);
-    sb.setEndpoint(s.endpoint);
-    sb.setIncarnation(s.incarnation);
-    auto ranges = sb.initRanges(static_cast<unsigned>(s.ranges.size()));
-    for (size_t r = 0; r < s.ranges.size(); ++r) {
-      ranges[static_cast<unsigned>(r)].setBegin(s.ranges[r].begin);
-      ranges[static_cast<unsigned>(r)].setEnd(s.ranges[r].end);
-    }
+    BuildServerInfo(a.servers[i], servers[static_cast<unsigned>(i)]);
   }
   auto workers = b.initWorkers(static_cast<unsigned>(a.workers.size()));
   auto incs = b.initWorkerIncarnations(static_cast<unsigned>(a.workers.size()));
@@ -63,14 +80,7 @@ StatusOr<NodeAssignment> ReadAssignment(msg::Assignment::Reader r) {
   }
   a.input_dim = r.getInputDim();
   a.num_classes = r.getNumClasses();
-  for (auto s : r.getServers()) {
-    ServerEntry e;
-    e.id = s.getId();
-    e.endpoint = s.getEndpoint();
-    e.incarnation = s.getIncarnation();
-    for (auto kr : s.getRanges()) e.ranges.push_back({kr.getBegin(), kr.getEnd()});
-    a.servers.push_back(std::move(e));
-  }
+  for (auto s : r.getServers()) a.servers.push_back(ReadServerInfo(s));
   for (int32_t w : r.getWorkers()) a.workers.push_back(w);
   for (uint64_t inc : r.getWorkerIncarnations()) a.worker_incarnations.push_back(inc);
   a.restore_dir = r.getRestoreDir();

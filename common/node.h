@@ -22,9 +22,13 @@ namespace pstrain {
 struct ServerEntry {
   int id = -1;
   std::string endpoint;
-  std::vector<KeyRange> ranges;
+  std::vector<KeyRange> ranges;  // owned (primary)
   uint64_t incarnation = 0;
+  std::vector<KeyRange> backup_ranges;  // replicas kept for other servers
 };
+
+void BuildServerInfo(const ServerEntry& e, msg::ServerInfo::Builder b);
+ServerEntry ReadServerInfo(msg::ServerInfo::Reader r);
 
 // A node's assignment, decoded from msg::Assignment.
 struct NodeAssignment {

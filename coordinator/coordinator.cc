@@ -146,6 +146,7 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
   for (int w : live) pending_acks_[w] = false;
   recovery_start_ = Clock::now();
   recovering_ = "worker " + std::to_string(gone.id);
+  recovering_role_ = "worker";
 
   // The epoch running: a survivor that had already finished gets the dead
   // worker's slots to complete; work the dead one was evaluating moves on.
@@ -350,17 +351,8 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
       if (it == nodes_.end()) continue;
       const Node& n = it->second;
       if (n.role == msg::Role::SERVER) {
-        RETURN_IF_ERROR(metrics_->Write(JsonObject()
-                                            .Add("event", "node_failed")
-                                            .Add("role", "server")
-                                            .Add("id", n.id)
-                                            .Add("pid", n.pid)
-                                            .Add("reason", deaths[i].second)
-                                            .Add("detect_seconds", detect[i])
-                                            .Add("time", SinceStart())));
-        return Unavailable("server " + std::to_string(n.id) + " (pid " + std::to_string(n.pid) +
-                           " on " + n.host + ") is dead (" + deaths[i].second +
-                           ") and its keys have no replica");
+        RETURN_IF_ERROR(OnServerDeath(n, detect[i], deaths[i].second));
+        continue;
       }
       if (!n.ready) continue;  // still loading: the start deadline covers it
       RETURN_IF_ERROR(OnWorkerDeath(n, detect[i], deaths[i].second));
@@ -377,7 +369,7 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
         RETURN_IF_ERROR(
             metrics_->Write(JsonObject()
                                 .Add("event", "recovered")
-                                .Add("role", "worker")
+                                .Add("role", recovering_role_)
                                 .Add("failed", recovering_)
                                 .Add("recover_seconds", Since(recovery_start_))
                                 .Add("live_workers", static_cast<int>(LiveWorkerIds().size()))
@@ -434,10 +426,15 @@ Status Coordinator::Assign() {
   a.timeout_ms = c.cluster.timeout_ms;
   a.restore_dir = restore_dir_;
   std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
-  for (size_t i = 0; i < servers.size(); ++i) {
-    a.servers.push_back(
-        {servers[i]->id, servers[i]->endpoint, {slices[i]}, servers[i]->incarnation});
+  if (ranges_.empty()) {
+    // Range i lives on server i; with replication 2 its backup on server i+1.
+    ranges_ = slices;
+    for (size_t i = 0; i < servers.size(); ++i) {
+      primary_.push_back(servers[i]->id);
+      backup_.push_back(c.cluster.replication > 1 ? servers[(i + 1) % servers.size()]->id : -1);
+    }
   }
+  a.servers = ServerTable();
   for (Node* w : NodesOf(msg::Role::WORKER)) {
     a.workers.push_back(w->id);
     a.worker_incarnations.push_back(w->incarnation);
@@ -650,6 +647,74 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   e.seconds = Since(start);
   current_ = EpochState{};
   return e;
+}
+
+std::vector<ServerEntry> Coordinator::ServerTable() {
+  std::vector<ServerEntry> table;
+  for (Node* s : NodesOf(msg::Role::SERVER)) {
+    ServerEntry e;
+    e.id = s->id;
+    e.endpoint = s->endpoint;
+    e.incarnation = s->incarnation;
+    for (size_t r = 0; r < ranges_.size(); ++r) {
+      if (primary_[r] == s->id) e.ranges.push_back(ranges_[r]);
+      if (backup_[r] == s->id) e.backup_ranges.push_back(ranges_[r]);
+    }
+    table.push_back(std::move(e));
+  }
+  return table;
+}
+
+Status Coordinator::OnServerDeath(const Node& dead, double detect_seconds, const std::string& why) {
+  ++failures_;
+  const Node gone = dead;
+  PSTRAIN_LOG(WARNING) << "server " << gone.id << " (pid " << gone.pid << " on " << gone.host
+                       << ") is dead: " << why;
+  RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                      .Add("event", "node_failed")
+                                      .Add("role", "server")
+                                      .Add("id", gone.id)
+                                      .Add("pid", gone.pid)
+                                      .Add("host", gone.host)
+                                      .Add("reason", why)
+                                      .Add("detect_seconds", detect_seconds)
+                                      .Add("time", SinceStart())));
+  dead_[gone.identity] = "declared dead: " + why;
+  dead_pids_.push_back(gone.pid);
+  nodes_.erase(gone.identity);
+  int promoted = 0;
+  for (size_t r = 0; r < ranges_.size(); ++r) {
+    if (backup_[r] == gone.id) backup_[r] = -1;
+    if (primary_[r] != gone.id) continue;
+    if (backup_[r] < 0) {
+      return Unavailable("server " + std::to_string(gone.id) + " (pid " + std::to_string(gone.pid) +
+                         " on " + gone.host + ") is dead (" + why + ") and keys " +
+                         ToString(ranges_[r]) +
+                         " have no replica left: resume from a checkpoint (--resume)");
+    }
+    primary_[r] = backup_[r];
+    backup_[r] = -1;
+    ++promoted;
+  }
+  ++membership_epoch_;
+  const std::vector<ServerEntry> table = ServerTable();
+  for (auto& [identity, n] : nodes_) {
+    capnp::MallocMessageBuilder m;
+    auto rt = m.initRoot<msg::Control>().initRouting();
+    rt.setMembershipEpoch(membership_epoch_);
+    auto list = rt.initServers(static_cast<unsigned>(table.size()));
+    for (size_t i = 0; i < table.size(); ++i)
+      BuildServerInfo(table[i], list[static_cast<unsigned>(i)]);
+    Status st = SendTo(n, m);
+    if (!st.ok() && st.code() != StatusCode::kUnavailable) return st;
+  }
+  pending_acks_.clear();
+  for (int w : LiveWorkerIds()) pending_acks_[w] = false;
+  recovery_start_ = Clock::now();
+  recovering_role_ = "server";
+  recovering_ = "server " + std::to_string(gone.id) + " (" + std::to_string(promoted) +
+                " range(s) promoted to their backups)";
+  return OkStatus();
 }
 
 StatusOr<Manifest> Coordinator::PickCheckpoint() {

@@ -72,6 +72,9 @@ class Coordinator {
   using Handler = std::function<Status(Node& from, msg::Control::Reader c)>;
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);
+  // A server died: promote the backups of its ranges, tell everyone.
+  Status OnServerDeath(const Node& dead, double detect_seconds, const std::string& why);
+  std::vector<ServerEntry> ServerTable();
   // A worker died: drop it, hand its slots to the survivors, tell everyone.
   Status OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why);
   Status BroadcastMembership();
@@ -114,11 +117,14 @@ class Coordinator {
   std::vector<int> dead_pids_;
   std::map<std::string, std::string> dead_;  // routing id -> why, for late messages
   std::vector<int> slot_owners_;             // worker id per hand-out slot
+  std::vector<KeyRange> ranges_;             // the key ranges, in key order
+  std::vector<int> primary_, backup_;        // server id per range (-1: none)
   // Recovery in progress: survivors that have not acknowledged the new
   // membership yet, and what failed.
   std::map<int, bool> pending_acks_;
   std::chrono::steady_clock::time_point recovery_start_{};
-  std::string recovering_;  // "worker 2"
+  std::string recovering_;       // "worker 2"
+  std::string recovering_role_;  // "worker" | "server"
   int failures_ = 0;
   // The epoch running: who still has to report, and what they were given.
   struct EpochState {

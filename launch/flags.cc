@@ -18,6 +18,7 @@ const FlagSpec kFlags[] = {
     {"--workers", "cluster.workers", true, "W: workers (local launcher)"},
     {"--consistency", "cluster.consistency", true, "bsp|asp|ssp"},
     {"--staleness", "cluster.staleness", true, "K: ssp's staleness bound"},
+    {"--replication", "cluster.replication", true, "1|2: keep a backup of every key range"},
     {"--bind", "cluster.bind", true, "ADDRESS|INTERFACE: where to listen (default 127.0.0.1)"},
     {"--checkpoint-dir", "checkpoint.dir", true, "DIR: write a checkpoint every epoch into DIR"},
     {"--resume", nullptr, false,

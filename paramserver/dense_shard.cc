@@ -69,7 +69,15 @@ StatusOr<DenseShard::PushOutcome> DenseShard::Push(int slot, int64_t clock, cons
   }
   // ASP / SSP: apply now, once.
   if (!Record(slot, clock, first, last, samples, sample_hash)) return PushOutcome::kDuplicate;
-  if (!empty) ApplyAsync(begin, n, FramedFloats(payload, &scratch_), lr);
+  if (!empty) {
+    const float* g = FramedFloats(payload, &scratch_);
+    ApplyAsync(begin, n, g, lr);
+    if (replicate_) {
+      replicate_({part, g, lr, async_steps_[begin], version_, clock, slot, samples, sample_hash});
+    }
+  } else if (replicate_) {
+    replicate_({part, nullptr, lr, 0, version_, clock, slot, 0, 0});
+  }
   if (seen_[{clock, slot}].received >= blocks_) {
     completed_[slot] = std::max(completed_[slot], clock + 1);
   }
@@ -103,6 +111,49 @@ void DenseShard::MaybeCompleteBsp() {
   pending_.clear();
   ++version_;
   ++updates_;
+  if (replicate_) {
+    SampleStats st;
+    for (int s = 0; s < options_.slots; ++s) {
+      auto it = seen_.find({version_ - 1, s});
+      if (it == seen_.end()) continue;
+      st.samples += it->second.samples;
+      st.hash += it->second.hash;
+    }
+    replicate_({keys_, accum_.data(), pending_lr_, version_, version_, version_ - 1, -1, st.samples,
+                st.hash});
+  }
+}
+
+Status DenseShard::ApplyReplicated(const Update& u) {
+  if (!layout_.IsValidRange(u.part) || u.part.begin < keys_.begin || u.part.end > keys_.end) {
+    return InvalidArgument("replicated update of keys " + ToString(u.part) + " outside " +
+                           ToString(keys_));
+  }
+  const FlatRange f = layout_.Flat(u.part);
+  const size_t begin = f.begin - flat_.begin, n = f.size();
+  if (options_.consistency == Consistency::kBsp) {
+    if (u.version <= version_) return OkStatus();  // already applied (a retry)
+    replicated_stats_.try_emplace(u.clock, SampleStats{u.samples, u.sample_hash});
+  } else {
+    if (u.slot < 0 || u.slot >= options_.slots) return InvalidArgument("bad slot");
+    // Recorded like a push, so a retry after a promotion is recognised.
+    if (!Record(u.slot, u.clock, layout_.LowerBound(u.part.begin), layout_.LowerBound(u.part.end),
+                u.samples, u.sample_hash)) {
+      return OkStatus();
+    }
+    if (seen_[{u.clock, u.slot}].received >= blocks_) {
+      completed_[u.slot] = std::max(completed_[u.slot], u.clock + 1);
+    }
+  }
+  if (u.gradient != nullptr) {
+    optimizer_->Apply(std::span<float>(params_.data() + begin, n),
+                      std::span<const float>(u.gradient, n), u.lr, begin, u.step);
+    if (options_.consistency != Consistency::kBsp) async_steps_[begin] = u.step;
+    ++updates_;
+  }
+  version_ = std::max(version_, u.version);
+  durable_version_ = version_;
+  return OkStatus();
 }
 
 bool DenseShard::PullReady(int64_t clock) const {
@@ -146,6 +197,14 @@ double DenseShard::SumSquares() const {
 
 DenseShard::SampleStats DenseShard::TakeSampleStats(int64_t clock_begin, int64_t clock_end) {
   SampleStats st;
+  for (auto it = replicated_stats_.begin(); it != replicated_stats_.end();) {
+    if (it->first >= clock_end) break;
+    if (it->first >= clock_begin) {
+      st.samples += it->second.samples;
+      st.hash += it->second.hash;
+    }
+    it = replicated_stats_.erase(it);
+  }
   for (auto it = seen_.begin(); it != seen_.end();) {
     const int64_t clock = it->first.first;
     if (clock >= clock_end) break;

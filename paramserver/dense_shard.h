@@ -18,7 +18,9 @@
 // Owned by the server's single thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -62,8 +64,33 @@ class DenseShard {
   StatusOr<PushOutcome> Push(int slot, int64_t clock, const KeyRange& part, Frame payload,
                              int64_t samples, uint64_t sample_hash, float lr);
 
-  // May a pull of `clock` be answered now?
+  // May a pull of `clock` be answered now? With a backup, only weights the
+  // backup has too are served.
   bool PullReady(int64_t clock) const;
+
+  // Replication (--replication 2). An applied update, as the primary sends
+  // it to its backup.
+  struct Update {
+    KeyRange part;          // the keys updated
+    const float* gradient;  // valid during the callback only; null: nothing to add
+    float lr;
+    int64_t step;     // the optimizer's step number
+    int64_t version;  // the shard's version after the update
+    int64_t clock;    // the clock whose samples it carries
+    int slot;         // -1: the sum of every slot (BSP)
+    int64_t samples;
+    uint64_t sample_hash;
+  };
+  // Called for every update this shard applies while it has a backup.
+  void SetReplication(std::function<void(const Update&)> send) {
+    replicate_ = std::move(send);
+    if (!replicate_) durable_version_ = version_;
+  }
+  bool replicated() const { return static_cast<bool>(replicate_); }
+  // The backup has applied updates up to `version`.
+  void Acknowledged(int64_t version) { durable_version_ = std::max(durable_version_, version); }
+  // On the backup: applies an update its primary applied.
+  Status ApplyReplicated(const Update& u);
 
   // The current weights, immutable, shared with replies in flight.
   std::shared_ptr<const FloatBuffer> Snapshot();
@@ -114,6 +141,10 @@ class DenseShard {
   FloatBuffer accum_;
   int64_t version_ = 0;
   int64_t updates_ = 0;
+  int64_t durable_version_ = 0;  // the newest version the backup acknowledged
+  std::function<void(const Update&)> replicate_;
+  // BSP: samples behind the steps received by replication, per clock.
+  std::map<int64_t, SampleStats> replicated_stats_;
   std::map<std::pair<int64_t, int>, SlotClock> seen_;  // by (clock, slot)
   // BSP: parts held for clock version_, per slot.
   std::map<int, std::vector<Part>> pending_;

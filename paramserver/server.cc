@@ -62,6 +62,12 @@ class Server {
 
  private:
   Status Setup(const NodeAssignment& a);
+  // Adopts a server table: promotes replicas now owned, points each owned
+  // range at its backup (or none).
+  Status ApplyRouting(const std::vector<ServerEntry>& servers);
+  void Replicate(int to, DenseShard* shard, const DenseShard::Update& u);
+  Status ReceiveAcks();
+  Status HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames);
   Status OnControl(msg::Control::Reader c);
   void OnData(Message& frames);
   // Handles one request; an error status becomes an error reply.
@@ -78,7 +84,14 @@ class Server {
   std::unique_ptr<ControlChannel> control_;
   NodeAssignment assignment_;
   std::unique_ptr<KeyLayout> keys_;
-  std::vector<std::unique_ptr<DenseShard>> shards_;
+  std::vector<std::unique_ptr<DenseShard>> shards_;    // ranges this server owns
+  std::vector<std::unique_ptr<DenseShard>> replicas_;  // backups of other servers' ranges
+  std::vector<ServerEntry> servers_;                   // the current server table
+  std::map<int, std::unique_ptr<Socket>> links_;       // to backups, by server id
+  std::map<uint64_t, std::pair<DenseShard*, int64_t>> replicating_;  // unacknowledged
+  uint64_t next_replicate_ = 1;
+  uint64_t incarnation_ = 0;
+  std::vector<float> scratch_;
   std::map<uint32_t, SparseTable> sparse_;
   std::map<int, uint64_t> worker_incarnation_;  // the live workers
   uint64_t routing_epoch_ = 0;  // requests routed by an older membership are refused
@@ -97,9 +110,10 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
   ASSIGN_OR_RETURN(data_, Socket::Create(ctx_, SocketKind::kRouter, data_options));
   ASSIGN_OR_RETURN(std::string endpoint, data_->Bind(TcpWildcardEndpoint(options_.bind_address)));
   ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
+  incarnation_ = NewIncarnation();
   ASSIGN_OR_RETURN(NodeAssignment a,
-                   control_->Join(msg::Role::SERVER, options_.requested_id, NewIncarnation(),
-                                  endpoint, std::chrono::seconds(600)));
+                   control_->Join(msg::Role::SERVER, options_.requested_id, incarnation_, endpoint,
+                                  std::chrono::seconds(600)));
   RETURN_IF_ERROR(Setup(a));
   SetLogPrefix("server " + std::to_string(a.node_id));
   PSTRAIN_LOG(INFO) << "serving " << shards_.size() << " key range(s) at " << endpoint;
@@ -111,8 +125,13 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
   }
   while (!done_) {
     if (stop != nullptr && stop->load()) return Cancelled("server stopped by a signal");
-    ASSIGN_OR_RETURN(std::vector<bool> ready, PollReadable({control_->socket(), data_.get()},
-                                                           std::chrono::milliseconds(50)));
+    std::vector<Socket*> polled = {control_->socket(), data_.get()};
+    for (auto& [id, link] : links_) polled.push_back(link.get());
+    ASSIGN_OR_RETURN(std::vector<bool> ready, PollReadable(polled, std::chrono::milliseconds(50)));
+    if (std::find(ready.begin() + 2, ready.end(), true) != ready.end()) {
+      RETURN_IF_ERROR(ReceiveAcks());
+      ServeReadyPulls();
+    }
     if (ready[1]) {
       // Serve a bounded batch of data messages, then look at control again.
       for (int i = 0; i < 256; ++i) {
@@ -178,15 +197,135 @@ Status Server::Setup(const NodeAssignment& a) {
       }
     }
   }
+  for (const ServerEntry& s : a.servers) {
+    if (s.id != a.node_id) continue;
+    for (const KeyRange& r : s.backup_ranges) {
+      if (!keys_->IsValidRange(r)) return InvalidArgument("bad backup range " + ToString(r));
+      const FlatRange f = keys_->Flat(r);
+      replicas_.push_back(std::make_unique<DenseShard>(
+          *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so));
+    }
+  }
   for (size_t i = 0; i < a.workers.size(); ++i) {
     worker_incarnation_[a.workers[i]] = a.worker_incarnations.at(i);
   }
   routing_epoch_ = a.membership_epoch;
+  return ApplyRouting(a.servers);
+}
+
+Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
+  servers_ = servers;
+  // Replicas that are now ours to serve: promoted after their primary died.
+  for (const ServerEntry& s : servers) {
+    if (s.id != assignment_.node_id) continue;
+    for (const KeyRange& r : s.ranges) {
+      if (FindShard(r) != nullptr) continue;
+      for (auto it = replicas_.begin(); it != replicas_.end(); ++it) {
+        if ((*it)->keys() == r) {
+          PSTRAIN_LOG(WARNING) << "promoted to primary of keys " << ToString(r) << " at clock "
+                               << (*it)->version();
+          shards_.push_back(std::move(*it));
+          replicas_.erase(it);
+          break;
+        }
+      }
+      if (FindShard(r) == nullptr) {
+        return Internal("assigned keys " + ToString(r) + " that this server has no replica of");
+      }
+    }
+  }
+  // Each primary range replicates to the server that keeps its backup, if any.
+  for (auto& shard : shards_) {
+    const ServerEntry* backup = nullptr;
+    for (const ServerEntry& s : servers) {
+      for (const KeyRange& r : s.backup_ranges) {
+        if (r == shard->keys() && s.id != assignment_.node_id) backup = &s;
+      }
+    }
+    if (backup == nullptr) {
+      shard->SetReplication(nullptr);
+      continue;
+    }
+    if (links_.count(backup->id) == 0) {
+      SocketOptions o;
+      o.max_message_bytes = 256 << 20;
+      ASSIGN_OR_RETURN(std::unique_ptr<Socket> link, Socket::Create(ctx_, SocketKind::kDealer, o));
+      RETURN_IF_ERROR(link->Connect(backup->endpoint));
+      links_[backup->id] = std::move(link);
+    }
+    const int to = backup->id;
+    DenseShard* sh = shard.get();
+    shard->SetReplication([this, to, sh](const DenseShard::Update& u) { Replicate(to, sh, u); });
+  }
+  for (auto it = links_.begin(); it != links_.end();) {
+    const bool alive = std::any_of(servers.begin(), servers.end(),
+                                   [&](const ServerEntry& s) { return s.id == it->first; });
+    it = alive ? std::next(it) : links_.erase(it);
+  }
+  ServeReadyPulls();
+  return OkStatus();
+}
+
+void Server::Replicate(int to, DenseShard* shard, const DenseShard::Update& u) {
+  const uint64_t id = next_replicate_++;
+  capnp::MallocMessageBuilder m;
+  auto h = m.initRoot<msg::DataHeader>();
+  h.setOp(msg::DataOp::REPLICATE);
+  h.setRequestId(id);
+  h.setWorkerId(assignment_.node_id);
+  h.setIncarnation(incarnation_);
+  h.setMembershipEpoch(routing_epoch_);
+  h.initKeyRange().setBegin(u.part.begin);
+  h.getKeyRange().setEnd(u.part.end);
+  h.setLr(u.lr);
+  h.setStep(u.step);
+  h.setVersion(u.version);
+  h.setClock(u.clock);
+  h.setSlot(u.slot);
+  h.setSampleCount(u.samples);
+  h.setSampleHash(u.sample_hash);
+  Message frames;
+  frames.push_back(EncodeFrame(m));
+  if (u.gradient != nullptr) {
+    h.setPayloadFrames(1);
+    frames[0] = EncodeFrame(m);
+    frames.push_back(Frame::Copy(u.gradient, keys_->Flat(u.part).size() * sizeof(float)));
+  }
+  replicating_[id] = {shard, u.version};
+  Status s = links_[to]->Send(frames);
+  if (!s.ok()) PSTRAIN_LOG(WARNING) << "replication to server " << to << " failed: " << s.message();
+}
+
+Status Server::ReceiveAcks() {
+  for (auto& [id, link] : links_) {
+    while (true) {
+      Message frames;
+      StatusOr<bool> got = link->Recv(&frames, 4);
+      if (!got.ok() || !*got) break;
+      (void)WithDecoded<msg::DataHeader>(frames[0], [&](msg::DataHeader::Reader h) {
+        auto it = replicating_.find(h.getRequestId());
+        if (it == replicating_.end()) return OkStatus();
+        if (h.getOp() == msg::DataOp::REPLY) {
+          it->second.first->Acknowledged(it->second.second);
+        } else {
+          PSTRAIN_LOG(ERROR) << "the backup refused an update: " << h.getError().cStr();
+        }
+        replicating_.erase(it);
+        return OkStatus();
+      });
+    }
+  }
   return OkStatus();
 }
 
 Status Server::OnControl(msg::Control::Reader c) {
   switch (c.which()) {
+    case msg::Control::ROUTING: {
+      routing_epoch_ = c.getRouting().getMembershipEpoch();
+      std::vector<ServerEntry> servers;
+      for (auto si : c.getRouting().getServers()) servers.push_back(ReadServerInfo(si));
+      return ApplyRouting(servers);
+    }
     case msg::Control::SHUTDOWN:
       done_ = true;
       exit_code_ = c.getShutdown().getExitCode();
@@ -324,6 +463,7 @@ void Server::OnData(Message& frames) {
 }
 
 Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
+  if (h.getOp() == msg::DataOp::REPLICATE) return HandleReplicate(peer, h, frames);
   const int worker = h.getWorkerId();
   auto inc = worker_incarnation_.find(worker);
   if (inc == worker_incarnation_.end()) {
@@ -426,6 +566,35 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       return InvalidArgument("operation " + std::to_string(static_cast<int>(h.getOp())) +
                              " is not a request");
   }
+}
+
+Status Server::HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
+  const bool known = std::any_of(servers_.begin(), servers_.end(), [&](const ServerEntry& s) {
+    return s.id == h.getWorkerId() && s.incarnation == h.getIncarnation();
+  });
+  if (!known) return Aborted("replication from an unknown server");
+  const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
+  DenseShard* replica = nullptr;
+  for (auto& rp : replicas_) {
+    if (r.begin >= rp->keys().begin && r.end <= rp->keys().end) replica = rp.get();
+  }
+  if (replica == nullptr) return InvalidArgument("no replica of keys " + ToString(r) + " here");
+  const size_t payload_frames = frames.size() - 2;
+  if (payload_frames != h.getPayloadFrames() || payload_frames > 1) {
+    return InvalidArgument("replication with a wrong frame count");
+  }
+  const float* g = nullptr;
+  if (payload_frames == 1) {
+    if (!keys_->IsValidRange(r) || frames[2].size() != keys_->Flat(r).size() * sizeof(float)) {
+      return InvalidArgument("replication payload of the wrong size");
+    }
+    g = FramedFloats(frames[2], &scratch_);
+  }
+  RETURN_IF_ERROR(
+      replica->ApplyReplicated({r, g, h.getLr(), h.getStep(), h.getVersion(), h.getClock(),
+                                h.getSlot(), h.getSampleCount(), h.getSampleHash()}));
+  Reply(peer, h.getRequestId(), {});
+  return OkStatus();
 }
 
 void Server::ServePull(PendingPull& p) {

@@ -2,6 +2,7 @@
 
 #include <capnp/message.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -18,14 +19,56 @@ StatusOr<std::unique_ptr<PsClient>> PsClient::Connect(ZmqContext& ctx, const Key
                                                       const ClientIdentity& identity) {
   if (servers.empty()) return InvalidArgument("no parameter servers to connect to");
   auto c = std::unique_ptr<PsClient>(new PsClient(keys, identity));
+  c->ctx_ = &ctx;
   for (const ServerEntry& e : servers) {
-    SocketOptions o;
-    o.max_message_bytes = 256 << 20;
-    ASSIGN_OR_RETURN(std::unique_ptr<Socket> s, Socket::Create(ctx, SocketKind::kDealer, o));
-    RETURN_IF_ERROR(s->Connect(e.endpoint));
-    c->servers_.push_back({e, std::move(s), 0});
+    ASSIGN_OR_RETURN(ServerConn conn, c->Open(ctx, e));
+    c->servers_.push_back(std::move(conn));
   }
   return c;
+}
+
+StatusOr<PsClient::ServerConn> PsClient::Open(ZmqContext& ctx, const ServerEntry& e) {
+  SocketOptions o;
+  o.max_message_bytes = 256 << 20;
+  ASSIGN_OR_RETURN(std::unique_ptr<Socket> s, Socket::Create(ctx, SocketKind::kDealer, o));
+  RETURN_IF_ERROR(s->Connect(e.endpoint));
+  return ServerConn{e, std::move(s), 0};
+}
+
+Status PsClient::UpdateRouting(const std::vector<ServerEntry>& servers, uint64_t membership_epoch) {
+  std::vector<ServerConn> next;
+  std::map<int, int> index;  // server id -> position in `next`
+  for (const ServerEntry& e : servers) {
+    auto old = std::find_if(servers_.begin(), servers_.end(), [&](const ServerConn& c) {
+      return c.entry.id == e.id && c.entry.endpoint == e.endpoint && c.socket;
+    });
+    if (old != servers_.end()) {
+      old->entry = e;
+      next.push_back(std::move(*old));
+    } else {
+      ASSIGN_OR_RETURN(ServerConn conn, Open(*ctx_, e));
+      next.push_back(std::move(conn));
+    }
+    index[e.id] = static_cast<int>(next.size()) - 1;
+  }
+  std::vector<uint64_t> lost;
+  for (auto& [id, r] : requests_) {
+    const int server_id = servers_[r.server].entry.id;
+    auto it = index.find(server_id);
+    if (it == index.end()) {
+      lost.push_back(id);
+    } else {
+      r.server = it->second;
+    }
+  }
+  std::vector<int> gone_ids;
+  for (uint64_t id : lost) gone_ids.push_back(servers_[requests_.at(id).server].entry.id);
+  servers_ = std::move(next);
+  for (size_t i = 0; i < lost.size(); ++i) {
+    Finish(lost[i], Aborted("server " + std::to_string(gone_ids[i]) + " is gone"));
+  }
+  identity_.membership_epoch = membership_epoch;
+  return OkStatus();
 }
 
 PsClient::Ticket PsClient::NewTicket() {

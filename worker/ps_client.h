@@ -77,6 +77,10 @@ class PsClient {
 
   size_t in_flight() const { return requests_.size(); }
   void set_membership_epoch(uint64_t epoch) { identity_.membership_epoch = epoch; }
+  // Adopts a new server table (a backup promoted after a server died):
+  // connects to servers it did not know, and fails the requests in flight
+  // to servers no longer listed with kAborted (the caller resends).
+  Status UpdateRouting(const std::vector<ServerEntry>& servers, uint64_t membership_epoch);
 
   // Test seam: every request goes out through this function (default: the
   // server's socket). Fault-injection tests duplicate, delay or reorder here.
@@ -109,6 +113,7 @@ class PsClient {
   };
 
   PsClient(const KeyLayout& keys, const ClientIdentity& id) : keys_(keys), identity_(id) {}
+  StatusOr<ServerConn> Open(ZmqContext& ctx, const ServerEntry& e);
   Ticket NewTicket();
   Status SendRequest(int server, Request request, capnp::MessageBuilder& header, Message payload);
   void FillHeader(msg::DataHeader::Builder h, int server, uint64_t request_id);
@@ -117,6 +122,7 @@ class PsClient {
   void OnReply(int server, Message& frames);
   void Finish(uint64_t request_id, const Status& s);
 
+  ZmqContext* ctx_ = nullptr;
   KeyLayout keys_;
   ClientIdentity identity_;
   std::vector<ServerConn> servers_;

@@ -70,7 +70,8 @@ class Worker {
   std::vector<int> slot_owners_;
   std::vector<int> my_slots_;
   std::vector<int> takeover_;  // slots handed to this worker mid-epoch
-  bool abort_waits_ = false;   // a takeover interrupts the current wait
+  bool abort_waits_ = false;   // a takeover or new routing interrupts the current wait
+  bool rerun_step_ = false;    // the servers changed: push the current step again
   FloatBuffer input_;
   std::vector<int32_t> labels_;
   std::vector<PsClient::Ticket> pushes_;
@@ -207,6 +208,20 @@ Status Worker::OnControl(msg::Control::Reader c) {
       b.setMembershipEpoch(m.getMembershipEpoch());
       return control_->Send(ack);
     }
+    case msg::Control::ROUTING: {
+      std::vector<ServerEntry> servers;
+      for (auto si : c.getRouting().getServers()) servers.push_back(ReadServerInfo(si));
+      RETURN_IF_ERROR(client_->UpdateRouting(servers, c.getRouting().getMembershipEpoch()));
+      rerun_step_ = true;
+      abort_waits_ = true;
+      PSTRAIN_LOG(INFO) << "new server routing (epoch " << c.getRouting().getMembershipEpoch()
+                        << "): redoing the current step";
+      capnp::MallocMessageBuilder ack;
+      auto b = ack.initRoot<msg::Control>().initMembershipAck();
+      b.setNodeId(a_.node_id);
+      b.setMembershipEpoch(c.getRouting().getMembershipEpoch());
+      return control_->Send(ack);
+    }
     case msg::Control::EVALUATE: {
       auto e = c.getEvaluate();
       if (e.getBegin() < 0 || e.getEnd() > data_.test.count || e.getBegin() > e.getEnd()) {
@@ -311,9 +326,16 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
     const auto t0 = Clock::now();
     while (true) {
       Status s = Pull(clock);
-      if (s.ok() || s.code() != StatusCode::kAborted || takeover_.empty()) {
+      if (s.ok() || s.code() != StatusCode::kAborted || (takeover_.empty() && !rerun_step_)) {
         pull_wait_s_ += Seconds(Clock::now() - t0);
         return s;
+      }
+      if (rerun_step_) {
+        // A server died and its backup took over: push this step again to
+        // the new owners (the others drop what they already have).
+        rerun_step_ = false;
+        if (k >= 0) RETURN_IF_ERROR(ComputeSlots(plan, epoch, k, first_clock + k, my_slots_));
+        continue;
       }
       // Slots of a dead worker came to this one while it waited: compute
       // their missing steps with the weights it still holds (the servers
@@ -376,7 +398,8 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
 }
 
 Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
-  if (a_.config.cluster.consistency != "bsp") {
+  if (a_.config.cluster.consistency != "bsp" || rerun_step_) {
+    rerun_step_ = false;
     Status s;
     do {
       s = Pull(version_);

@@ -46,8 +46,17 @@ struct Register {
 struct ServerInfo {
   id @0 :Int32;
   endpoint @1 :Text;
-  ranges @2 :List(KeyRange);
+  ranges @2 :List(KeyRange);        # ranges this server owns (primary)
   incarnation @3 :UInt64;
+  backupRanges @4 :List(KeyRange);  # ranges it keeps a replica of (--replication 2)
+}
+
+# coordinator -> servers and workers after a server died: who owns what now
+# (a backup promoted to primary). Requests routed by an older epoch are
+# refused; workers redo their current step against the new owners.
+struct Routing {
+  membershipEpoch @0 :UInt64;
+  servers @1 :List(ServerInfo);
 }
 
 # coordinator -> node, answer to Register: who you are and what the job is.
@@ -218,6 +227,7 @@ struct Control {
     membershipAck @14 :MembershipAck;
     checkpointRequest @15 :CheckpointRequest;
     checkpointDone @16 :CheckpointDone;
+    routing @17 :Routing;
   }
 }
 
@@ -230,6 +240,8 @@ enum DataOp {
   pullRows @3;   # sparse: values of `rows` of `table`; no payload
   reply @4;      # answer to requestId; pull/pullRows: payload as requested
   error @5;      # requestId failed: `error` says why
+  replicate @6;  # primary -> backup: an update the primary applied to
+                 # keyRange (payload: the gradient), to apply identically
 }
 
 enum DType {
@@ -256,6 +268,8 @@ struct DataHeader {
   sampleCount @15 :Int64;      # push: samples behind this gradient (0: an empty step)
   slot @17 :Int32;             # push: the hand-out position the gradient is for
   sampleHash @18 :UInt64;      # push: sum of Mix64(sample index) of its samples
+  step @19 :Int64;             # replicate: the optimizer's step number
+  version @20 :Int64;          # replicate: the primary's version after it
   errorCode @16 :UInt8;        # op = error: what the requester should do, as
                                # pstrain::StatusCode (4 = aborted: stale
                                # membership or incarnation, restart the step)

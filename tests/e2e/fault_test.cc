@@ -235,3 +235,46 @@ TEST_CASE("Resuming skips a damaged checkpoint, says why, and uses the previous 
 
 }  // namespace
 }  // namespace pstrain::testing
+
+namespace pstrain::testing {
+namespace {
+
+TEST_CASE("kill -9 of a server with replication 2 mid-run loses no update", "[e2e][fault]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers",  "2",    "--workers",     "2",
+                                          "--epochs",   "3",    "--replication", "2",
+                                          "--progress", "never"};
+  std::vector<std::string> clean_argv = {kPstrain, "train", kFashionJob, "--metrics",
+                                         dir.File("clean")};
+  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
+  REQUIRE(Run(clean_argv).code == 0);
+  const json clean = Final(dir.File("clean"));
+
+  const std::string metrics = dir.File("m");
+  std::vector<std::string> argv = {kPstrain, "train", kFashionJob, "--metrics", metrics};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Process job(argv);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
+  int victim = -1;
+  for (const json& m : Events(ReadJsonLines(metrics), "membership"))
+    victim = m["servers"][0]["pid"];
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  auto code = job.Wait(std::chrono::seconds(600));
+  INFO(job.Stderr());
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CheckEveryEpochComplete(metrics, 3, 60000);
+  const json failed = Events(ReadJsonLines(metrics), "node_failed").at(0);
+  CHECK(failed["role"] == "server");
+  CHECK(failed["detect_seconds"].get<double>() <= 3.0);
+  const auto recovered = Events(ReadJsonLines(metrics), "recovered");
+  REQUIRE(recovered.size() == 1);
+  CHECK(recovered[0]["role"] == "server");
+  const json f = Final(metrics);
+  CHECK(std::abs(f["test_loss"].get<double>() / clean["test_loss"].get<double>() - 1) < 1e-3);
+  CHECK(std::abs(f["weights_l2"].get<double>() / clean["weights_l2"].get<double>() - 1) < 1e-3);
+}
+
+}  // namespace
+}  // namespace pstrain::testing

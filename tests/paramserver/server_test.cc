@@ -56,7 +56,7 @@ class ServerFixture {
     a.job_base_dir = dir_.path().string();
     a.input_dim = 4;
     a.num_classes = 3;
-    a.servers = {{0, data_endpoint_, {keys_->all()}, 1}};
+    a.servers = {{0, data_endpoint_, {keys_->all()}, 1, {}}};
     a.workers = {0, 1};
     a.worker_incarnations = {100, 101};
     a.heartbeat_ms = 1000;
@@ -79,7 +79,7 @@ class ServerFixture {
   }
 
   std::unique_ptr<PsClient> Client(int worker, uint64_t incarnation) {
-    auto c = PsClient::Connect(ctx_, *keys_, {{0, data_endpoint_, {keys_->all()}, 1}},
+    auto c = PsClient::Connect(ctx_, *keys_, {{0, data_endpoint_, {keys_->all()}, 1, {}}},
                                {worker, incarnation, 1});
     REQUIRE(c.ok());
     return std::move(*c);
