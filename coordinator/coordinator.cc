@@ -107,14 +107,15 @@ Status Coordinator::BroadcastMembership() {
   return OkStatus();
 }
 
-Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why) {
+StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, double detect_seconds,
+                                              const std::string& why) {
   ++failures_;
   const Node gone = dead;  // `dead` lives in nodes_, erased below
-  PSTRAIN_LOG(WARNING) << "worker " << gone.id << " (pid " << gone.pid << " on " << gone.host
-                       << ") is dead: " << why;
+  PSTRAIN_LOG(WARNING) << RoleName(gone.role) << " " << gone.id << " (pid " << gone.pid << " on "
+                       << gone.host << ") is dead: " << why;
   RETURN_IF_ERROR(metrics_->Write(JsonObject()
                                       .Add("event", "node_failed")
-                                      .Add("role", "worker")
+                                      .Add("role", RoleName(gone.role))
                                       .Add("id", gone.id)
                                       .Add("pid", gone.pid)
                                       .Add("host", gone.host)
@@ -124,6 +125,11 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
   dead_[gone.identity] = "declared dead: " + why;
   dead_pids_.push_back(gone.pid);
   nodes_.erase(gone.identity);
+  return gone;
+}
+
+Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why) {
+  ASSIGN_OR_RETURN(const Node gone, Bury(dead, detect_seconds, why));
   const std::vector<int> live = LiveWorkerIds();
   if (live.empty())
     return Unavailable("every worker has died; the last: worker " + std::to_string(gone.id) + ": " +
@@ -666,22 +672,7 @@ std::vector<ServerEntry> Coordinator::ServerTable() {
 }
 
 Status Coordinator::OnServerDeath(const Node& dead, double detect_seconds, const std::string& why) {
-  ++failures_;
-  const Node gone = dead;
-  PSTRAIN_LOG(WARNING) << "server " << gone.id << " (pid " << gone.pid << " on " << gone.host
-                       << ") is dead: " << why;
-  RETURN_IF_ERROR(metrics_->Write(JsonObject()
-                                      .Add("event", "node_failed")
-                                      .Add("role", "server")
-                                      .Add("id", gone.id)
-                                      .Add("pid", gone.pid)
-                                      .Add("host", gone.host)
-                                      .Add("reason", why)
-                                      .Add("detect_seconds", detect_seconds)
-                                      .Add("time", SinceStart())));
-  dead_[gone.identity] = "declared dead: " + why;
-  dead_pids_.push_back(gone.pid);
-  nodes_.erase(gone.identity);
+  ASSIGN_OR_RETURN(const Node gone, Bury(dead, detect_seconds, why));
   int promoted = 0;
   for (size_t r = 0; r < ranges_.size(); ++r) {
     if (backup_[r] == gone.id) backup_[r] = -1;

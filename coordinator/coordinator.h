@@ -72,6 +72,8 @@ class Coordinator {
   using Handler = std::function<Status(Node& from, msg::Control::Reader c)>;
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);
+  // Records a death (log, metrics event) and forgets the node; returns it.
+  StatusOr<Node> Bury(const Node& dead, double detect_seconds, const std::string& why);
   // A server died: promote the backups of its ranges, tell everyone.
   Status OnServerDeath(const Node& dead, double detect_seconds, const std::string& why);
   std::vector<ServerEntry> ServerTable();

@@ -121,12 +121,15 @@ StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* fl
       h.setLr(tag.lr);
       h.setSampleCount(tag.samples);
       h.setSampleHash(tag.sample_hash);
-      h.setPayloadFrames(1);
       Message payload;
-      payload.push_back(Frame::Share(flat + f.begin, f.size() * sizeof(float), lent_token_));
+      if (flat != nullptr) {
+        payload.push_back(Frame::Share(flat + f.begin, f.size() * sizeof(float), lent_token_));
+      }
+      h.setPayloadFrames(static_cast<uint32_t>(payload.size()));
       Request r{t, s,
-                "push of keys " + ToString(part) + " for slot " + std::to_string(tag.slot) +
-                    " at clock " + std::to_string(tag.clock)};
+                std::string(flat != nullptr ? "push" : "empty push") + " of keys " +
+                    ToString(part) + " for slot " + std::to_string(tag.slot) + " at clock " +
+                    std::to_string(tag.clock)};
       RETURN_IF_ERROR(SendRequest(s, std::move(r), m, std::move(payload)));
     }
   }
@@ -134,26 +137,10 @@ StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* fl
 }
 
 StatusOr<PsClient::Ticket> PsClient::PushEmpty(const GradientTag& tag) {
-  const Ticket t = NewTicket();
-  for (int s = 0; s < server_count(); ++s) {
-    for (const KeyRange& owned : servers_[s].entry.ranges) {
-      const uint64_t id = next_request_++;
-      capnp::MallocMessageBuilder m;
-      auto h = m.initRoot<msg::DataHeader>();
-      FillHeader(h, s, id);
-      h.setOp(msg::DataOp::PUSH);
-      h.setClock(tag.clock);
-      h.setSlot(tag.slot);
-      h.setSeq(servers_[s].next_seq++);
-      h.initKeyRange().setBegin(owned.begin);
-      h.getKeyRange().setEnd(owned.end);
-      h.setSampleCount(0);
-      h.setPayloadFrames(0);
-      Request r{t, s, "empty push at clock " + std::to_string(tag.clock)};
-      RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
-    }
-  }
-  return t;
+  GradientTag empty = tag;
+  empty.samples = 0;
+  empty.sample_hash = 0;
+  return Push(keys_.all(), nullptr, empty);
 }
 
 StatusOr<PsClient::Ticket> PsClient::Pull(const KeyRange& range, float* flat, int64_t clock) {

@@ -53,7 +53,8 @@ class PsClient {
     uint64_t sample_hash = 0;
   };
   // Gradients for the flat interval of `range`; `flat` is the base of a flat
-  // gradient array, lent to ZeroMQ until WaitBuffersReleased().
+  // gradient array, lent to ZeroMQ until WaitBuffersReleased(). A null
+  // `flat` pushes nothing but the fact that the step is done (no samples).
   StatusOr<Ticket> Push(const KeyRange& range, const float* flat, const GradientTag& tag);
   // An empty step: nothing to add at tag.clock for tag.slot, for every key
   // (keeps BSP moving).

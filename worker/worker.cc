@@ -322,6 +322,17 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   auto last_progress = Clock::now();
   auto last_idle = Clock::now();
   // Weights for the first step, unless the last pull already brought them.
+  // Slots of a dead worker came to this one: compute their missing steps
+  // (BSP: the current one; ASP/SSP: all so far) with the weights it holds;
+  // the servers drop whatever the dead worker had already delivered.
+  auto take_over = [&](int64_t k) -> Status {
+    std::vector<int> taken;
+    taken.swap(takeover_);
+    for (int64_t j = bsp ? k : 0; j <= k && j >= 0; ++j) {
+      RETURN_IF_ERROR(ComputeSlots(plan, epoch, j, first_clock + j, taken));
+    }
+    return OkStatus();
+  };
   auto pull = [&](int64_t clock, int64_t k) -> Status {
     const auto t0 = Clock::now();
     while (true) {
@@ -337,28 +348,14 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
         if (k >= 0) RETURN_IF_ERROR(ComputeSlots(plan, epoch, k, first_clock + k, my_slots_));
         continue;
       }
-      // Slots of a dead worker came to this one while it waited: compute
-      // their missing steps with the weights it still holds (the servers
-      // drop whatever the dead worker had already delivered), then wait on.
-      std::vector<int> taken;
-      taken.swap(takeover_);
-      const int64_t from = bsp ? k : 0;
-      for (int64_t j = from; j <= k && j >= 0; ++j) {
-        RETURN_IF_ERROR(ComputeSlots(plan, epoch, j, first_clock + j, taken));
-      }
+      RETURN_IF_ERROR(take_over(k));
     }
   };
   if (!bsp || version_ != first_clock) RETURN_IF_ERROR(pull(first_clock, -1));
   for (int64_t k = 0; k < steps; ++k) {
     const int64_t clock = first_clock + k;
     RETURN_IF_ERROR(ComputeSlots(plan, epoch, k, clock, only.empty() ? my_slots_ : only));
-    if (!takeover_.empty()) {  // handed over while computing
-      std::vector<int> taken;
-      taken.swap(takeover_);
-      for (int64_t j = bsp ? k : 0; j <= k; ++j) {
-        RETURN_IF_ERROR(ComputeSlots(plan, epoch, j, first_clock + j, taken));
-      }
-    }
+    if (!takeover_.empty()) RETURN_IF_ERROR(take_over(k));  // handed over while computing
     RETURN_IF_ERROR(pull(clock + 1, k));
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {
       last_idle = Clock::now();
