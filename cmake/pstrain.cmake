@@ -12,6 +12,12 @@ target_compile_options(pstrain_build_flags INTERFACE
 if(PSTRAIN_WERROR)
   target_compile_options(pstrain_build_flags INTERFACE -Werror)
 endif()
+option(PSTRAIN_FUZZ "Build the libFuzzer targets (clang only)" OFF)
+if(PSTRAIN_FUZZ)
+  target_compile_options(pstrain_build_flags INTERFACE
+    -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  target_link_options(pstrain_build_flags INTERFACE -fsanitize=address,undefined)
+endif()
 if(PSTRAIN_SANITIZE)
   target_compile_options(pstrain_build_flags INTERFACE
     -fsanitize=${PSTRAIN_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)

@@ -23,8 +23,12 @@ std::string_view Trim(std::string_view s) {
 
 StatusOr<Dataset> ReadCsvDataset(const std::string& path, const CsvOptions& options) {
   ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadMaybeGzipFile(path));
-  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return ParseCsvDataset(
+      path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), options);
+}
 
+StatusOr<Dataset> ParseCsvDataset(const std::string& path, std::string_view text,
+                                  const CsvOptions& options) {
   std::vector<float> features;
   std::vector<int32_t> labels;
   int fields_per_line = -1;

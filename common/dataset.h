@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -51,6 +52,9 @@ struct CsvOptions {
 // Dense CSV: one sample a line, every line the same number of fields.
 // Labels are non-negative integers; features any finite number.
 StatusOr<Dataset> ReadCsvDataset(const std::string& path, const CsvOptions& options);
+// The same from text already in memory; `name` stands for the file in messages.
+StatusOr<Dataset> ParseCsvDataset(const std::string& name, std::string_view text,
+                                  const CsvOptions& options);
 
 // Checks that train and test data agree in shape: same dim, test labels
 // within train's classes (num_classes becomes the larger of the two).

@@ -21,6 +21,9 @@ echo "== unit tests under AddressSanitizer + UBSan"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -L unit --output-on-failure -j2
 
+echo "== fuzzing every decoder (libFuzzer, ASan + UBSan)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} launch/scripts/run-fuzz.sh
+
 echo "== build (ThreadSanitizer)"
 PSTRAIN_BUILD_TARGETS=pstrain_tests launch/scripts/build.sh build-tsan -DPSTRAIN_WERROR=ON \
   -DPSTRAIN_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo

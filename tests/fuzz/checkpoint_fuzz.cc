@@ -1,0 +1,25 @@
+// libFuzzer target: the checkpoint reader, as a server loads its shard.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "common/checkpoint.h"
+#include "common/keys.h"
+#include "paramserver/dense_shard.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const pstrain::TensorLayout* layout = [] {
+    auto* t = new pstrain::TensorLayout();
+    t->Add("w", {6});
+    t->Add("b", {2});
+    return t;
+  }();
+  static const pstrain::KeyLayout keys(*layout, 4);
+  pstrain::ShardOptions o;
+  o.optimizer.kind = pstrain::OptimizerKind::kAdam;
+  o.slots = 2;
+  pstrain::DenseShard shard(keys, keys.all(), std::vector<float>(keys.Flat(keys.all()).size()), o);
+  auto reader = pstrain::BinaryReader::Open("fuzz.bin", std::vector<uint8_t>(data, data + size));
+  if (reader.ok()) (void)shard.Load(*reader);
+  return 0;
+}
