@@ -826,6 +826,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     }
     // weights_l2 from the servers' sums of squares.
     std::map<int, double> sums;
+    std::string refusals = "[";  // becomes a JSON array, one object per server
     const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 2;
     std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
     for (Node* s : servers) {
@@ -841,10 +842,22 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
                               [&](Node& n, msg::Control::Reader m) -> Status {
                                 if (m.which() == msg::Control::STATS_REPLY &&
                                     m.getStatsReply().getToken() == token) {
-                                  sums[n.id] = m.getStatsReply().getSumSquares();
+                                  auto r = m.getStatsReply();
+                                  sums[n.id] = r.getSumSquares();
+                                  refusals += JsonObject()
+                                                  .Add("id", n.id)
+                                                  .Add("updates_applied", r.getUpdatesApplied())
+                                                  .Add("pushes_refused", r.getPushesRefused())
+                                                  .Add("bad_messages", r.getBadMessages())
+                                                  .Add("nonfinite_refused", r.getNonFiniteRefused())
+                                                  .str() +
+                                              ",";
                                 }
                                 return OkStatus();
                               }));
+    refusals.back() = ']';
+    RETURN_IF_ERROR(
+        metrics_->Write(JsonObject().Add("event", "server_stats").AddRaw("servers", refusals)));
     double total = 0;
     for (auto& [id, s] : sums) total += s;
     f.weights_l2 = std::sqrt(total);

@@ -101,6 +101,7 @@ class Server {
   int exit_code_ = 0;
   int64_t bad_messages_ = 0;
   int64_t refused_ = 0;
+  int64_t nonfinite_ = 0;  // pushes refused for NaN/Inf
   std::chrono::steady_clock::time_point last_wait_log_{};
 };
 
@@ -397,6 +398,7 @@ Status Server::OnControl(msg::Control::Reader c) {
       r.setUpdatesApplied(updates);
       r.setPushesRefused(refused_);
       r.setBadMessages(bad_messages_);
+      r.setNonFiniteRefused(nonfinite_);
       return control_->Send(m);
     }
     default:
@@ -510,6 +512,22 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
         return OkStatus();
       }
       Frame payload = payload_frames == 1 ? std::move(frames[2]) : Frame();
+      if (payload.size() % sizeof(float) != 0) {
+        return InvalidArgument("payload of " + std::to_string(payload.size()) +
+                               " bytes is not a whole number of floats");
+      }
+      // A NaN or Inf would poison every weight it touches: refuse it.
+      const float* g = FramedFloats(payload, &scratch_);
+      const size_t count = payload.size() / sizeof(float);
+      for (size_t i = 0; i < count; ++i) {
+        if (!std::isfinite(g[i])) {
+          ++nonfinite_;
+          return InvalidArgument("the gradient from worker " + std::to_string(worker) +
+                                 " for keys " + ToString(r) + " holds " +
+                                 (std::isnan(g[i]) ? "NaN" : "Inf") + " at value " +
+                                 std::to_string(i) + "; refused");
+        }
+      }
       ASSIGN_OR_RETURN(DenseShard::PushOutcome outcome,
                        shard->Push(h.getSlot(), h.getClock(), r, std::move(payload),
                                    h.getSampleCount(), h.getSampleHash(), lr));

@@ -130,6 +130,7 @@ StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* fl
                 std::string(flat != nullptr ? "push" : "empty push") + " of keys " +
                     ToString(part) + " for slot " + std::to_string(tag.slot) + " at clock " +
                     std::to_string(tag.clock)};
+      r.push = true;
       RETURN_IF_ERROR(SendRequest(s, std::move(r), m, std::move(payload)));
     }
   }
@@ -238,6 +239,9 @@ void PsClient::Finish(uint64_t request_id, const Status& s) {
   if (it == requests_.end()) return;
   TicketState& t = tickets_[it->second.ticket];
   if (!s.ok() && t.status.ok()) t.status = s;
+  if (!s.ok() && it->second.push && s.code() != StatusCode::kAborted && failed_push_.ok()) {
+    failed_push_ = s;
+  }
   --t.remaining;
   requests_.erase(it);
 }
@@ -303,6 +307,7 @@ Status PsClient::Wait(Ticket ticket, std::chrono::milliseconds deadline) {
   const auto until = std::chrono::steady_clock::now() + deadline;
   auto last_hook = std::chrono::steady_clock::now();
   while (true) {
+    if (!failed_push_.ok()) return failed_push_;
     auto it = tickets_.find(ticket);
     if (it == tickets_.end()) return InvalidArgument("unknown ticket");
     if (it->second.remaining == 0) {

@@ -103,6 +103,7 @@ class PsClient {
     Ticket ticket;
     int server;
     std::string what;  // for timeouts: "pull of keys ... at clock 7 from server 1"
+    bool push = false;
     float* dest = nullptr;
     size_t dest_floats = 0;
     std::vector<size_t> row_slots;  // sparse pulls: where each row goes in dest
@@ -135,6 +136,10 @@ class PsClient {
   std::function<Status()> idle_hook_;
   std::function<Status(int, Message&, const SendFn&)> transport_;
   std::vector<float> scratch_;
+  // The first push a server refused for a reason other than a membership
+  // change: every later Wait reports it, so a step cannot wait forever for
+  // a gradient that will never be applied.
+  Status failed_push_;
 };
 
 }  // namespace pstrain

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "common/optimizer.h"
@@ -78,6 +79,11 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
       lr =
           ScheduledLearningRate(config.schedule, config.optimizer.lr,
                                 epoch + static_cast<double>(step) / steps_per_epoch, config.epochs);
+      if (!std::isfinite(l.loss_sum)) {
+        return InvalidArgument("training diverged: the loss is not finite in epoch " +
+                               std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+                               "; lower optimizer.lr");
+      }
       optimizer->Apply(model.params(), model.grads(), lr);
       loss_sum += l.loss_sum;
       correct += l.correct;

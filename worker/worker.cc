@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -296,6 +297,11 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
           }
         });
     RETURN_IF_ERROR(push_status);
+    if (!std::isfinite(l.loss_sum)) {
+      return InvalidArgument("training diverged: the loss is not finite in epoch " +
+                             std::to_string(epoch + 1) + ", step " + std::to_string(k + 1) +
+                             " (slot " + std::to_string(slot) + "); lower optimizer.lr");
+    }
     compute_s_ += Seconds(Clock::now() - t1);
     loss_sum_ += l.loss_sum;
     correct_ += l.correct;

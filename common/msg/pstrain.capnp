@@ -200,6 +200,7 @@ struct StatsReply {
   sampleHash @7 :UInt64;    # sum of the pushes' sampleHash, once per (slot, clock)
   minSlotSamples @8 :Int64; # of the key ranges it owns, the least samples
                             # any one range received (must equal samples)
+  nonFiniteRefused @9 :Int64;  # pushes refused for holding NaN or Inf
 }
 
 # coordinator -> node: exit now with this code.

@@ -5,6 +5,7 @@
 #include <capnp/message.h>
 
 #include <catch2/catch.hpp>
+#include <limits>
 #include <optional>
 #include <thread>
 
@@ -148,6 +149,26 @@ TEST_CASE("A server starts from the seeded weights and applies a BSP step", "[pa
   const TensorSpec& w = f.model_->layout()[0];
   CHECK(pulled[w.offset] == Approx(f.model_->params()[w.offset] - 0.5f * 4.0f));
   REQUIRE(c0->WaitBuffersReleased(kDeadline).ok());
+}
+
+TEST_CASE("A gradient holding NaN or Inf is refused and names its worker", "[paramserver][net]") {
+  ServerFixture f;
+  auto c0 = f.Client(0, 100);
+  const size_t n = f.model_->params().size();
+  std::vector<float> g(n, 0.5f);
+  g[3] = std::numeric_limits<float>::quiet_NaN();
+  Status s = c0->Wait(*c0->Push(f.keys_->all(), g.data(), {0, 0, 0.5f, 4, 0}), kDeadline);
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(s.message(), Catch::Contains("the gradient from worker 0"));
+  CHECK_THAT(s.message(), Catch::Contains("holds NaN at value 3; refused"));
+  // The client reports the refusal to every later wait instead of hanging.
+  std::vector<float> w(n);
+  CHECK(c0->Wait(*c0->Pull(f.keys_->all(), w.data(), 1), kDeadline).code() ==
+        StatusCode::kInvalidArgument);
+  // The weights are untouched: another client still sees the initial ones.
+  auto c1 = f.Client(1, 101);
+  REQUIRE(c1->Wait(*c1->Pull(f.keys_->all(), w.data(), 0), kDeadline).ok());
+  CHECK(w[0] == f.model_->params()[0]);
 }
 
 TEST_CASE("Sparse rows are pushed and pulled through the client", "[paramserver][net]") {
