@@ -583,14 +583,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 1;
   std::map<int, std::pair<int64_t, uint64_t>> applied;
   std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
-  for (Node* s : servers) {
-    capnp::MallocMessageBuilder m;
-    auto r = m.initRoot<msg::Control>().initStatsRequest();
-    r.setToken(token);
-    r.setClockBegin(clock_);
-    r.setClockEnd(clock_ + plan.steps());
-    RETURN_IF_ERROR(SendTo(*s, m));
-  }
+  RETURN_IF_ERROR(RequestStats(token, clock_, clock_ + plan.steps()));
   RETURN_IF_ERROR(WaitUntil(
       [&] { return applied.size() == servers.size(); }, "the servers' sample counts",
       std::chrono::seconds(120),
@@ -705,6 +698,18 @@ Status Coordinator::OnServerDeath(const Node& dead, double detect_seconds, const
   recovering_role_ = "server";
   recovering_ = "server " + std::to_string(gone.id) + " (" + std::to_string(promoted) +
                 " range(s) promoted to their backups)";
+  return OkStatus();
+}
+
+Status Coordinator::RequestStats(uint64_t token, int64_t clock_begin, int64_t clock_end) {
+  for (Node* s : NodesOf(msg::Role::SERVER)) {
+    capnp::MallocMessageBuilder m;
+    auto r = m.initRoot<msg::Control>().initStatsRequest();
+    r.setToken(token);
+    r.setClockBegin(clock_begin);
+    r.setClockEnd(clock_end);
+    RETURN_IF_ERROR(SendTo(*s, m));
+  }
   return OkStatus();
 }
 
@@ -829,14 +834,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     std::string refusals = "[";  // becomes a JSON array, one object per server
     const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 2;
     std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
-    for (Node* s : servers) {
-      capnp::MallocMessageBuilder m;
-      auto r = m.initRoot<msg::Control>().initStatsRequest();
-      r.setToken(token);
-      r.setClockBegin(clock_);
-      r.setClockEnd(clock_);
-      RETURN_IF_ERROR(SendTo(*s, m));
-    }
+    RETURN_IF_ERROR(RequestStats(token, clock_, clock_));
     RETURN_IF_ERROR(WaitUntil([&] { return sums.size() == servers.size(); },
                               "the servers' parameter statistics", std::chrono::seconds(60),
                               [&](Node& n, msg::Control::Reader m) -> Status {

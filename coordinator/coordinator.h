@@ -95,6 +95,8 @@ class Coordinator {
   // Asks every server to save its ranges into a new checkpoint folder, then
   // writes the manifest that makes the checkpoint count.
   Status WriteCheckpoint(int epochs_done);
+  // Asks every server for its StatsReply (samples of clocks [begin, end)).
+  Status RequestStats(uint64_t token, int64_t clock_begin, int64_t clock_end);
   // Finds the checkpoint to resume from (reporting the ones skipped).
   StatusOr<Manifest> PickCheckpoint();
   std::vector<Node*> NodesOf(msg::Role role);
