@@ -322,6 +322,24 @@ const std::vector<KeySpec>& Schema() {
        false,
        {"auto", "always", "never"},
        "progress line while an epoch runs (auto: when stdout is a terminal)"},
+      {"security.key",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "job key file from `pstrain keygen`: every socket uses CurveZMQ and admits only nodes "
+       "holding this key (empty: no encryption, loopback only unless security.insecure)"},
+      {"security.insecure",
+       KeyType::kBool,
+       "false",
+       0,
+       0,
+       false,
+       {},
+       "allow listening on a non-loopback address without a job key (anyone who can reach the "
+       "ports can join the job and change its weights)"},
   };
   return schema;
 }
@@ -755,6 +773,8 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.checkpoint_keep = static_cast<int>(integer("checkpoint.keep"));
   c.metrics_path = str("output.metrics");
   c.progress = str("output.progress");
+  c.key_path = path("security.key");
+  c.insecure = boolean("security.insecure");
   return c;
 }
 

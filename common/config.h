@@ -62,6 +62,8 @@ struct JobConfig {
   int checkpoint_keep = 3;
   std::string metrics_path;  // empty: no metrics file
   std::string progress;      // "auto" | "always" | "never"
+  std::string key_path;      // job key file (CurveZMQ); empty: no encryption
+  bool insecure = false;     // listen beyond loopback without a key
 };
 
 // One command-line override: `key` is a dotted path ("train.epochs"), `value`

@@ -3,13 +3,20 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 
 namespace pstrain {
 namespace {
-// Written once by main() before any other thread exists; read-only after.
-std::string& Prefix() {
+// Set when a node learns its id, possibly while a socket-security thread
+// logs: guarded.
+std::mutex prefix_mu;
+std::string& PrefixLocked() {
   static std::string prefix;
   return prefix;
+}
+std::string Prefix() {
+  std::lock_guard<std::mutex> lock(prefix_mu);
+  return PrefixLocked();
 }
 std::atomic<int> min_level{static_cast<int>(LogLevel::kInfo)};
 
@@ -28,14 +35,17 @@ const char* LevelName(LogLevel level) {
 }
 }  // namespace
 
-void SetLogPrefix(std::string prefix) { Prefix() = std::move(prefix); }
+void SetLogPrefix(std::string prefix) {
+  std::lock_guard<std::mutex> lock(prefix_mu);
+  PrefixLocked() = std::move(prefix);
+}
 void SetMinLogLevel(LogLevel level) { min_level = static_cast<int>(level); }
 bool LogLevelEnabled(LogLevel level) { return static_cast<int>(level) >= min_level.load(); }
 
 namespace internal {
 LogLine::~LogLine() {
   std::string line;
-  if (!Prefix().empty()) line += "[" + Prefix() + "] ";
+  if (const std::string prefix = Prefix(); !prefix.empty()) line += "[" + prefix + "] ";
   line += LevelName(level_);
   line += " ";
   line += stream_.str();

@@ -11,7 +11,7 @@ namespace pstrain {
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 
-// Process-wide settings, set once by main() before other threads start.
+// Process-wide settings.
 void SetLogPrefix(std::string prefix);  // e.g. "worker 2"
 void SetMinLogLevel(LogLevel level);    // default kInfo
 bool LogLevelEnabled(LogLevel level);

@@ -20,6 +20,11 @@ const FlagSpec kFlags[] = {
     {"--staleness", "cluster.staleness", true, "K: ssp's staleness bound"},
     {"--replication", "cluster.replication", true, "1|2: keep a backup of every key range"},
     {"--bind", "cluster.bind", true, "ADDRESS|INTERFACE: where to listen (default 127.0.0.1)"},
+    {"--key", "security.key", true,
+     "FILE: job key from `pstrain keygen FILE`; all sockets use CurveZMQ and admit only its "
+     "holders"},
+    {"--insecure", "security.insecure", false,
+     "listen beyond loopback without a job key (anyone reaching the ports can join)"},
     {"--checkpoint-dir", "checkpoint.dir", true, "DIR: write a checkpoint every epoch into DIR"},
     {"--resume", nullptr, false,
      "continue from the newest checkpoint in checkpoint.dir that verifies"},
@@ -82,7 +87,7 @@ StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
       }
       cl.overrides.push_back({value.substr(0, eq), value.substr(eq + 1)});
     } else if (spec->key != nullptr) {
-      cl.overrides.push_back({spec->key, value});
+      cl.overrides.push_back({spec->key, spec->takes_value ? value : "true"});
     } else {
       cl.options[name.substr(2)] = spec->takes_value ? value : "true";
     }
@@ -95,9 +100,11 @@ std::string UsageText() {
       "usage: pstrain train JOB.toml [flags]      train: 1 coordinator + S servers + W workers as\n"
       "                                           local processes (or the ranks of mpirun)\n"
       "       pstrain train JOB.toml --standalone train in this one process\n"
-      "       pstrain server --join tcp://HOST:PORT [--id N] [--bind ADDRESS]\n"
-      "       pstrain worker --join tcp://HOST:PORT [--id N]\n"
+      "       pstrain server --join tcp://HOST:PORT [--id N] [--bind ADDRESS] [--key FILE]\n"
+      "       pstrain worker --join tcp://HOST:PORT [--id N] [--key FILE]\n"
       "                                           start one node by hand (e.g. a replacement)\n"
+      "       pstrain keygen FILE                 write a new job key (CurveZMQ key pair, mode "
+      "0600)\n"
       "       pstrain help job                    every job-file key with its default\n"
       "       pstrain info                        version and the BLAS kernel in use, as JSON\n"
       "\nflags:\n";

@@ -108,6 +108,18 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cl->command == "train") return Train(*cl, argv);
+  if (cl->command == "keygen") {
+    if (cl->positional.size() != 1) {
+      return Fail(2, pstrain::InvalidArgument("usage: pstrain keygen FILE"));
+    }
+    auto key = pstrain::GenerateCurveKeyPair();
+    if (!key.ok()) return Fail(1, key.status());
+    pstrain::Status s = pstrain::WriteJobKeyFile(cl->positional[0], *key);
+    if (!s.ok()) return Fail(s.code() == pstrain::StatusCode::kInvalidArgument ? 2 : 1, s);
+    std::printf("wrote job key %s (mode 0600); give every node of the job --key %s\n",
+                cl->positional[0].c_str(), cl->positional[0].c_str());
+    return 0;
+  }
   if (cl->command == "server" || cl->command == "worker") {
     // Started by pstrain's launcher, SIGINT is ignored: the coordinator ends the job.
     struct sigaction old {};

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -63,6 +64,15 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
   }
   StatusOr<std::string> bind = ResolveBindAddress(c.cluster.bind);
   if (problem.empty() && !bind.ok()) problem = bind.status().message();
+  std::optional<CurveKeyPair> key;
+  if (problem.empty()) {
+    StatusOr<std::optional<CurveKeyPair>> k = JobSecurity(c.key_path, c.insecure, *bind);
+    if (k.ok()) {
+      key = *k;
+    } else {
+      problem = k.status().message();
+    }
+  }
   // Every rank must agree on stopping, or the ones that carry on would wait.
   int bad = problem.empty() ? 0 : 1, any_bad = 0;
   MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
@@ -74,6 +84,10 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
   }
 
   ZmqContext ctx;
+  if (key.has_value()) {
+    Status st = ctx.EnableCurve(*key);
+    if (!st.ok()) std::fprintf(stderr, "pstrain: %s\n", st.message().c_str());
+  }
   std::unique_ptr<Console> console;
   std::unique_ptr<MetricsLog> metrics;
   std::unique_ptr<Coordinator> coordinator;
@@ -127,6 +141,7 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
     args.push_back("--bind");
     args.push_back(*bind);
   }
+  for (const std::string& f : SecurityFlags(c)) args.push_back(f);
   std::vector<char*> exec_argv;
   for (std::string& a : args) exec_argv.push_back(a.data());
   exec_argv.push_back(nullptr);

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -103,6 +104,32 @@ StatusOr<std::string> ResolveBindAddress(const std::string& bind) {
   return found;
 }
 
+StatusOr<std::optional<CurveKeyPair>> JobSecurity(const std::string& key_path, bool insecure,
+                                                  const std::string& bind_address) {
+  if (!key_path.empty()) {
+    ASSIGN_OR_RETURN(CurveKeyPair key, ReadJobKeyFile(key_path));
+    return std::optional<CurveKeyPair>(std::move(key));
+  }
+  if (bind_address.rfind("127.", 0) != 0 && !insecure) {
+    return InvalidArgument(
+        "cluster.bind " + bind_address +
+        " would open the job's sockets beyond this machine without a job key: anyone who can "
+        "reach them could join and change the weights. Make a key (pstrain keygen job.key) and "
+        "give every node --key job.key, or say --insecure");
+  }
+  return std::optional<CurveKeyPair>();
+}
+
+std::vector<std::string> SecurityFlags(const JobConfig& c) {
+  std::vector<std::string> flags;
+  if (!c.key_path.empty()) {
+    flags.push_back("--key");
+    flags.push_back(std::filesystem::absolute(c.key_path).string());
+  }
+  if (c.insecure) flags.push_back("--insecure");
+  return flags;
+}
+
 int RunLocalJob(const JobSource& job, const std::string& log_level, const std::atomic<bool>* stop) {
   const JobConfig& c = job.config;
   StatusOr<std::string> bind = ResolveBindAddress(c.cluster.bind);
@@ -115,8 +142,20 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
     std::fprintf(stderr, "pstrain: %s\n", metrics.status().message().c_str());
     return 2;
   }
+  StatusOr<std::optional<CurveKeyPair>> key = JobSecurity(c.key_path, c.insecure, *bind);
+  if (!key.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", key.status().message().c_str());
+    return 2;
+  }
   Console console(c.progress);
   ZmqContext ctx;
+  if (key->has_value()) {
+    Status st = ctx.EnableCurve(**key);
+    if (!st.ok()) {
+      std::fprintf(stderr, "pstrain: %s\n", st.message().c_str());
+      return 1;
+    }
+  }
   CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind, job.resume};
   Coordinator coordinator(ctx, co, &console, metrics->get());
   StatusOr<std::string> endpoint = coordinator.Bind();
@@ -138,6 +177,7 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
       args.push_back("--bind");
       args.push_back(*bind);
     }
+    for (const std::string& f : SecurityFlags(c)) args.push_back(f);
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the launcher
@@ -213,28 +253,38 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
       return 2;
     }
   }
+  std::string bind = "127.0.0.1", key_path;
+  bool insecure = false;
+  for (const ConfigOverride& ov : cl.overrides) {
+    if (ov.key == "cluster.bind") bind = ov.value;
+    if (ov.key == "security.key") key_path = ov.value;
+    if (ov.key == "security.insecure") insecure = ov.value == "true";
+  }
+  StatusOr<std::string> addr = ResolveBindAddress(bind);
+  if (!addr.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", addr.status().message().c_str());
+    return 2;
+  }
+  StatusOr<std::optional<CurveKeyPair>> key = JobSecurity(key_path, insecure, *addr);
+  if (!key.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", key.status().message().c_str());
+    return 2;
+  }
   int exit_code = 0;
   Status s;
   if (cl.command == "server") {
     ServerOptions o;
     o.coordinator = join->second;
     o.requested_id = id;
-    std::string bind = "127.0.0.1";
-    for (const ConfigOverride& ov : cl.overrides) {
-      if (ov.key == "cluster.bind") bind = ov.value;
-    }
-    StatusOr<std::string> addr = ResolveBindAddress(bind);
-    if (!addr.ok()) {
-      std::fprintf(stderr, "pstrain: %s\n", addr.status().message().c_str());
-      return 2;
-    }
     o.bind_address = *addr;
+    o.key = *key;
     SetLogPrefix("server");
     s = RunServer(o, stop, &exit_code);
   } else {
     WorkerOptions o;
     o.coordinator = join->second;
     o.requested_id = id;
+    o.key = *key;
     SetLogPrefix("worker");
     s = RunWorker(o, stop, &exit_code);
   }

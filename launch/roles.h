@@ -4,10 +4,12 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
+#include "common/net/zmq_socket.h"
 #include "common/status.h"
 #include "launch/flags.h"
 
@@ -41,6 +43,13 @@ int RunMpiJob(const JobSource& job, char** argv, const std::string& log_level,
 
 // `pstrain server|worker --join ...`. Returns the exit code.
 int RunRole(const CommandLine& cl, const std::atomic<bool>* stop);
+
+// The job key named by security.key (checked), or none. Without a key only
+// a loopback bind address is allowed, unless `insecure`.
+StatusOr<std::optional<CurveKeyPair>> JobSecurity(const std::string& key_path, bool insecure,
+                                                  const std::string& bind_address);
+// --key FILE / --insecure for the node processes a launcher starts.
+std::vector<std::string> SecurityFlags(const JobConfig& c);
 
 // The address to bind for `bind` (an IP address or an interface name).
 StatusOr<std::string> ResolveBindAddress(const std::string& bind);

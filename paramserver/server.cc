@@ -637,6 +637,7 @@ void Server::ServeReadyPulls() {
 
 Status RunServer(const ServerOptions& options, const std::atomic<bool>* stop, int* exit_code) {
   ZmqContext ctx;
+  if (options.key) RETURN_IF_ERROR(ctx.EnableCurve(*options.key));
   Server server(ctx, options);
   return server.Run(stop, exit_code);
 }

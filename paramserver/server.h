@@ -7,8 +7,10 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 
+#include "common/net/zmq_socket.h"
 #include "common/status.h"
 
 namespace pstrain {
@@ -17,6 +19,7 @@ struct ServerOptions {
   std::string coordinator;  // tcp://host:port of the coordinator
   int requested_id = -1;    // --id; -1: let the coordinator choose
   std::string bind_address = "127.0.0.1";
+  std::optional<CurveKeyPair> key;  // the job key: every socket uses CurveZMQ
 };
 
 // Returns when the coordinator shuts the job down (its exit code in

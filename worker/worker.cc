@@ -424,6 +424,7 @@ Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
 
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop, int* exit_code) {
   ZmqContext ctx;
+  if (options.key) RETURN_IF_ERROR(ctx.EnableCurve(*options.key));
   Worker worker(ctx, options, stop);
   return worker.Run(exit_code);
 }

@@ -7,8 +7,10 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 
+#include "common/net/zmq_socket.h"
 #include "common/status.h"
 
 namespace pstrain {
@@ -16,6 +18,7 @@ namespace pstrain {
 struct WorkerOptions {
   std::string coordinator;
   int requested_id = -1;
+  std::optional<CurveKeyPair> key;  // the job key: every socket uses CurveZMQ
 };
 
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop, int* exit_code);

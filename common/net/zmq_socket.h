@@ -6,7 +6,8 @@
 // frame.
 //
 // Socket: a ROUTER or DEALER with the options pstrain always wants (bounded
-// linger, ROUTER_MANDATORY, a maximum message size, ZMTP heartbeats).
+// linger, ROUTER_MANDATORY, a maximum message size, ZMTP heartbeats), and
+// CurveZMQ when the context holds a job key.
 // Send and receive whole multipart messages; library exceptions become
 // Status. A Socket belongs to one thread (ZeroMQ sockets are not thread
 // safe); a Context may be shared.
@@ -58,15 +59,56 @@ using Message = std::vector<Frame>;
 // (large ZeroMQ messages are), else a copy in *scratch. size() % 4 == 0.
 const float* FramedFloats(const Frame& f, std::vector<float>* scratch);
 
+// A CurveZMQ key pair, both halves Z85-encoded (40 characters each).
+struct CurveKeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+
+struct CurveOptions {
+  // The ZAP handler: admits only clients whose long-term public key is the
+  // job's. Without it any client that knows the job's public key gets in
+  // (tests switch it off to show that their probes can tell).
+  bool zap = true;
+};
+
+class Socket;
+
 class ZmqContext {
  public:
   ZmqContext();
   ~ZmqContext();
   zmq::context_t& get() { return *ctx_; }
 
+  // From now on every socket made with this context speaks CurveZMQ with
+  // the job's key pair: ROUTERs as CURVE servers, DEALERs as clients whose
+  // long-term key is the job's own. Starts the ZAP handler (a thread that
+  // answers libzmq's authentication requests and logs every refusal).
+  // Call before creating sockets.
+  Status EnableCurve(const CurveKeyPair& key, const CurveOptions& options = {});
+  const CurveKeyPair* curve_key() const;
+  // Connections refused at the handshake so far (no key, wrong key, not a
+  // CURVE peer): counted on the listening sockets of this context.
+  int64_t handshakes_refused() const;
+
+  class Guard;  // the ZAP handler and handshake-failure monitor
+
  private:
+  friend class Socket;
   std::unique_ptr<zmq::context_t> ctx_;
+  std::unique_ptr<CurveKeyPair> key_;
+  std::unique_ptr<Guard> guard_;
 };
+
+// A fresh key pair (libzmq's CSPRNG).
+StatusOr<CurveKeyPair> GenerateCurveKeyPair();
+// The job key file: two `name = "Z85"` lines and a comment, mode 0600.
+// Refuses to overwrite an existing file.
+Status WriteJobKeyFile(const std::string& path, const CurveKeyPair& key);
+// Reads and checks a job key file: both keys present and well-formed, the
+// public key derived from the secret one, and the file not readable by
+// group or others.
+StatusOr<CurveKeyPair> ReadJobKeyFile(const std::string& path);
 
 enum class SocketKind { kRouter, kDealer };
 
