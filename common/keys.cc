@@ -50,6 +50,17 @@ KeyRange KeyLayout::Covering(size_t flat_begin, size_t flat_end) const {
   return r;
 }
 
+std::vector<KeyRange> KeyLayout::Split(const KeyRange& r, size_t max_blocks) const {
+  std::vector<KeyRange> out;
+  const size_t first = LowerBound(r.begin), last = LowerBound(r.end);
+  const size_t step = std::max<size_t>(max_blocks, 1);
+  for (size_t b = first; b < last; b += step) {
+    const size_t e = std::min(last, b + step);
+    out.push_back({blocks_[b].key, e < blocks_.size() ? blocks_[e].key : end_key()});
+  }
+  return out;
+}
+
 KeyRange KeyLayout::Intersect(const KeyRange& a, const KeyRange& b) {
   KeyRange r{std::max(a.begin, b.begin), std::min(a.end, b.end)};
   if (r.begin >= r.end) return {0, 0};

@@ -63,6 +63,8 @@ class KeyLayout {
   FlatRange Flat(const KeyRange& r) const;
   // The smallest key range covering flat floats [begin, end) (e.g. a layer).
   KeyRange Covering(size_t flat_begin, size_t flat_end) const;
+  // A valid range cut into consecutive ranges of at most max_blocks blocks.
+  std::vector<KeyRange> Split(const KeyRange& r, size_t max_blocks) const;
   // Intersection of two ranges (empty: begin == end).
   static KeyRange Intersect(const KeyRange& a, const KeyRange& b);
 

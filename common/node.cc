@@ -199,6 +199,14 @@ Status ControlChannel::Drain(const std::function<Status(msg::Control::Reader)>& 
 
 Status ControlChannel::Tick() {
   const auto now = std::chrono::steady_clock::now();
+  // This process itself stood still (paused, swapped out): the silence is
+  // ours. Say we are back and give the coordinator time to answer, so a
+  // node it declared dead hears that rather than guessing.
+  if (last_tick_ != std::chrono::steady_clock::time_point{} && now - last_tick_ > timeout_ / 2) {
+    last_heard_ = now;
+    last_sent_ = {};
+  }
+  last_tick_ = now;
   if (now - last_heard_ > timeout_) {
     return Unavailable(
         "the coordinator at " + coordinator_ + " has been silent for " +

@@ -87,6 +87,7 @@ class ControlChannel {
   std::chrono::milliseconds timeout_{3000};
   std::chrono::steady_clock::time_point last_sent_{};
   std::chrono::steady_clock::time_point last_heard_{};
+  std::chrono::steady_clock::time_point last_tick_{};  // to notice this process stalled
 };
 
 }  // namespace pstrain

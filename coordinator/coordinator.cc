@@ -420,6 +420,17 @@ Status Coordinator::Assign() {
                    Model::Build(c.layers, input_dim_, num_classes_, 1));
   const KeyLayout keys(model->layout());
   ASSIGN_OR_RETURN(std::vector<KeyRange> slices, SliceKeys(keys, c.cluster.servers));
+  for (const KeyRange& r : slices) {
+    const size_t bytes = keys.Flat(r).size() * sizeof(float);
+    if (c.cluster.replication > 1 && bytes > kMaxDataFrameBytes) {
+      return InvalidArgument("cluster.replication " + std::to_string(c.cluster.replication) +
+                             " forwards a whole key range per step, and a range of this model on " +
+                             std::to_string(c.cluster.servers) + " server(s) holds " +
+                             std::to_string(bytes >> 20) + " MiB, more than the " +
+                             std::to_string(kMaxDataFrameBytes >> 20) +
+                             " MiB a message may carry: use more servers (cluster.servers)");
+    }
+  }
   NodeAssignment a;
   a.membership_epoch = membership_epoch_;
   a.job_text = options_.job_text;

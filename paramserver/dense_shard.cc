@@ -67,7 +67,13 @@ StatusOr<DenseShard::PushOutcome> DenseShard::Push(int slot, int64_t clock, cons
     MaybeCompleteBsp();
     return clock < version_ ? PushOutcome::kApplied : PushOutcome::kBuffered;
   }
-  // ASP / SSP: apply now, once.
+  // ASP / SSP: apply now, once; a clock far ahead of the slot's would only
+  // make the server remember it.
+  if (clock >= completed_[slot] + kMaxClockLead) {
+    return Aborted("push for clock " + std::to_string(clock) + " while slot " +
+                   std::to_string(slot) + " has completed " + std::to_string(completed_[slot]) +
+                   " steps (at most " + std::to_string(kMaxClockLead) + " ahead)");
+  }
   if (!Record(slot, clock, first, last, samples, sample_hash)) return PushOutcome::kDuplicate;
   if (!empty) {
     const float* g = FramedFloats(payload, &scratch_);

@@ -44,6 +44,10 @@ struct ShardOptions {
   OptimizerOptions optimizer;
 };
 
+// How far (in steps) an ASP/SSP push may run ahead of its slot's completed
+// clock; further pushes are refused.
+inline constexpr int64_t kMaxClockLead = 1024;
+
 class DenseShard {
  public:
   // Owns the valid key range `keys` of `layout` (which must outlive it);

@@ -45,8 +45,14 @@ std::string ShardFileName(int server, const KeyRange& r) {
   return buf;
 }
 
+// Requests one worker may have waiting here (pulls for a clock not reached
+// yet); more are refused, so a flooding client cannot make the server hold
+// an unbounded queue.
+constexpr int kMaxWaitingPullsPerWorker = 64;
+
 struct PendingPull {
   Frame peer;
+  int worker;
   uint64_t request_id;
   DenseShard* shard;
   size_t begin, n;  // floats, relative to the shard
@@ -97,6 +103,7 @@ class Server {
   uint64_t routing_epoch_ = 0;  // requests routed by an older membership are refused
   std::map<int, SeqWindow> seqs_;
   std::deque<PendingPull> pulls_;
+  std::map<int, int> waiting_pulls_;  // by worker id
   bool done_ = false;
   int exit_code_ = 0;
   int64_t bad_messages_ = 0;
@@ -106,8 +113,12 @@ class Server {
 };
 
 Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
+  // Bounded per peer: frames up to kMaxDataFrameBytes (a bigger length
+  // header drops the connection), 16 unread messages in, 256 replies out.
   SocketOptions data_options;
-  data_options.max_message_bytes = 256 << 20;
+  data_options.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
+  data_options.recv_hwm = 16;
+  data_options.send_hwm = 256;
   ASSIGN_OR_RETURN(data_, Socket::Create(ctx_, SocketKind::kRouter, data_options));
   ASSIGN_OR_RETURN(std::string endpoint, data_->Bind(TcpWildcardEndpoint(options_.bind_address)));
   ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
@@ -249,7 +260,7 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
     }
     if (links_.count(backup->id) == 0) {
       SocketOptions o;
-      o.max_message_bytes = 256 << 20;
+      o.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
       ASSIGN_OR_RETURN(std::unique_ptr<Socket> link, Socket::Create(ctx_, SocketKind::kDealer, o));
       RETURN_IF_ERROR(link->Connect(backup->endpoint));
       links_[backup->id] = std::move(link);
@@ -498,8 +509,27 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       const size_t begin = f.begin - shard->flat().begin;
       if (h.getOp() == msg::DataOp::PULL) {
         if (payload_frames != 0) return InvalidArgument("a pull carries no payload");
-        pulls_.push_back({Frame::Copy(peer.data(), peer.size()), h.getRequestId(), shard, begin,
-                          f.size(), h.getClock(), std::chrono::steady_clock::now()});
+        if (shard->PullReady(h.getClock())) {
+          PendingPull p{Frame::Copy(peer.data(), peer.size()),
+                        worker,
+                        h.getRequestId(),
+                        shard,
+                        begin,
+                        f.size(),
+                        h.getClock(),
+                        {}};
+          ServePull(p);
+          return OkStatus();
+        }
+        int& waiting = waiting_pulls_[worker];
+        if (waiting >= kMaxWaitingPullsPerWorker) {
+          return ResourceExhausted("worker " + std::to_string(worker) + " already has " +
+                                   std::to_string(waiting) +
+                                   " pulls waiting here, the most a client may have; refused");
+        }
+        ++waiting;
+        pulls_.push_back({Frame::Copy(peer.data(), peer.size()), worker, h.getRequestId(), shard,
+                          begin, f.size(), h.getClock(), std::chrono::steady_clock::now()});
         return OkStatus();
       }
       if (payload_frames > 1) return InvalidArgument("a push carries at most one payload frame");
@@ -626,6 +656,7 @@ void Server::ServeReadyPulls() {
   for (auto it = pulls_.begin(); it != pulls_.end();) {
     if (it->shard->PullReady(it->clock)) {
       ServePull(*it);
+      --waiting_pulls_[it->worker];
       it = pulls_.erase(it);
     } else {
       ++it;

@@ -29,7 +29,7 @@ StatusOr<std::unique_ptr<PsClient>> PsClient::Connect(ZmqContext& ctx, const Key
 
 StatusOr<PsClient::ServerConn> PsClient::Open(ZmqContext& ctx, const ServerEntry& e) {
   SocketOptions o;
-  o.max_message_bytes = 256 << 20;
+  o.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
   ASSIGN_OR_RETURN(std::unique_ptr<Socket> s, Socket::Create(ctx, SocketKind::kDealer, o));
   RETURN_IF_ERROR(s->Connect(e.endpoint));
   return ServerConn{e, std::move(s), 0};
@@ -100,13 +100,23 @@ Status PsClient::SendRequest(int server, Request request, capnp::MessageBuilder&
   return OkStatus();
 }
 
+std::vector<KeyRange> PsClient::Parts(const KeyRange& range, int server) const {
+  std::vector<KeyRange> parts;
+  for (const KeyRange& owned : servers_[server].entry.ranges) {
+    const KeyRange part = KeyLayout::Intersect(range, owned);
+    if (part.begin == part.end) continue;
+    for (const KeyRange& p : keys_.Split(part, kMaxPayloadBytes / (kBlockFloats * sizeof(float)))) {
+      parts.push_back(p);
+    }
+  }
+  return parts;
+}
+
 StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* flat,
                                           const GradientTag& tag) {
   const Ticket t = NewTicket();
   for (int s = 0; s < server_count(); ++s) {
-    for (const KeyRange& owned : servers_[s].entry.ranges) {
-      const KeyRange part = KeyLayout::Intersect(range, owned);
-      if (part.begin == part.end) continue;
+    for (const KeyRange& part : Parts(range, s)) {
       const FlatRange f = keys_.Flat(part);
       const uint64_t id = next_request_++;
       capnp::MallocMessageBuilder m;
@@ -147,9 +157,7 @@ StatusOr<PsClient::Ticket> PsClient::PushEmpty(const GradientTag& tag) {
 StatusOr<PsClient::Ticket> PsClient::Pull(const KeyRange& range, float* flat, int64_t clock) {
   const Ticket t = NewTicket();
   for (int s = 0; s < server_count(); ++s) {
-    for (const KeyRange& owned : servers_[s].entry.ranges) {
-      const KeyRange part = KeyLayout::Intersect(range, owned);
-      if (part.begin == part.end) continue;
+    for (const KeyRange& part : Parts(range, s)) {
       const FlatRange f = keys_.Flat(part);
       const uint64_t id = next_request_++;
       capnp::MallocMessageBuilder m;
@@ -173,14 +181,30 @@ int PsClient::RowServer(uint32_t table, uint64_t row) const {
                           static_cast<uint64_t>(server_count()));
 }
 
+std::vector<std::pair<int, std::vector<size_t>>> PsClient::RowGroups(
+    uint32_t table, uint32_t dim, std::span<const uint64_t> rows) const {
+  std::vector<std::vector<size_t>> by_server(server_count());
+  for (size_t i = 0; i < rows.size(); ++i) by_server[RowServer(table, rows[i])].push_back(i);
+  // At most kMaxPayloadBytes of rows (and their ids) per message.
+  const size_t max_rows =
+      std::max<size_t>(1, std::min(kMaxPayloadBytes / (std::max<uint32_t>(dim, 1) * sizeof(float)),
+                                   kMaxHeaderBytes / 16));
+  std::vector<std::pair<int, std::vector<size_t>>> groups;
+  for (int s = 0; s < server_count(); ++s) {
+    for (size_t i = 0; i < by_server[s].size(); i += max_rows) {
+      const size_t end = std::min(by_server[s].size(), i + max_rows);
+      groups.emplace_back(s, std::vector<size_t>(by_server[s].begin() + static_cast<long>(i),
+                                                 by_server[s].begin() + static_cast<long>(end)));
+    }
+  }
+  return groups;
+}
+
 StatusOr<PsClient::Ticket> PsClient::PushRows(uint32_t table, uint32_t dim,
                                               std::span<const uint64_t> rows, const float* grads,
                                               float lr) {
   const Ticket t = NewTicket();
-  std::vector<std::vector<size_t>> by_server(server_count());
-  for (size_t i = 0; i < rows.size(); ++i) by_server[RowServer(table, rows[i])].push_back(i);
-  for (int s = 0; s < server_count(); ++s) {
-    if (by_server[s].empty()) continue;
+  for (auto& [s, group] : RowGroups(table, dim, rows)) {
     const uint64_t id = next_request_++;
     capnp::MallocMessageBuilder m;
     auto h = m.initRoot<msg::DataHeader>();
@@ -190,12 +214,12 @@ StatusOr<PsClient::Ticket> PsClient::PushRows(uint32_t table, uint32_t dim,
     h.setTable(table);
     h.setDim(dim);
     h.setLr(lr);
-    auto list = h.initRows(static_cast<unsigned>(by_server[s].size()));
+    auto list = h.initRows(static_cast<unsigned>(group.size()));
     // The rows of one server are scattered in `grads`: gather them (a copy).
-    auto buf = std::make_shared<std::vector<float>>(by_server[s].size() * dim);
-    for (size_t j = 0; j < by_server[s].size(); ++j) {
-      list.set(static_cast<unsigned>(j), rows[by_server[s][j]]);
-      std::memcpy(buf->data() + j * dim, grads + by_server[s][j] * dim, dim * sizeof(float));
+    auto buf = std::make_shared<std::vector<float>>(group.size() * dim);
+    for (size_t j = 0; j < group.size(); ++j) {
+      list.set(static_cast<unsigned>(j), rows[group[j]]);
+      std::memcpy(buf->data() + j * dim, grads + group[j] * dim, dim * sizeof(float));
     }
     h.setPayloadFrames(1);
     Message payload;
@@ -209,10 +233,7 @@ StatusOr<PsClient::Ticket> PsClient::PushRows(uint32_t table, uint32_t dim,
 StatusOr<PsClient::Ticket> PsClient::PullRows(uint32_t table, uint32_t dim,
                                               std::span<const uint64_t> rows, float* out) {
   const Ticket t = NewTicket();
-  std::vector<std::vector<size_t>> by_server(server_count());
-  for (size_t i = 0; i < rows.size(); ++i) by_server[RowServer(table, rows[i])].push_back(i);
-  for (int s = 0; s < server_count(); ++s) {
-    if (by_server[s].empty()) continue;
+  for (auto& [s, group] : RowGroups(table, dim, rows)) {
     const uint64_t id = next_request_++;
     capnp::MallocMessageBuilder m;
     auto h = m.initRoot<msg::DataHeader>();
@@ -220,14 +241,14 @@ StatusOr<PsClient::Ticket> PsClient::PullRows(uint32_t table, uint32_t dim,
     h.setOp(msg::DataOp::PULL_ROWS);
     h.setTable(table);
     h.setDim(dim);
-    auto list = h.initRows(static_cast<unsigned>(by_server[s].size()));
-    for (size_t j = 0; j < by_server[s].size(); ++j) {
-      list.set(static_cast<unsigned>(j), rows[by_server[s][j]]);
+    auto list = h.initRows(static_cast<unsigned>(group.size()));
+    for (size_t j = 0; j < group.size(); ++j) {
+      list.set(static_cast<unsigned>(j), rows[group[j]]);
     }
     Request r{t, s, "row pull of table " + std::to_string(table)};
     r.dest = out;
-    r.dest_floats = by_server[s].size() * dim;
-    r.row_slots = by_server[s];
+    r.dest_floats = group.size() * dim;
+    r.row_slots = std::move(group);
     r.dim = dim;
     RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
   }

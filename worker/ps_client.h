@@ -4,7 +4,8 @@
 // Many requests may be in flight; Push and Pull return at once with a
 // ticket, Wait(ticket) completes it.
 //
-// Pushes are zero-copy: the gradient memory is lent to ZeroMQ and must not
+// Requests are cut into messages of at most kMaxPayloadBytes (the servers
+// refuse bigger frames). Pushes are zero-copy: the gradient memory is lent to ZeroMQ and must not
 // change until WaitBuffersReleased() returns. Pulls copy each reply into
 // the destination given to Pull.
 //
@@ -117,6 +118,11 @@ class PsClient {
   PsClient(const KeyLayout& keys, const ClientIdentity& id) : keys_(keys), identity_(id) {}
   StatusOr<ServerConn> Open(ZmqContext& ctx, const ServerEntry& e);
   Ticket NewTicket();
+  // The pieces of `range` that `server` owns, each at most kMaxPayloadBytes.
+  std::vector<KeyRange> Parts(const KeyRange& range, int server) const;
+  // Row indices grouped by server, at most kMaxPayloadBytes of rows each.
+  std::vector<std::pair<int, std::vector<size_t>>> RowGroups(uint32_t table, uint32_t dim,
+                                                             std::span<const uint64_t> rows) const;
   Status SendRequest(int server, Request request, capnp::MessageBuilder& header, Message payload);
   void FillHeader(msg::DataHeader::Builder h, int server, uint64_t request_id);
   // Receives whatever replies are waiting (up to `timeout` for the first).

@@ -20,6 +20,13 @@ namespace pstrain {
 
 // Largest header frame accepted.
 inline constexpr size_t kMaxHeaderBytes = 1 << 20;
+// The largest payload one request carries: clients cut bigger pushes and
+// pulls into pieces of at most this many bytes.
+inline constexpr size_t kMaxPayloadBytes = 4 << 20;
+// The largest frame a data socket accepts (ZMQ_MAXMSGSIZE): a payload, or
+// one replicated update of a whole key range. A peer announcing more is
+// disconnected before anything is allocated.
+inline constexpr size_t kMaxDataFrameBytes = 16 << 20;
 
 // The message as one frame (flat array of words).
 Frame EncodeFrame(capnp::MessageBuilder& builder);

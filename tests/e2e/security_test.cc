@@ -2,6 +2,7 @@
 // job's key, the job trains exactly as an unkeyed one, and the bytes on the
 // wire carry no plaintext of the protocol.
 #include <arpa/inet.h>
+#include <capnp/message.h>
 #include <fcntl.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -16,6 +17,7 @@
 #include <map>
 #include <thread>
 
+#include "common/msg/codec.h"
 #include "common/net/zmq_socket.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
@@ -32,6 +34,18 @@ std::string MakeKey(TempDir& dir, const std::string& name) {
   INFO(r.err);
   REQUIRE(r.code == 0);
   return path;
+}
+
+// The job's first membership line (the ports of its nodes), once written.
+json WaitForMembership(const std::string& metrics, Process& job) {
+  json membership;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (membership.is_null() && job.Running() && std::chrono::steady_clock::now() < until) {
+    for (const json& l : Events(ReadJsonLines(metrics), "membership")) membership = l;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  REQUIRE(membership.is_object());
+  return membership;
 }
 
 size_t Count(const std::string& text, const std::string& what) {
@@ -56,13 +70,7 @@ TEST_CASE("a keyed job refuses every client without its key on every port and tr
                                     metrics,  "--key", key_path};
   keyed.insert(keyed.end(), shape.begin(), shape.end());
   Process p(keyed);
-  json membership;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-  while (membership.is_null() && p.Running() && std::chrono::steady_clock::now() < until) {
-    for (const json& l : Events(ReadJsonLines(metrics), "membership")) membership = l;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(membership.is_object());
+  const json membership = WaitForMembership(metrics, p);
   std::vector<std::string> ports = {membership["coordinator"]};
   for (const json& s : membership["servers"]) ports.push_back(s["endpoint"]);
   REQUIRE(ports.size() == 3);
@@ -102,15 +110,7 @@ TEST_CASE("a job given another job's key cannot join it", "[e2e][security]") {
   // A coordinator with one key; a worker started by hand with another.
   Process job({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "1", "--epochs", "1",
                "--key", mine, "--metrics", dir.File("m"), "--progress", "never"});
-  json membership;
-  // The local launcher's own nodes hold the right key and join; the stranger
-  // below must never appear among the members.
-  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-  while (membership.is_null() && job.Running() && std::chrono::steady_clock::now() < until) {
-    for (const json& l : Events(ReadJsonLines(dir.File("m")), "membership")) membership = l;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(membership.is_object());
+  const json membership = WaitForMembership(dir.File("m"), job);
   Process stranger({kPstrain, "worker", "--join", membership["coordinator"], "--key", theirs});
   REQUIRE(job.Wait(std::chrono::seconds(600)) == 0);
   for (const json& m : Events(ReadJsonLines(dir.File("m")), "membership")) {
@@ -251,6 +251,93 @@ TEST_CASE("listening beyond loopback without a key is refused with a clear messa
                      "0.0.0.0", "--epochs", "1"});
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("pstrain keygen") && Catch::Contains("--insecure"));
+}
+
+// The server's peak resident memory so far (VmHWM), in bytes; 0 once gone.
+size_t PeakRss(int pid) {
+  const std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  const size_t at = status.find("VmHWM:");
+  return at == std::string::npos ? 0 : std::stoull(status.substr(at + 6)) * 1024;
+}
+
+struct FloodResult {
+  json final;
+  json server_stats;
+  size_t server_peak = 0;
+  int64_t sent = 0;
+};
+
+// Runs a 1-server, 2-worker BSP job; with `flood`, a stranger sends the
+// server 15 MiB pushes as fast as it can, never reading a reply.
+FloodResult RunUnderFlood(TempDir& dir, const std::string& name, bool flood) {
+  const std::string metrics = dir.File(name);
+  Process job({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "2", "--epochs", "2",
+               "--metrics", metrics, "--progress", "never"});
+  const json membership = WaitForMembership(metrics, job);
+  const int server_pid = membership["servers"][0]["pid"];
+  const std::string endpoint = membership["servers"][0]["endpoint"];
+  FloodResult result;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> sent{0};
+  std::thread flooder([&] {
+    if (!flood) return;
+    ZmqContext ctx;
+    SocketOptions o;
+    o.max_message_bytes = -1;
+    auto s = *Socket::Create(ctx, SocketKind::kDealer, o);
+    REQUIRE(s->Connect(endpoint).ok());
+    auto junk = std::make_shared<std::vector<float>>((15u << 20) / sizeof(float), 1.0f);
+    while (!stop.load()) {
+      capnp::MallocMessageBuilder b;
+      auto h = b.initRoot<msg::DataHeader>();
+      h.setOp(msg::DataOp::PUSH);
+      h.setRequestId(static_cast<uint64_t>(sent.load()));
+      h.setWorkerId(0);
+      h.setIncarnation(12345);  // not the real worker 0's
+      h.setPayloadFrames(1);
+      Message m;
+      m.push_back(EncodeFrame(b));
+      m.push_back(Frame::Share(junk->data(), junk->size() * sizeof(float), junk));
+      if (s->Send(m, /*dontwait=*/true).ok()) {
+        ++sent;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+  });
+  while (job.Running()) {
+    result.server_peak = std::max(result.server_peak, PeakRss(server_pid));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stop = true;
+  flooder.join();
+  result.sent = sent.load();
+  const auto code = job.Wait(std::chrono::seconds(600));
+  INFO(job.Stderr());
+  REQUIRE(code == 0);
+  result.final = Events(ReadJsonLines(metrics), "final").at(0);
+  result.server_stats = Events(ReadJsonLines(metrics), "server_stats").at(0)["servers"][0];
+  return result;
+}
+
+TEST_CASE("a client flooding a server with pushes slows only itself: memory stays bounded",
+          "[e2e][security]") {
+  TempDir dir;
+  const FloodResult calm = RunUnderFlood(dir, "calm", false);
+  const FloodResult flooded = RunUnderFlood(dir, "flooded", true);
+  INFO("server peak RSS " << (calm.server_peak >> 20) << " MiB calm, "
+                          << (flooded.server_peak >> 20) << " MiB under a flood of " << flooded.sent
+                          << " pushes of 15 MiB");
+  CHECK(flooded.sent > 16);
+  // The server did read the flood, and refused every push of it.
+  CHECK(flooded.server_stats["pushes_refused"].get<int64_t>() > 0);
+  CHECK(calm.server_stats["pushes_refused"] == 0);
+  // The other workers trained exactly as without the flood.
+  CHECK(flooded.final["weights_l2"] == calm.final["weights_l2"]);
+  CHECK(flooded.final["test_accuracy"] == calm.final["test_accuracy"]);
+  // At most 16 unread messages of at most 16 MiB per peer (ZMQ_RCVHWM,
+  // ZMQ_MAXMSGSIZE), plus slack for the allocator.
+  CHECK(flooded.server_peak < calm.server_peak + (16u << 24) + (64u << 20));
 }
 
 }  // namespace

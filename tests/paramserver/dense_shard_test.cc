@@ -191,5 +191,17 @@ TEST_CASE("A shard saved and loaded continues exactly where it was", "[paramserv
   CHECK_THAT(c.Load(*r2).message(), Catch::Contains("was the job's server count changed?"));
 }
 
+TEST_CASE("ASP refuses a push running far ahead of its slot", "[paramserver]") {
+  Keys k(4);
+  DenseShard shard(k.keys, k.keys.all(), std::vector<float>(4, 0.0f), Sgd(Consistency::kAsp, 2));
+  auto far = shard.Push(0, kMaxClockLead, k.keys.all(), Floats({1, 1, 1, 1}), 1, 1, 0.1f);
+  REQUIRE_FALSE(far.ok());
+  CHECK(far.status().code() == StatusCode::kAborted);
+  CHECK_THAT(far.status().message(), Catch::Contains("ahead"));
+  CHECK(Weights(shard) == std::vector<float>(4, 0.0f));
+  CHECK(shard.Push(0, kMaxClockLead - 1, k.keys.all(), Floats({1, 1, 1, 1}), 1, 1, 0.5f).ok());
+  CHECK(Weights(shard) == std::vector<float>(4, -0.5f));
+}
+
 }  // namespace
 }  // namespace pstrain

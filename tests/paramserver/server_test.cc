@@ -2,7 +2,12 @@
 // which plays the coordinator, and by the PsClient a worker uses.
 #include "paramserver/server.h"
 
+#include <arpa/inet.h>
 #include <capnp/message.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <limits>
@@ -348,6 +353,75 @@ TEST_CASE("Duplicated and reordered pushes leave BSP weights exactly as a clean 
   auto m = *Model::Build({{"dense", 3}}, 4, 3, 1);
   m->InitParams(5);
   CHECK_FALSE(std::equal(clean.begin(), clean.end(), m->params().begin()));
+}
+
+TEST_CASE("A worker may have only so many pulls waiting; other workers are not affected",
+          "[paramserver][net]") {
+  ServerFixture f;
+  auto c0 = f.Client(0, 100);
+  auto c1 = f.Client(1, 101);
+  const size_t n = f.model_->params().size();
+  std::vector<float> buf(n);
+  // Pulls for clock 5 wait (BSP is at clock 0); after the 64th they are refused.
+  std::vector<PsClient::Ticket> tickets;
+  for (int i = 0; i < 70; ++i) tickets.push_back(*c0->Pull(f.keys_->all(), buf.data(), 5));
+  for (int i = 64; i < 70; ++i) {
+    Status s = c0->Wait(tickets[static_cast<size_t>(i)], kDeadline);
+    CHECK(s.code() == StatusCode::kResourceExhausted);
+    CHECK_THAT(s.message(), Catch::Contains("pulls waiting"));
+  }
+  CHECK(c1->Wait(*c1->Pull(f.keys_->all(), buf.data(), 0), kDeadline).ok());
+}
+
+// A plain TCP client speaking just enough ZMTP 3.0 to announce one frame.
+int ConnectTcp(const std::string& endpoint) {
+  const size_t colon = endpoint.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+TEST_CASE("A 2 GB length header costs that connection; the server serves everyone else",
+          "[paramserver][net]") {
+  ServerFixture f;
+  const int fd = ConnectTcp(f.data_endpoint_);
+  std::string hello(64, '\0');
+  hello[0] = '\xff';
+  hello[9] = '\x7f';
+  hello[10] = 3;  // ZMTP 3.0, NULL mechanism, client
+  hello.replace(12, 4, "NULL");
+  const std::string ready_body =
+      std::string("\x05READY") + '\x0b' + "Socket-Type" + std::string("\0\0\0\x06", 4) + "DEALER";
+  hello += '\x04';
+  hello += static_cast<char>(ready_body.size());
+  hello += ready_body;
+  // One message frame (flags: long size) announcing 2^31 bytes.
+  hello += '\x02';
+  hello += std::string("\0\0\0\x80\0\0\0\0", 8);
+  hello += "the first bytes of a message that never ends";
+  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(hello.size()));
+  // The server closes the connection (its ZMQ_MAXMSGSIZE refuses the
+  // length before allocating) and lives on.
+  bool closed = false;
+  const auto until = std::chrono::steady_clock::now() + kDeadline;
+  while (!closed && std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char sink[4096];
+    const ssize_t got = ::recv(fd, sink, sizeof sink, 0);
+    closed = got <= 0;
+  }
+  ::close(fd);
+  CHECK(closed);
+  // Everyone else is still served.
+  auto c0 = f.Client(0, 100);
+  std::vector<float> buf(f.model_->params().size());
+  CHECK(c0->Wait(*c0->Pull(f.keys_->all(), buf.data(), 0), kDeadline).ok());
 }
 
 }  // namespace
