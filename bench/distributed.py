@@ -28,12 +28,12 @@ ROOT = os.path.dirname(HERE)
 JOB = os.path.join(ROOT, "examples/fashion_mlp.toml")
 
 
-def pstrain_run(binary, servers, workers, epochs):
+def pstrain_run(binary, servers, workers, epochs, extra=()):
     with tempfile.TemporaryDirectory() as d:
         metrics = os.path.join(d, "m.jsonl")
         subprocess.run([binary, "train", JOB, "--servers", str(servers), "--workers", str(workers),
-                        "--epochs", str(epochs), "--progress", "never", "--metrics", metrics],
-                       check=True, stdout=subprocess.DEVNULL)
+                        "--epochs", str(epochs), "--progress", "never", "--metrics", metrics]
+                       + list(extra), check=True, stdout=subprocess.DEVNULL)
         epochs_ = [json.loads(l) for l in open(metrics) if '"epoch"' in l and '"event":"epoch"' in l]
     last = epochs_[-1]
     steps = last["samples"] / (64 * workers)
