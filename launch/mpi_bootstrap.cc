@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <set>
 #include <vector>
@@ -41,9 +42,15 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
   const JobConfig& c = job.config;
 
   // Where do the ranks run? Loopback only works when all share one host.
+  // A host is its name and the address it listens on (hosts emulated in
+  // network namespaces share a name).
+  StatusOr<std::string> bind = ResolveBindAddress(c.cluster.bind);
   char name[MPI_MAX_PROCESSOR_NAME] = {0};
   int len = 0;
   MPI_Get_processor_name(name, &len);
+  if (bind.ok() && bind->rfind("127.", 0) != 0) {
+    std::snprintf(name + std::strlen(name), sizeof name - std::strlen(name), "@%s", bind->c_str());
+  }
   std::vector<char> names(static_cast<size_t>(size) * MPI_MAX_PROCESSOR_NAME);
   MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(), MPI_MAX_PROCESSOR_NAME,
                 MPI_CHAR, MPI_COMM_WORLD);
@@ -62,7 +69,6 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
               ": give --bind INTERFACE (e.g. --bind eth0) so that every rank listens where the "
               "others can reach it";
   }
-  StatusOr<std::string> bind = ResolveBindAddress(c.cluster.bind);
   if (problem.empty() && !bind.ok()) problem = bind.status().message();
   std::optional<CurveKeyPair> key;
   if (problem.empty()) {
