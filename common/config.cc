@@ -322,6 +322,23 @@ const std::vector<KeySpec>& Schema() {
        false,
        {"auto", "always", "never"},
        "progress line while an epoch runs (auto: when stdout is a terminal)"},
+      {"output.http_port",
+       KeyType::kInt,
+       "0",
+       -1,
+       65535,
+       false,
+       {},
+       "the coordinator serves /metrics (Prometheus), /status (JSON) and a live page / on this "
+       "port (0: off; -1: a free port the system picks, printed at start)"},
+      {"output.http_bind",
+       KeyType::kString,
+       "\"127.0.0.1\"",
+       0,
+       0,
+       false,
+       {},
+       "address the HTTP status server listens on (0.0.0.0: every interface)"},
   };
   return schema;
 }
@@ -755,6 +772,8 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.checkpoint_keep = static_cast<int>(integer("checkpoint.keep"));
   c.metrics_path = str("output.metrics");
   c.progress = str("output.progress");
+  c.http_port = static_cast<int>(integer("output.http_port"));
+  c.http_bind = str("output.http_bind");
   return c;
 }
 

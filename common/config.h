@@ -62,6 +62,8 @@ struct JobConfig {
   int checkpoint_keep = 3;
   std::string metrics_path;  // empty: no metrics file
   std::string progress;      // "auto" | "always" | "never"
+  int http_port = 0;         // status server: 0 off, -1 a free port
+  std::string http_bind = "127.0.0.1";
 };
 
 // One command-line override: `key` is a dotted path ("train.epochs"), `value`

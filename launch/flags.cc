@@ -32,6 +32,8 @@ const FlagSpec kFlags[] = {
     {"--threads", "train.threads", true, "N: OpenBLAS threads per process"},
     {"--metrics", "output.metrics", true, "FILE: write JSON-lines metrics to FILE"},
     {"--progress", "output.progress", true, "auto|always|never: the live progress line"},
+    {"--http", "output.http_port", true,
+     "PORT: serve /metrics, /status and a live page (-1: a free port)"},
     {"--set", nullptr, true, "KEY=VALUE: override any job key, e.g. --set optimizer.type=adam"},
     {"--log-level", nullptr, true, "debug|info|warning|error (default info)"},
 };
