@@ -777,6 +777,27 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   return c;
 }
 
+StatusOr<std::string> ResolvedJobToml(const std::string& text, const std::string& name,
+                                      const std::string& base_dir,
+                                      const std::vector<ConfigOverride>& overrides) {
+  // Validates everything first: what is written must parse again.
+  RETURN_IF_ERROR(ParseJobConfig(text, name, base_dir, overrides).status());
+  toml::table root = toml::parse(text, name);
+  for (const ConfigOverride& o : overrides) RETURN_IF_ERROR(ApplyOverride(root, o));
+  for (const KeySpec& k : Schema()) {
+    // output.metrics is relative to the current folder, like a flag.
+    if (k.type != KeyType::kPath || std::string_view(k.key) == "output.metrics") continue;
+    toml::node* n = root.at_path(k.key).node();
+    if (n == nullptr || !n->is_string()) continue;
+    const std::string p = *n->value<std::string>();
+    if (p.empty() || std::filesystem::path(p).is_absolute()) continue;
+    *n->as_string() = (std::filesystem::path(base_dir) / p).lexically_normal().string();
+  }
+  std::ostringstream os;
+  os << "# " << name << " as it ran, command-line overrides applied\n" << root << "\n";
+  return os.str();
+}
+
 StatusOr<JobConfig> LoadJobConfig(const std::string& path,
                                   const std::vector<ConfigOverride>& overrides) {
   std::ifstream in(path, std::ios::binary);

@@ -85,6 +85,14 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
                                    const std::string& base_dir,
                                    const std::vector<ConfigOverride>& overrides);
 
+// The job as it runs, as one self-contained TOML document: the overrides
+// applied and the file's relative paths made absolute, so that parsing it
+// without overrides, from anywhere, gives the same JobConfig. Checkpoints
+// keep it.
+StatusOr<std::string> ResolvedJobToml(const std::string& text, const std::string& name,
+                                      const std::string& base_dir,
+                                      const std::vector<ConfigOverride>& overrides);
+
 // True for keys whose value is a file path (resolved against a folder).
 bool JobKeyIsPath(const std::string& key);
 

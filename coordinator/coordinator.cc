@@ -424,6 +424,8 @@ Status Coordinator::Assign() {
                    Model::Build(c.layers, input_dim_, num_classes_, 1));
   const KeyLayout keys(model->layout());
   ASSIGN_OR_RETURN(std::vector<KeyRange> slices, SliceKeys(keys, c.cluster.servers));
+  tensors_.clear();
+  for (const TensorSpec& t : model->layout().tensors()) tensors_.push_back({t.name, t.shape});
   board_.Update([&](ClusterStatus& s) {
     s.params = static_cast<int64_t>(model->layout().parameter_count());
     s.model_bytes = static_cast<int64_t>(model->layout().total_floats() * sizeof(float));
@@ -770,6 +772,14 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
   manifest.servers = c.cluster.servers;
   manifest.workers = c.cluster.workers;
   manifest.batch_size = c.batch_size;
+  manifest.tensors = tensors_;
+  // The job as it runs, so the checkpoint can be evaluated on its own.
+  ASSIGN_OR_RETURN(const std::string job, ResolvedJobToml(options_.job_text, options_.job_name,
+                                                          options_.base_dir, options_.overrides));
+  const std::span<const uint8_t> job_bytes(reinterpret_cast<const uint8_t*>(job.data()),
+                                           job.size());
+  RETURN_IF_ERROR(WriteFileDurably(folder + "/job.toml", job_bytes));
+  manifest.job = {"job.toml", job.size(), Crc32(job_bytes), 0, 0};
   std::map<int, std::string> errors;
   size_t answered = 0;
   RETURN_IF_ERROR(WaitUntil([&] { return answered == servers.size(); },
@@ -805,6 +815,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
   stop_ = stop;
   run_start_ = Clock::now();
   const JobConfig& c = options_.config;
+  metrics_->set_title("pstrain " + c.name);
   StatusOr<FinalStats> result = [&]() -> StatusOr<FinalStats> {
     ASSIGN_OR_RETURN(JobData data, LoadJobData(c.data));
     input_dim_ = data.train.dim;

@@ -147,6 +147,7 @@ class Coordinator {
   std::map<std::string, std::string> dead_;  // routing id -> why, for late messages
   std::vector<int> slot_owners_;             // worker id per hand-out slot
   std::vector<KeyRange> ranges_;             // the key ranges, in key order
+  std::vector<ManifestTensor> tensors_;      // the model's layout, for checkpoints
   std::vector<int> primary_, backup_;        // server id per range (-1: none)
   // Recovery in progress: survivors that have not acknowledged the new
   // membership yet, and what failed.

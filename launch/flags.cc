@@ -35,6 +35,7 @@ const FlagSpec kFlags[] = {
     {"--http", "output.http_port", true,
      "PORT: serve /metrics, /status and a live page (-1: a free port)"},
     {"--set", nullptr, true, "KEY=VALUE: override any job key, e.g. --set optimizer.type=adam"},
+    {"--job", nullptr, true, "JOB.toml: (eval) the job to evaluate with, if not the checkpoint's"},
     {"--log-level", nullptr, true, "debug|info|warning|error (default info)"},
 };
 
@@ -100,6 +101,10 @@ std::string UsageText() {
       "       pstrain server --join tcp://HOST:PORT [--id N] [--bind ADDRESS]\n"
       "       pstrain worker --join tcp://HOST:PORT [--id N]\n"
       "                                           start one node by hand (e.g. a replacement)\n"
+      "       pstrain inspect DIR                 what a checkpoint holds (files, checksums, "
+      "tensors)\n"
+      "       pstrain eval DIR [--set data.KEY=..] test loss, accuracy and confusion matrix of a\n"
+      "                                           checkpoint's weights\n"
       "       pstrain help job                    every job-file key with its default\n"
       "       pstrain info                        version and the BLAS kernel in use, as JSON\n"
       "\nflags:\n";

@@ -192,5 +192,23 @@ TEST_CASE("The job help lists every key with its default", "[config]") {
   }
 }
 
+TEST_CASE("The resolved job parses anywhere to the same job, overrides included", "[config]") {
+  JobFixture f;
+  const std::vector<ConfigOverride> o = {{"train.epochs", "7"}, {"optimizer.type", "adam"}};
+  auto text = ResolvedJobToml(f.Job("[train]\nepochs = 3\n"), "job.toml", f.dir.path().string(), o);
+  REQUIRE(text.ok());
+  CHECK_THAT(*text, Catch::Contains(f.dir.File("tr-img")));
+  // Parsed from elsewhere, without overrides: the same job.
+  auto c = ParseJobConfig(*text, "copy.toml", "/nonexistent", {});
+  REQUIRE(c.ok());
+  CHECK(c->epochs == 7);
+  CHECK(c->optimizer.kind == OptimizerKind::kAdam);
+  CHECK(c->data.train_images == f.dir.File("tr-img"));
+  CHECK(c->layers.size() == 3);
+  // A job that does not parse is not written.
+  CHECK_FALSE(
+      ResolvedJobToml(f.Job(), "job.toml", f.dir.path().string(), {{"train.epochs", "0"}}).ok());
+}
+
 }  // namespace
 }  // namespace pstrain
