@@ -1,8 +1,11 @@
-// The run's SVG plot and the metrics file it is drawn from.
+// The run's SVG plot, the metrics file it is drawn from, and the summary
+// table at the end of a run.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 
+#include "coordinator/console.h"
 #include "coordinator/metrics_log.h"
 #include "coordinator/plot_svg.h"
 #include "tests/test_util.h"
@@ -90,6 +93,39 @@ TEST_CASE("A metrics file gets its plot next to it, a resumed run's included", "
   REQUIRE(none.ok());
   CHECK((*none)->plot_path().empty());
   REQUIRE((*none)->WriteEpoch(Epoch(1, 1)).ok());
+}
+
+TEST_CASE("The summary table lines up and has a row per worker and the failures", "[coordinator]") {
+  FinalStats f;
+  f.epochs = 2;
+  f.test_accuracy = 0.8765;
+  f.test_loss = 0.25;
+  f.seconds = 12.5;
+  f.params = 1000;
+  f.workers = {{0, 6000, 2.0, true}, {1, 2000, 1.0, false}};
+  f.failures = 1;
+  EpochStats e = Epoch(1, 0.5);
+  e.samples = 4000;
+  e.train_seconds = 1.0;
+  const std::string t = SummaryTable(f, {e, e});
+  INFO(t);
+  CHECK(t.rfind("summary\n+", 0) == 0);
+  CHECK_THAT(t, Catch::Contains("| test accuracy     | 87.65% "));
+  CHECK_THAT(t, Catch::Contains("| samples/s         | 4000 (8000 samples in 2 epochs) "));
+  CHECK_THAT(t, Catch::Contains("| worker 0          | 3000 samples/s (6000 samples) "));
+  CHECK_THAT(t, Catch::Contains(
+                    "| worker 1          | 2000 samples/s (2000 samples), died during the run |"));
+  CHECK_THAT(t, Catch::Contains("| failures survived | 1 "));
+  // Every line of the table is as wide as the first rule.
+  std::istringstream in(t.substr(t.find('\n') + 1));
+  std::string rule, line;
+  std::getline(in, rule);
+  while (std::getline(in, line)) CHECK(line.size() == rule.size());
+  // Standalone runs have no worker rows and no failure count.
+  FinalStats solo = f;
+  solo.workers.clear();
+  solo.failures = -1;
+  CHECK_THAT(SummaryTable(solo, {e}), !Catch::Contains("failures"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // What a run leaves behind, end to end: the SVG plot next to the metrics
-// file, and `pstrain inspect` and `pstrain eval` on its checkpoints.
+// file, `pstrain inspect` and `pstrain eval` on its checkpoints, and the
+// summary table at the end of the terminal output.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <fstream>
@@ -52,6 +53,17 @@ TEST_CASE("A run leaves a plot, and inspect and eval read its checkpoints", "[e2
     INFO(curves.err);
     REQUIRE(curves.code == 0);
     CHECK(curves.out == "train-loss 3 3\ntest-loss 3 3\ntest-accuracy 3 3\n");
+  }
+
+  SECTION("the summary table") {
+    CHECK_THAT(run.out, Catch::Contains("summary"));
+    for (const char* row :
+         {"test accuracy", "test loss", "samples/s", "worker 0", "worker 1", "failures survived"}) {
+      CHECK_THAT(run.out, Catch::Contains(row));
+    }
+    const double acc = Number(run.out, R"(\| test accuracy\s*\| ([0-9.]+)%)");
+    CHECK(acc == Approx(final_line["test_accuracy"].get<double>() * 100).margin(0.006));
+    CHECK(Number(run.out, R"(\| failures survived\s*\| ([0-9]+))") == 0);
   }
 
   SECTION("inspect") {
@@ -138,7 +150,7 @@ TEST_CASE("A run leaves a plot, and inspect and eval read its checkpoints", "[e2
   }
 }
 
-TEST_CASE("A standalone run also leaves its plot", "[e2e][report]") {
+TEST_CASE("A standalone run also leaves its plot and summary", "[e2e][report]") {
   TempDir dir;
   RunResult run = Run({kPstrain, "train", kMnistJob, "--standalone", "--epochs", "2", "--progress",
                        "never", "--metrics", dir.File("solo.jsonl")});
@@ -147,6 +159,11 @@ TEST_CASE("A standalone run also leaves its plot", "[e2e][report]") {
   RunResult curves = SvgCurves(dir.File("solo.svg"));
   INFO(curves.err);
   CHECK(curves.out == "train-loss 2 2\ntest-loss 2 2\ntest-accuracy 2 2\n");
+  // The summary, without the rows only distributed runs have.
+  CHECK_THAT(run.out, Catch::Contains("summary"));
+  CHECK(Number(run.out, R"(\| samples/s\s*\| ([0-9]+) \(16000 samples in 2 epochs\))") > 0);
+  CHECK_THAT(run.out, !Catch::Contains("failures survived"));
+  CHECK_THAT(run.out, !Catch::Contains("worker 0"));
 }
 
 }  // namespace
