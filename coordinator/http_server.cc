@@ -83,11 +83,11 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 // Declared in this order so that the acceptor goes before the io_context it
-// belongs to.
+// belongs to, and the handler (which sessions refer to) after both.
 struct HttpServer::Impl {
+  HttpHandler handler;
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
-  HttpHandler handler;
   int port = 0;
   std::thread thread;
 
