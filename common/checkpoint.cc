@@ -196,6 +196,13 @@ Status WriteManifest(const std::string& folder, const Manifest& m) {
     os << "file " << f.name << " " << f.bytes << " " << f.crc32 << " " << f.key_begin << " "
        << f.key_end << "\n";
   }
+  if (!m.job.name.empty())
+    os << "job " << m.job.name << " " << m.job.bytes << " " << m.job.crc32 << "\n";
+  for (const ManifestTensor& t : m.tensors) {
+    os << "tensor " << t.name;
+    for (int64_t d : t.shape) os << " " << d;
+    os << "\n";
+  }
   std::string text = os.str();
   text += "crc32 " +
           std::to_string(Crc32(std::span<const uint8_t>(
@@ -206,7 +213,7 @@ Status WriteManifest(const std::string& folder, const Manifest& m) {
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }
 
-StatusOr<Manifest> VerifyCheckpoint(const std::string& folder) {
+StatusOr<Manifest> ReadManifest(const std::string& folder) {
   const std::string path = folder + "/MANIFEST";
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound(path + ": missing (the checkpoint was never completed)");
@@ -250,23 +257,48 @@ StatusOr<Manifest> VerifyCheckpoint(const std::string& folder) {
         return DataLoss(path + ": bad file line \"" + line + "\"");
       }
       m.files.push_back(mf);
+    } else if (key == "job") {
+      f >> m.job.name >> m.job.bytes >> m.job.crc32;
+      if (!f || m.job.name.find('/') != std::string::npos) {
+        return DataLoss(path + ": bad job line \"" + line + "\"");
+      }
+    } else if (key == "tensor") {
+      ManifestTensor t;
+      f >> t.name;
+      for (int64_t d; f >> d;) {
+        if (d < 1) return DataLoss(path + ": bad tensor line \"" + line + "\"");
+        t.shape.push_back(d);
+      }
+      if (t.name.empty() || t.shape.empty() || !f.eof()) {
+        return DataLoss(path + ": bad tensor line \"" + line + "\"");
+      }
+      m.tensors.push_back(std::move(t));
     } else {
       return DataLoss(path + ": unknown line \"" + line + "\"");
     }
   }
   if (m.files.empty()) return DataLoss(path + ": lists no files");
-  for (const ManifestFile& mf : m.files) {
-    const std::string fp = folder + "/" + mf.name;
-    std::ifstream fin(fp, std::ios::binary);
-    if (!fin) return DataLoss(fp + ": missing");
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(fin)),
-                               std::istreambuf_iterator<char>());
-    if (bytes.size() != mf.bytes) {
-      return DataLoss(fp + ": " + std::to_string(bytes.size()) + " bytes, the manifest says " +
-                      std::to_string(mf.bytes) + " (truncated?)");
-    }
-    if (Crc32(bytes) != mf.crc32) return DataLoss(fp + ": checksum mismatch: the file is damaged");
+  return m;
+}
+
+Status VerifyCheckpointFile(const std::string& folder, const ManifestFile& mf) {
+  const std::string fp = folder + "/" + mf.name;
+  std::ifstream fin(fp, std::ios::binary);
+  if (!fin) return DataLoss(fp + ": missing");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(fin)),
+                             std::istreambuf_iterator<char>());
+  if (bytes.size() != mf.bytes) {
+    return DataLoss(fp + ": " + std::to_string(bytes.size()) + " bytes, the manifest says " +
+                    std::to_string(mf.bytes) + " (truncated?)");
   }
+  if (Crc32(bytes) != mf.crc32) return DataLoss(fp + ": checksum mismatch: the file is damaged");
+  return OkStatus();
+}
+
+StatusOr<Manifest> VerifyCheckpoint(const std::string& folder) {
+  ASSIGN_OR_RETURN(Manifest m, ReadManifest(folder));
+  for (const ManifestFile& mf : m.files) RETURN_IF_ERROR(VerifyCheckpointFile(folder, mf));
+  if (!m.job.name.empty()) RETURN_IF_ERROR(VerifyCheckpointFile(folder, m.job));
   return m;
 }
 

@@ -7,6 +7,9 @@
 // a crash leaves either the old state or the new one. The manifest lists
 // each file with its size and CRC-32 and ends with its own CRC-32; a
 // checkpoint counts only if its manifest and every file it lists verify.
+// The manifest may also name a copy of the job as it ran (job.toml, with
+// the command line's overrides applied) and list the model's tensors, so
+// the checkpoint can be inspected and evaluated on its own.
 //
 // Binary files: "PSTRCKPT", a format version, then fields written by
 // BinaryWriter (little-endian), then the CRC-32 of everything before it.
@@ -76,6 +79,11 @@ struct ManifestFile {
   uint64_t key_begin = 0, key_end = 0;
 };
 
+struct ManifestTensor {
+  std::string name;  // no white space
+  std::vector<int64_t> shape;
+};
+
 struct Manifest {
   std::string dir;  // the checkpoint folder (filled when read)
   int epochs_done = 0;
@@ -85,14 +93,21 @@ struct Manifest {
   int workers = 0;
   int batch_size = 0;
   std::vector<ManifestFile> files;
+  ManifestFile job;                     // the job copy; name empty: none
+  std::vector<ManifestTensor> tensors;  // the model's layout, in order (may be empty)
 };
 
 // DIR/ckpt-EEEEEE for `epochs_done`.
 std::string CheckpointFolder(const std::string& dir, int epochs_done);
 // Writes DIR/.../MANIFEST durably.
 Status WriteManifest(const std::string& folder, const Manifest& m);
+// Reads one checkpoint folder's manifest and checks its checksum, not the
+// files it lists.
+StatusOr<Manifest> ReadManifest(const std::string& folder);
+// Checks one listed file's size and CRC-32.
+Status VerifyCheckpointFile(const std::string& folder, const ManifestFile& f);
 // Reads and verifies one checkpoint folder: the manifest's checksum, and
-// every file's size and CRC-32.
+// every file's size and CRC-32 (the job copy's too).
 StatusOr<Manifest> VerifyCheckpoint(const std::string& folder);
 // The newest checkpoint in `dir` that verifies. `skipped` receives one line
 // per newer checkpoint that did not, saying why.

@@ -205,6 +205,15 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "rows per forward pass when evaluating"},
+      {"train.micro_batches",
+       KeyType::kInt,
+       "1",
+       1,
+       1024,
+       false,
+       {},
+       "standalone: split each batch into this many contiguous parts whose gradients are summed in "
+       "order (gradient accumulation); M parts reproduce BSP with M workers bit for bit"},
       {"cluster.servers",
        KeyType::kInt,
        "1",
@@ -280,15 +289,6 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "how long the coordinator waits for every node to register"},
-      {"train.micro_batches",
-       KeyType::kInt,
-       "1",
-       1,
-       1024,
-       false,
-       {},
-       "standalone: split each batch into this many contiguous parts whose gradients are summed in "
-       "order (gradient accumulation); M parts reproduce BSP with M workers bit for bit"},
       {"checkpoint.dir",
        KeyType::kPath,
        "",
@@ -322,6 +322,24 @@ const std::vector<KeySpec>& Schema() {
        false,
        {"auto", "always", "never"},
        "progress line while an epoch runs (auto: when stdout is a terminal)"},
+      {"output.http_port",
+       KeyType::kInt,
+       "0",
+       -1,
+       65535,
+       false,
+       {},
+       "the coordinator serves /metrics (Prometheus), /status (JSON) and a live page / on this "
+       "port (0: off; -1: a free port the system picks, printed at start)"},
+      {"output.http_bind",
+       KeyType::kString,
+       "\"127.0.0.1\"",
+       0,
+       0,
+       false,
+       {},
+       "address the HTTP status server listens on (0.0.0.0: every interface; beyond loopback only "
+       "with security.insecure: the page has no authentication)"},
       {"security.key",
        KeyType::kPath,
        "",
@@ -775,7 +793,30 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.progress = str("output.progress");
   c.key_path = path("security.key");
   c.insecure = boolean("security.insecure");
+  c.http_port = static_cast<int>(integer("output.http_port"));
+  c.http_bind = str("output.http_bind");
   return c;
+}
+
+StatusOr<std::string> ResolvedJobToml(const std::string& text, const std::string& name,
+                                      const std::string& base_dir,
+                                      const std::vector<ConfigOverride>& overrides) {
+  // Validates everything first: what is written must parse again.
+  RETURN_IF_ERROR(ParseJobConfig(text, name, base_dir, overrides).status());
+  toml::table root = toml::parse(text, name);
+  for (const ConfigOverride& o : overrides) RETURN_IF_ERROR(ApplyOverride(root, o));
+  for (const KeySpec& k : Schema()) {
+    // output.metrics is relative to the current folder, like a flag.
+    if (k.type != KeyType::kPath || std::string_view(k.key) == "output.metrics") continue;
+    toml::node* n = root.at_path(k.key).node();
+    if (n == nullptr || !n->is_string()) continue;
+    const std::string p = *n->value<std::string>();
+    if (p.empty() || std::filesystem::path(p).is_absolute()) continue;
+    *n->as_string() = (std::filesystem::path(base_dir) / p).lexically_normal().string();
+  }
+  std::ostringstream os;
+  os << "# " << name << " as it ran, command-line overrides applied\n" << root << "\n";
+  return os.str();
 }
 
 StatusOr<JobConfig> LoadJobConfig(const std::string& path,

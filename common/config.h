@@ -64,6 +64,8 @@ struct JobConfig {
   std::string progress;      // "auto" | "always" | "never"
   std::string key_path;      // job key file (CurveZMQ); empty: no encryption
   bool insecure = false;     // listen beyond loopback without a key
+  int http_port = 0;         // status server: 0 off, -1 a free port
+  std::string http_bind = "127.0.0.1";
 };
 
 // One command-line override: `key` is a dotted path ("train.epochs"), `value`
@@ -84,6 +86,14 @@ StatusOr<JobConfig> LoadJobConfig(const std::string& path,
 StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& name,
                                    const std::string& base_dir,
                                    const std::vector<ConfigOverride>& overrides);
+
+// The job as it runs, as one self-contained TOML document: the overrides
+// applied and the file's relative paths made absolute, so that parsing it
+// without overrides, from anywhere, gives the same JobConfig. Checkpoints
+// keep it.
+StatusOr<std::string> ResolvedJobToml(const std::string& text, const std::string& name,
+                                      const std::string& base_dir,
+                                      const std::vector<ConfigOverride>& overrides);
 
 // True for keys whose value is a file path (resolved against a folder).
 bool JobKeyIsPath(const std::string& key);

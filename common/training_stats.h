@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace pstrain {
 
@@ -25,6 +27,14 @@ struct EpochStats {
   double pull_wait_s = -1;  // mean per worker: waiting for fresh weights
 };
 
+// One worker's share of a distributed run.
+struct WorkerTotals {
+  int id = 0;
+  int64_t samples = 0;       // training samples it processed
+  double train_seconds = 0;  // wall time of the epochs it took part in
+  bool alive = true;         // false: it died during the run
+};
+
 struct FinalStats {
   int epochs = 0;
   double test_loss = 0;
@@ -32,6 +42,9 @@ struct FinalStats {
   double weights_l2 = 0;  // L2 norm of all parameters
   int64_t params = 0;
   double seconds = 0;  // whole run
+  // Distributed runs only.
+  std::vector<WorkerTotals> workers;
+  int failures = -1;  // nodes that died and were recovered from (-1: not measured)
 };
 
 // Progress within an epoch, for the terminal.

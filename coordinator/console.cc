@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <utility>
 
 namespace pstrain {
 
@@ -41,6 +43,7 @@ void Console::Progress(const ProgressStats& p) {
 
 void Console::Epoch(const EpochStats& e, int epochs) {
   ClearProgress();
+  epochs_.push_back(e);
   std::printf(
       "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f samples/s  "
       "%.1fs\n",
@@ -56,7 +59,64 @@ void Console::Final(const FinalStats& f) {
       "(%lld parameters, weights L2 %.4f)\n",
       f.test_accuracy * 100, f.test_loss, f.epochs, f.seconds, static_cast<long long>(f.params),
       f.weights_l2);
+  std::fputs(SummaryTable(f, epochs_).c_str(), stdout);
   std::fflush(stdout);
+}
+
+namespace {
+
+std::string Format(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+}  // namespace
+
+std::string SummaryTable(const FinalStats& f, const std::vector<EpochStats>& epochs) {
+  int64_t samples = 0;
+  double train_seconds = 0, train_loss = -1;
+  for (const EpochStats& e : epochs) {
+    samples += e.samples;
+    train_seconds += e.train_seconds;
+    train_loss = e.train_loss;
+  }
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"test accuracy", Format("%.2f%%", f.test_accuracy * 100)},
+      {"test loss", Format("%.4f", f.test_loss) +
+                        (train_loss >= 0 ? Format(" (train loss %.4f)", train_loss) : "")},
+      {"time", Format("%.1f s", f.seconds) + " for " + std::to_string(f.epochs) +
+                   (f.epochs == 1 ? " epoch" : " epochs") +
+                   (train_seconds > 0 ? Format(", %.1f s training", train_seconds) : "")},
+  };
+  if (train_seconds > 0) {
+    rows.push_back({"samples/s", Format("%.0f", samples / train_seconds) + " (" +
+                                     std::to_string(samples) + " samples in " +
+                                     std::to_string(epochs.size()) +
+                                     (epochs.size() == 1 ? " epoch)" : " epochs)")});
+  }
+  rows.push_back(
+      {"parameters", std::to_string(f.params) + Format(" (weights L2 %.4f)", f.weights_l2)});
+  for (const WorkerTotals& w : f.workers) {
+    rows.push_back(
+        {"worker " + std::to_string(w.id),
+         Format("%.0f samples/s", w.train_seconds > 0 ? w.samples / w.train_seconds : 0) + " (" +
+             std::to_string(w.samples) + " samples)" + (w.alive ? "" : ", died during the run")});
+  }
+  if (f.failures >= 0) rows.push_back({"failures survived", std::to_string(f.failures)});
+  size_t left = 0, right = 0;
+  for (const auto& [k, v] : rows) {
+    left = std::max(left, k.size());
+    right = std::max(right, v.size());
+  }
+  const std::string rule =
+      "+" + std::string(left + 2, '-') + "+" + std::string(right + 2, '-') + "+\n";
+  std::string out = "summary\n" + rule;
+  for (const auto& [k, v] : rows) {
+    out += "| " + k + std::string(left - k.size(), ' ') + " | " + v +
+           std::string(right - v.size(), ' ') + " |\n";
+  }
+  return out + rule;
 }
 
 }  // namespace pstrain

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "common/training_stats.h"
 
@@ -20,6 +21,9 @@ class Console {
   // Redraws at most ~10 times a second.
   void Progress(const ProgressStats& p);
   void Epoch(const EpochStats& e, int epochs);
+  // The final line, then a summary table: accuracy, loss, time, throughput
+  // (over the epochs this console saw), per-worker throughput and failures
+  // survived (distributed runs).
   void Final(const FinalStats& f);
 
  private:
@@ -27,6 +31,10 @@ class Console {
   bool progress_;
   bool drawn_ = false;
   std::chrono::steady_clock::time_point last_draw_{};
+  std::vector<EpochStats> epochs_;  // as shown
 };
+
+// The summary table Final prints, one row a line.
+std::string SummaryTable(const FinalStats& f, const std::vector<EpochStats>& epochs);
 
 }  // namespace pstrain

@@ -47,6 +47,7 @@ StatusOr<std::string> Coordinator::Bind() {
   o.max_message_bytes = static_cast<int64_t>(kMaxHeaderBytes);
   ASSIGN_OR_RETURN(socket_, Socket::Create(ctx_, SocketKind::kRouter, o));
   ASSIGN_OR_RETURN(endpoint_, socket_->Bind(TcpWildcardEndpoint(options_.bind_address)));
+  RETURN_IF_ERROR(StartStatusServer());
   return endpoint_;
 }
 
@@ -125,6 +126,7 @@ StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, double detect_se
   dead_[gone.identity] = "declared dead: " + why;
   dead_pids_.push_back(gone.pid);
   nodes_.erase(gone.identity);
+  PublishMembership();
   return gone;
 }
 
@@ -242,6 +244,7 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
   PSTRAIN_LOG(DEBUG) << RoleName(role) << " " << id << " registered from " << n.host << " pid "
                      << n.pid << (n.endpoint.empty() ? "" : " at " + n.endpoint);
   nodes_.emplace(identity, std::move(n));
+  PublishMembership();
   if (monitoring_) {
     // A replacement joining a running job: it gets the job now, a share of
     // the slots from the next epoch on.
@@ -297,6 +300,7 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
             return OkStatus();
           case msg::Control::READY:
             n.ready = true;
+            PublishMembership();
             return OkStatus();
           case msg::Control::MEMBERSHIP_ACK:
             if (c.getMembershipAck().getMembershipEpoch() == membership_epoch_ &&
@@ -431,6 +435,12 @@ Status Coordinator::Assign() {
                              " MiB a message may carry: use more servers (cluster.servers)");
     }
   }
+  tensors_.clear();
+  for (const TensorSpec& t : model->layout().tensors()) tensors_.push_back({t.name, t.shape});
+  board_.Update([&](ClusterStatus& s) {
+    s.params = static_cast<int64_t>(model->layout().parameter_count());
+    s.model_bytes = static_cast<int64_t>(model->layout().total_floats() * sizeof(float));
+  });
   NodeAssignment a;
   a.membership_epoch = membership_epoch_;
   a.job_text = options_.job_text;
@@ -513,6 +523,8 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   current_.epoch = epoch;
   current_.first_clock = clock_;
   current_.steps = plan.steps();
+  PublishPhase("training", epoch + 1);
+  board_.Update([&](ClusterStatus& s) { s.epoch_total = train_count_; });
   for (Node* w : NodesOf(msg::Role::WORKER)) {
     if (!w->ready) continue;
     current_.training[w->id] = false;
@@ -526,13 +538,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
       owners.set(static_cast<unsigned>(i), slot_owners_[i]);
     RETURN_IF_ERROR(SendTo(*w, m));
   }
-  struct Done {
-    int64_t samples = 0;
-    double loss = 0;
-    int64_t correct = 0;
-    double compute = 0, push = 0, pull = 0;
-  };
-  std::map<int, Done> done;  // summed over a worker's reports
+  std::map<int, WorkerEpoch> done;  // summed over a worker's reports
   std::map<int, std::pair<int64_t, double>> progress;
   auto handler = [&](Node& n, msg::Control::Reader m) -> Status {
     if (m.which() == msg::Control::PROGRESS && m.getProgress().getEpoch() == epoch) {
@@ -546,9 +552,10 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
       const double t = Since(start);
       console_->Progress({epoch + 1, c.epochs, samples, train_count_,
                           samples > 0 ? loss / samples : 0, t > 0 ? samples / t : 0, t});
+      PublishProgress(progress, train_count_, t);
     } else if (m.which() == msg::Control::EPOCH_DONE && m.getEpochDone().getEpoch() == epoch) {
       auto d = m.getEpochDone();
-      Done& x = done[n.id];
+      WorkerEpoch& x = done[n.id];
       x.samples += d.getSamples();
       x.loss += d.getLossSum();
       x.correct += d.getCorrect();
@@ -620,6 +627,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   clock_ += plan.steps();
 
   // Evaluation: the test set split evenly across the live workers.
+  PublishPhase("evaluating", 0);
   std::vector<int> evaluators = LiveWorkerIds();
   std::map<int, std::tuple<double, int64_t, int64_t>> evals;
   const int w_count = static_cast<int>(evaluators.size());
@@ -656,6 +664,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   e.test_accuracy = static_cast<double>(correct) / std::max<int64_t>(count, 1);
   e.seconds = Since(start);
   current_ = EpochState{};
+  PublishEpoch(e, done);
   return e;
 }
 
@@ -753,6 +762,7 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
   const JobConfig& c = options_.config;
   const auto start = Clock::now();
   const std::string folder = CheckpointFolder(c.checkpoint_dir, epochs_done);
+  PublishPhase("checkpointing", 0);
   std::error_code ec;
   std::filesystem::remove_all(folder, ec);  // a half-written one from a crash
   std::filesystem::create_directories(folder, ec);
@@ -773,6 +783,14 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
   manifest.servers = c.cluster.servers;
   manifest.workers = c.cluster.workers;
   manifest.batch_size = c.batch_size;
+  manifest.tensors = tensors_;
+  // The job as it runs, so the checkpoint can be evaluated on its own.
+  ASSIGN_OR_RETURN(const std::string job, ResolvedJobToml(options_.job_text, options_.job_name,
+                                                          options_.base_dir, options_.overrides));
+  const std::span<const uint8_t> job_bytes(reinterpret_cast<const uint8_t*>(job.data()),
+                                           job.size());
+  RETURN_IF_ERROR(WriteFileDurably(folder + "/job.toml", job_bytes));
+  manifest.job = {"job.toml", job.size(), Crc32(job_bytes), 0, 0};
   std::map<int, std::string> errors;
   size_t answered = 0;
   RETURN_IF_ERROR(WaitUntil([&] { return answered == servers.size(); },
@@ -808,6 +826,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
   stop_ = stop;
   run_start_ = Clock::now();
   const JobConfig& c = options_.config;
+  metrics_->set_title("pstrain " + c.name);
   StatusOr<FinalStats> result = [&]() -> StatusOr<FinalStats> {
     ASSIGN_OR_RETURN(JobData data, LoadJobData(c.data));
     input_dim_ = data.train.dim;
@@ -875,8 +894,13 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     f.params = static_cast<int64_t>(model->layout().parameter_count());
     f.epochs = c.epochs;
     f.seconds = Since(run_start_);
+    AddRunTotals(f);
     return f;
   }();
+  board_.Update([&](ClusterStatus& s) {
+    s.phase = result.ok() ? "done" : "failed";
+    if (!result.ok()) s.message = result.status().message();
+  });
   if (result.ok()) {
     ShutdownAll(0, "the job is done");
   } else {

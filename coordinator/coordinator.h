@@ -5,7 +5,9 @@
 // the metrics and the terminal output, and ends the job.
 //
 // One thread runs it: a loop over its ROUTER socket with deadlines. Nodes
-// talk to it only through that socket.
+// talk to it only through that socket. With output.http_port set it also
+// serves its state over HTTP (status_board.h): that server has a thread of
+// its own and sees only copies of the state, published by the loop.
 #pragma once
 
 #include <atomic>
@@ -24,7 +26,9 @@
 #include "common/status.h"
 #include "common/training_stats.h"
 #include "coordinator/console.h"
+#include "coordinator/http_server.h"
 #include "coordinator/metrics_log.h"
+#include "coordinator/status_board.h"
 
 namespace pstrain {
 
@@ -43,8 +47,11 @@ class Coordinator {
   Coordinator(ZmqContext& ctx, CoordinatorOptions options, Console* console, MetricsLog* metrics);
   ~Coordinator();
 
-  // Binds the control socket; returns the endpoint nodes join.
+  // Binds the control socket (and, with output.http_port, starts the HTTP
+  // status server); returns the endpoint nodes join.
   StatusOr<std::string> Bind();
+  // The HTTP status server's port; 0 when there is none.
+  int http_port() const { return http_ ? http_->port() : 0; }
   // Runs the job to its end. On an error or *stop, nodes are told to exit.
   StatusOr<FinalStats> Run(const std::atomic<bool>* stop);
 
@@ -70,6 +77,13 @@ class Coordinator {
     int unreachable = 0;  // heartbeats in a row its connection refused
   };
   using Handler = std::function<Status(Node& from, msg::Control::Reader c)>;
+  // What one worker reported at the end of its share of an epoch.
+  struct WorkerEpoch {
+    int64_t samples = 0;
+    double loss = 0;
+    int64_t correct = 0;
+    double compute = 0, push = 0, pull = 0;
+  };
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);
   // Records a death (log, metrics event) and forgets the node; returns it.
@@ -101,6 +115,17 @@ class Coordinator {
   StatusOr<Manifest> PickCheckpoint();
   std::vector<Node*> NodesOf(msg::Role role);
 
+  // The HTTP status server and what it shows (coordinator_report.cc).
+  Status StartStatusServer();
+  void PublishMembership();
+  void PublishPhase(const std::string& phase, int epoch);
+  // Progress of the epoch running: samples and summed loss per worker.
+  void PublishProgress(const std::map<int, std::pair<int64_t, double>>& progress, int64_t total,
+                       double elapsed);
+  void PublishEpoch(const EpochStats& e, const std::map<int, WorkerEpoch>& done);
+  // Per-worker throughput and failures for the final report.
+  void AddRunTotals(FinalStats& f) const;
+
   ZmqContext& ctx_;
   CoordinatorOptions options_;
   Console* console_;
@@ -122,6 +147,7 @@ class Coordinator {
   std::map<std::string, std::string> dead_;  // routing id -> why, for late messages
   std::vector<int> slot_owners_;             // worker id per hand-out slot
   std::vector<KeyRange> ranges_;             // the key ranges, in key order
+  std::vector<ManifestTensor> tensors_;      // the model's layout, for checkpoints
   std::vector<int> primary_, backup_;        // server id per range (-1: none)
   // Recovery in progress: survivors that have not acknowledged the new
   // membership yet, and what failed.
@@ -137,6 +163,8 @@ class Coordinator {
     std::map<int, bool> training;                      // worker id -> done
     std::map<int, std::pair<int64_t, int64_t>> evals;  // worker id -> test rows, outstanding
   } current_;
+  StatusBoard board_;
+  std::unique_ptr<HttpServer> http_;  // after board_: stopped before it goes
 };
 
 }  // namespace pstrain

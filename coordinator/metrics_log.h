@@ -4,12 +4,16 @@
 //    "samples":N,"samples_per_s":..,"seconds":..}
 //   {"event":"final","epochs":N,"test_loss":..,"test_accuracy":..,"weights_l2":..,
 //    "params":N,"seconds":..}
+// Next to FILE it keeps FILE's stem + ".svg" (m.jsonl -> m.svg), a plot of
+// the losses and test accuracy per epoch (plot_svg.h), rewritten after
+// every epoch; a resumed run's plot includes the epochs already in FILE.
 // Owned by one thread.
 #pragma once
 
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/json.h"
 #include "common/status.h"
@@ -29,10 +33,22 @@ class MetricsLog {
   // Any other event: the object must already hold "event".
   Status Write(const JsonObject& line);
 
+  // The plot's title (default: the metrics file's name).
+  void set_title(std::string title) { title_ = std::move(title); }
+  // Where the plot goes ("" without a metrics file).
+  const std::string& plot_path() const { return plot_path_; }
+
  private:
-  MetricsLog(std::string path, std::FILE* f) : path_(std::move(path)), file_(f) {}
+  MetricsLog(std::string path, std::FILE* f);
   std::string path_;
   std::FILE* file_;
+  std::string plot_path_;
+  std::string title_;
+  std::vector<EpochStats> epochs_;  // by epoch number, for the plot
 };
+
+// The epoch lines of a metrics file's text, by epoch number (a later line
+// for the same epoch replaces an earlier one).
+std::vector<EpochStats> ReadEpochLines(const std::string& text);
 
 }  // namespace pstrain

@@ -37,7 +37,10 @@ const FlagSpec kFlags[] = {
     {"--threads", "train.threads", true, "N: OpenBLAS threads per process"},
     {"--metrics", "output.metrics", true, "FILE: write JSON-lines metrics to FILE"},
     {"--progress", "output.progress", true, "auto|always|never: the live progress line"},
+    {"--http", "output.http_port", true,
+     "PORT: serve /metrics, /status and a live page (-1: a free port)"},
     {"--set", nullptr, true, "KEY=VALUE: override any job key, e.g. --set optimizer.type=adam"},
+    {"--job", nullptr, true, "JOB.toml: (eval) the job to evaluate with, if not the checkpoint's"},
     {"--log-level", nullptr, true, "debug|info|warning|error (default info)"},
 };
 
@@ -105,6 +108,10 @@ std::string UsageText() {
       "                                           start one node by hand (e.g. a replacement)\n"
       "       pstrain keygen FILE                 write a new job key (CurveZMQ key pair, mode "
       "0600)\n"
+      "       pstrain inspect DIR                 what a checkpoint holds (files, checksums, "
+      "tensors)\n"
+      "       pstrain eval DIR [--set data.KEY=..] test loss, accuracy and confusion matrix of a\n"
+      "                                           checkpoint's weights\n"
       "       pstrain help job                    every job-file key with its default\n"
       "       pstrain info                        version and the BLAS kernel in use, as JSON\n"
       "\nflags:\n";

@@ -14,6 +14,7 @@
 #include "common/config.h"
 #include "common/json.h"
 #include "common/logging.h"
+#include "launch/checkpoint_tools.h"
 #include "launch/flags.h"
 #include "launch/roles.h"
 #include "launch/standalone.h"
@@ -128,6 +129,8 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, OnSignal);
     return pstrain::RunRole(*cl, &g_stop);
   }
+  if (cl->command == "inspect") return pstrain::RunInspect(*cl);
+  if (cl->command == "eval") return pstrain::RunEval(*cl);
   if (cl->command == "info") {
     const char* env = std::getenv("OPENBLAS_CORETYPE");
     std::printf("%s\n", pstrain::JsonObject()

@@ -43,6 +43,7 @@ Status RunStandalone(const JobConfig& config, const std::atomic<bool>* stop) {
                                 std::max(config.batch_size, config.eval_batch_size)));
   model->InitParams(config.seed);
   ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> metrics, MetricsLog::Open(config.metrics_path));
+  metrics->set_title("pstrain " + config.name + " (standalone)");
 
   Console console(config.progress);
   console.Banner("pstrain " + config.name + ": " + model->Describe() + " (" +

@@ -242,18 +242,27 @@ void DenseShard::Save(BinaryWriter& w) const {
   for (int64_t c : completed_) w.I64(c);
 }
 
-Status DenseShard::Load(BinaryReader& r) {
+StatusOr<DenseShard::Saved> DenseShard::ReadSaved(BinaryReader& r, const KeyRange& keys,
+                                                  std::span<float> weights) {
   ASSIGN_OR_RETURN(uint64_t begin, r.U64());
   ASSIGN_OR_RETURN(uint64_t end, r.U64());
-  if (begin != keys_.begin || end != keys_.end) {
+  if (begin != keys.begin || end != keys.end) {
     return DataLoss(r.name() + ": holds keys " + ToString({begin, end}) + ", not " +
-                    ToString(keys_) + " (was the job's server count changed?)");
+                    ToString(keys) + " (was the job's server count changed?)");
   }
-  ASSIGN_OR_RETURN(version_, r.I64());
-  ASSIGN_OR_RETURN(updates_, r.I64());
-  ASSIGN_OR_RETURN(int64_t steps, r.I64());
-  optimizer_->set_steps(steps);
-  RETURN_IF_ERROR(r.Floats(params_.span()));
+  Saved saved;
+  ASSIGN_OR_RETURN(saved.version, r.I64());
+  ASSIGN_OR_RETURN(saved.updates, r.I64());
+  ASSIGN_OR_RETURN(saved.optimizer_steps, r.I64());
+  RETURN_IF_ERROR(r.Floats(weights));
+  return saved;
+}
+
+Status DenseShard::Load(BinaryReader& r) {
+  ASSIGN_OR_RETURN(const Saved saved, ReadSaved(r, keys_, params_.span()));
+  version_ = saved.version;
+  updates_ = saved.updates;
+  optimizer_->set_steps(saved.optimizer_steps);
   std::vector<std::span<float>> state = optimizer_->State();
   ASSIGN_OR_RETURN(uint32_t slots, r.U32());
   if (slots != state.size()) {

@@ -114,6 +114,16 @@ class DenseShard {
   void Save(BinaryWriter& w) const;
   Status Load(BinaryReader& r);
 
+  // The start of what Save wrote: the keys, clocks and weights (which must
+  // be for `keys`, weights.size() floats), without building a shard. For
+  // tools that read checkpoints.
+  struct Saved {
+    int64_t version = 0;  // the clock the weights are at
+    int64_t updates = 0;  // updates applied
+    int64_t optimizer_steps = 0;
+  };
+  static StatusOr<Saved> ReadSaved(BinaryReader& r, const KeyRange& keys, std::span<float> weights);
+
   // What a BSP step is waiting for ("slots 1, 3 at clock 17"), for logs.
   std::string Waiting() const;
 

@@ -28,4 +28,13 @@ std::string ReadFile(const std::string& path);
 // gzip-compresses `bytes` into `path`.
 void WriteGzipFile(const std::string& path, const std::vector<uint8_t>& bytes);
 
+// One HTTP/1.1 request to 127.0.0.1:port (Connection: close); status -1
+// when the connection failed or the answer was not HTTP.
+struct HttpResult {
+  int status = -1;
+  std::string headers;
+  std::string body;
+};
+HttpResult HttpGet(int port, const std::string& path, const std::string& method = "GET");
+
 }  // namespace pstrain::testing

@@ -182,5 +182,39 @@ TEST_CASE("A checkpoint killed while being written never becomes the one resumed
   CHECK(interrupted > 0);
 }
 
+TEST_CASE("The manifest keeps the job copy and the tensors, and checks the copy", "[checkpoint]") {
+  TempDir dir;
+  WriteCheckpoint(dir.path().string(), 1, 1.0f);
+  const std::string folder = CheckpointFolder(dir.path().string(), 1);
+  auto m = VerifyCheckpoint(folder);
+  REQUIRE(m.ok());
+  CHECK(m->job.name.empty());
+  CHECK(m->tensors.empty());
+  const std::string job = "[train]\nepochs = 3\n";
+  testing::WriteFile(folder + "/job.toml", job);
+  const std::vector<uint8_t> job_bytes(job.begin(), job.end());
+  m->job = {"job.toml", job.size(), Crc32(job_bytes), 0, 0};
+  m->tensors = {{"dense1.weight", {784, 256}}, {"dense1.bias", {256}}};
+  REQUIRE(WriteManifest(folder, *m).ok());
+  auto back = VerifyCheckpoint(folder);
+  REQUIRE(back.ok());
+  CHECK(back->job.name == "job.toml");
+  CHECK(back->job.bytes == job.size());
+  REQUIRE(back->tensors.size() == 2);
+  CHECK(back->tensors[0].name == "dense1.weight");
+  CHECK(back->tensors[0].shape == std::vector<int64_t>{784, 256});
+  CHECK(back->tensors[1].shape == std::vector<int64_t>{256});
+  CHECK(ReadManifest(folder).ok());
+
+  testing::WriteFile(folder + "/job.toml", "[train]\nepochs = 4\n");
+  auto damaged = VerifyCheckpoint(folder);
+  REQUIRE_FALSE(damaged.ok());
+  CHECK_THAT(damaged.status().message(), Catch::Contains("job.toml: checksum mismatch"));
+  // The manifest alone still reads; each file is checked on its own.
+  REQUIRE(ReadManifest(folder).ok());
+  CHECK(VerifyCheckpointFile(folder, back->files[0]).ok());
+  CHECK_FALSE(VerifyCheckpointFile(folder, back->job).ok());
+}
+
 }  // namespace
 }  // namespace pstrain

@@ -166,10 +166,119 @@ TEST_CASE("Bad job files get one line naming the key and what would be valid", "
        "data.train_images is missing: data.format = \"idx\" needs it"},
       {"csv without files", f.Job("").substr(0, 7) + "format = \"csv\"\n" + f.Job().substr(7),
        "data.train is missing: data.format = \"csv\" needs it"},
+      {"string for a number", f.Job("[optimizer]\nlr = \"fast\"\n"),
+       "job.toml:9: optimizer.lr must be a number, got \"fast\""},
+      {"number for a bool", f.Job("[optimizer]\nnesterov = 1\n"),
+       "job.toml:9: optimizer.nesterov must be true or false, got 1"},
+      {"number for a string", f.Job("[job]\nname = 3\n"),
+       "job.toml:9: job.name must be a string, got 3"},
+      {"number for a path", f.Job("[output]\nmetrics = 3\n"),
+       "job.toml:9: output.metrics must be a string, got 3"},
+      {"table for a number", f.Job("[train]\nepochs = {n = 3}\n"),
+       "train.epochs must be an integer, got a table"},
+      {"integer above its bound", f.Job("[cluster]\nservers = 5000\n"),
+       "cluster.servers must be >= 1 and <= 4096, got 5000"},
+      {"open lower bound", f.Job("[optimizer]\neps = 0.0\n"),
+       "optimizer.eps must be > 0 and <= 1, got 0"},
+      {"http port out of range", f.Job("[output]\nhttp_port = 70000\n"),
+       "output.http_port must be >= -1 and <= 65535, got 70000"},
+      {"http port not a number", f.Job("[output]\nhttp_port = \"auto\"\n"),
+       "output.http_port must be an integer, got \"auto\""},
+      {"http bind not a string", f.Job("[output]\nhttp_bind = 0\n"),
+       "output.http_bind must be a string, got 0"},
+      {"shard weights not an array",
+       f.Job("[data]\n").substr(0, 0) + "[data]\nhandout = \"static\"\nshard_weights = 3\n" +
+           f.Job().substr(7),
+       "data.shard_weights must be a non-empty array of positive numbers, got 3"},
+      {"shard weights empty",
+       "[data]\nhandout = \"static\"\nshard_weights = []\n" + f.Job().substr(7),
+       "data.shard_weights must be a non-empty array of positive numbers, got an array"},
+      {"shard weight not positive",
+       "[data]\nhandout = \"static\"\nshard_weights = [1, 0]\n" + f.Job().substr(7),
+       "data.shard_weights must hold positive numbers, got 0"},
+      {"shard weights without static", "[data]\nshard_weights = [1, 2]\n" + f.Job().substr(7),
+       "job.toml:2: data.shard_weights needs data.handout = \"static\""},
+      {"replication above servers", f.Job("[cluster]\nservers = 1\nreplication = 2\n"),
+       "job.toml:10: cluster.replication 2 needs at least as many servers, not 1"},
+      {"timeout not above heartbeat", f.Job("[cluster]\nheartbeat_ms = 500\ntimeout_ms = 400\n"),
+       "job.toml:10: cluster.timeout_ms (400) must be larger than cluster.heartbeat_ms (500)"},
+      {"data file is a folder",
+       "[data]\ntrain_images = \".\"\n" + f.Job().substr(f.Job().find("train_labels")),
+       "data.train_images: data file " + f.dir.path().string() +
+           "/ does not exist as a regular file"},
+      {"layer not a table", f.Job().substr(0, f.Job().find("layers")) + "layers = [3]\n",
+       "model.layers[0] must be a table like {type = \"dense\", units = 64}, got 3"},
+      {"layer type not a string",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = 1, units = 3}]\n",
+       "model.layers[0].type must be a string, got 1"},
+      {"layer units not an integer",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"dense\", units = 2.5}]\n",
+       "model.layers[0].units must be an integer, got 2.5"},
+      {"layer without type", f.Job().substr(0, f.Job().find("layers")) + "layers = [{units = 3}]\n",
+       "model.layers[0] has no type; valid types: \"dense\", \"relu\""},
+      {"relu with units",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dense\", units = 3}, {type = \"relu\", units = 3}]\n",
+       "model.layers[1].units: a relu layer has no units"},
+      {"no layers", f.Job().substr(0, f.Job().find("layers")) + "layers = []\n",
+       "model.layers is empty"},
   };
   for (const Case& c : cases) {
     SECTION(c.name) {
       auto r = f.Parse(c.text);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.status().code() == StatusCode::kInvalidArgument);
+      CHECK_THAT(r.status().message(), Catch::Contains(c.expect));
+      CHECK(r.status().message().find('\n') == std::string::npos);
+    }
+  }
+}
+
+// Overrides go through the same checks; what only they can get wrong is
+// named too.
+TEST_CASE("Bad overrides get one line naming the key", "[config]") {
+  JobFixture f;
+  struct Case {
+    const char* name;
+    std::string text;
+    ConfigOverride o;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"unknown section",
+       f.Job(),
+       {"trian.epochs", "3"},
+       "command line: unknown key trian.epochs (sections: [job], [data]"},
+      {"unknown key",
+       f.Job(),
+       {"output.http", "8080"},
+       "command line: unknown key output.http (known keys in [output]: metrics, progress, "
+       "http_port, http_bind)"},
+      {"section that is a value",
+       "train = 3\n" + f.Job(),
+       {"train.epochs", "3"},
+       "job file: [train] must be a table"},
+      {"impossible value",
+       f.Job(),
+       {"output.http_port", "-2"},
+       "command line: output.http_port must be >= -1 and <= 65535, got -2"},
+      {"bad enum",
+       f.Job(),
+       {"cluster.consistency", "eventual"},
+       "command line: cluster.consistency is \"eventual\"; valid values: \"bsp\", \"asp\", "
+       "\"ssp\""},
+      {"missing data file",
+       f.Job(),
+       {"data.test_labels", "/nonexistent/labels"},
+       "command line: data.test_labels: data file /nonexistent/labels does not exist"},
+      {"cross-key rule",
+       f.Job("[cluster]\nservers = 2\n"),
+       {"cluster.replication", "3"},
+       "command line: cluster.replication must be >= 1 and <= 2, got 3"},
+  };
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      auto r = f.Parse(c.text, {c.o});
       REQUIRE_FALSE(r.ok());
       CHECK(r.status().code() == StatusCode::kInvalidArgument);
       CHECK_THAT(r.status().message(), Catch::Contains(c.expect));
@@ -190,6 +299,24 @@ TEST_CASE("The job help lists every key with its default", "[config]") {
                           "type = \"momentum\"", "layers = (none)", "metrics = (none)"}) {
     CHECK_THAT(help, Catch::Contains(key));
   }
+}
+
+TEST_CASE("The resolved job parses anywhere to the same job, overrides included", "[config]") {
+  JobFixture f;
+  const std::vector<ConfigOverride> o = {{"train.epochs", "7"}, {"optimizer.type", "adam"}};
+  auto text = ResolvedJobToml(f.Job("[train]\nepochs = 3\n"), "job.toml", f.dir.path().string(), o);
+  REQUIRE(text.ok());
+  CHECK_THAT(*text, Catch::Contains(f.dir.File("tr-img")));
+  // Parsed from elsewhere, without overrides: the same job.
+  auto c = ParseJobConfig(*text, "copy.toml", "/nonexistent", {});
+  REQUIRE(c.ok());
+  CHECK(c->epochs == 7);
+  CHECK(c->optimizer.kind == OptimizerKind::kAdam);
+  CHECK(c->data.train_images == f.dir.File("tr-img"));
+  CHECK(c->layers.size() == 3);
+  // A job that does not parse is not written.
+  CHECK_FALSE(
+      ResolvedJobToml(f.Job(), "job.toml", f.dir.path().string(), {{"train.epochs", "0"}}).ok());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The pstrain executable's command line and its answers to bad input: each
 // bad job file or flag exits 2 with one line naming the key or file.
 #include <catch2/catch.hpp>
+#include <sstream>
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
@@ -20,6 +21,32 @@ TEST_CASE("pstrain --help and help job print usage and every job key", "[e2e][cl
   RunResult job = Run({kPstrain, "help", "job"});
   CHECK(job.code == 0);
   CHECK_THAT(job.out, Catch::Contains("batch_size = 64"));
+}
+
+TEST_CASE("The job-file reference documents every key help job prints", "[e2e][cli]") {
+  RunResult help = Run({kPstrain, "help", "job"});
+  REQUIRE(help.code == 0);
+  const std::string doc = ReadFile(kSourceDir + "/docs/job-file.md");
+  std::istringstream lines(help.out);
+  std::string line, section;
+  int keys = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("[", 0) == 0) {
+      section = line.substr(1, line.find(']') - 1);
+    } else if (line.rfind("  ", 0) == 0) {
+      const std::string key = section + "." + line.substr(2, line.find(" = ") - 2);
+      const std::string default_value =
+          line.substr(line.find(" = ") + 3, line.find("   # ") - line.find(" = ") - 3);
+      INFO(key);
+      CHECK_THAT(doc, Catch::Contains("| `" + key + "` |"));
+      if (default_value != "(none)") {
+        CHECK_THAT(doc, Catch::Contains("| `" + key + "` |") &&
+                            Catch::Contains("| `" + default_value + "` |"));
+      }
+      ++keys;
+    }
+  }
+  CHECK(keys > 40);
 }
 
 TEST_CASE("Bad job files and flags exit 2 with one line naming the problem", "[e2e][cli]") {

@@ -89,6 +89,12 @@ TEST_CASE("kill -9 of one of 3 workers in epoch 2: the job finishes as if nothin
   // the result is the fault-free one (the issue asks for 0.5 pt).
   CHECK(std::abs(f["test_accuracy"].get<double>() - clean["test_accuracy"].get<double>()) <= 0.005);
   CHECK(f["weights_l2"] == clean["weights_l2"]);
+  // The summary table counts the failure and names the worker that died.
+  CHECK_THAT(job.Stdout(), Catch::Contains("| failures survived | 1 "));
+  CHECK_THAT(
+      job.Stdout(),
+      Catch::Matches(
+          R"((.|\n)*\| worker 1 +\| [0-9]+ samples/s \([0-9]+ samples\), died during the run(.|\n)*)"));
 }
 
 TEST_CASE("A worker paused past the timeout is dropped and its late pushes are not applied",

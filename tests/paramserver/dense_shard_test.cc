@@ -203,5 +203,27 @@ TEST_CASE("ASP refuses a push running far ahead of its slot", "[paramserver]") {
   CHECK(Weights(shard) == std::vector<float>(4, -0.5f));
 }
 
+TEST_CASE("The weights of a saved shard can be read without building one",
+          "[paramserver][checkpoint]") {
+  Keys k(4);
+  DenseShard a(k.keys, k.Floats(0, 4), std::vector<float>{1, 2, 3, 4}, Sgd(Consistency::kBsp, 1));
+  REQUIRE(a.Push(0, 0, k.Floats(0, 4), Floats({1, -1, 2, -2}), 1, 0, 0.5f).ok());
+  BinaryWriter w;
+  a.Save(w);
+  const std::vector<uint8_t> bytes = w.Finish();
+  auto reader = BinaryReader::Open("shard", bytes);
+  REQUIRE(reader.ok());
+  std::vector<float> weights(4);
+  auto saved = DenseShard::ReadSaved(*reader, k.Floats(0, 4), weights);
+  REQUIRE(saved.ok());
+  CHECK(saved->version == 1);
+  CHECK(saved->updates == 1);
+  CHECK(weights == Weights(a));
+  auto again = BinaryReader::Open("shard", bytes);
+  std::vector<float> three(3);
+  CHECK_THAT(DenseShard::ReadSaved(*again, k.Floats(0, 3), three).status().message(),
+             Catch::Contains("holds keys"));
+}
+
 }  // namespace
 }  // namespace pstrain

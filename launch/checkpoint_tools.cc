@@ -1,0 +1,267 @@
+#include "launch/checkpoint_tools.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/blas.h"
+#include "common/checkpoint.h"
+#include "common/config.h"
+#include "common/job_data.h"
+#include "common/keys.h"
+#include "common/model.h"
+#include "paramserver/dense_shard.h"
+
+namespace pstrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+int Fail(int code, const Status& s) {
+  std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
+  return code;
+}
+
+std::string Shape(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// The checkpoint folder `arg` names: itself when it holds a MANIFEST, else
+// its newest ckpt-* folder (that verifies, when `verified`).
+StatusOr<std::string> CheckpointFolderOf(const std::string& arg, bool verified) {
+  std::error_code ec;
+  if (!fs::is_directory(arg, ec)) return NotFound(arg + ": no such checkpoint folder");
+  if (fs::exists(fs::path(arg) / "MANIFEST", ec)) return arg;
+  if (verified) {
+    std::vector<std::string> skipped;
+    StatusOr<Manifest> m = FindNewestCheckpoint(arg, &skipped);
+    for (const std::string& s : skipped) std::printf("%s\n", s.c_str());
+    if (!m.ok()) return m.status();
+    return m->dir;
+  }
+  std::vector<std::string> folders;
+  for (const auto& e : fs::directory_iterator(arg, ec)) {
+    if (e.is_directory() && e.path().filename().string().rfind("ckpt-", 0) == 0) {
+      folders.push_back(e.path().string());
+    }
+  }
+  if (folders.empty()) return NotFound(arg + ": holds no MANIFEST and no ckpt-* folder");
+  std::sort(folders.begin(), folders.end());
+  if (folders.size() > 1) {
+    std::printf("%s holds %zu checkpoints; the newest:\n", arg.c_str(), folders.size());
+  }
+  return folders.back();
+}
+
+// What one shard file of a checkpoint gave.
+struct FileResult {
+  Status status;  // checksum, size, format
+  KeyRange keys;
+  FlatRange flat;
+  DenseShard::Saved saved;
+};
+
+// Reads every shard file's weights into `params` (laid out by `layout`);
+// `loaded` marks the floats that were read.
+std::vector<FileResult> ReadWeights(const std::string& folder, const Manifest& m,
+                                    const TensorLayout& layout, std::span<float> params,
+                                    std::vector<bool>* loaded) {
+  const KeyLayout keys(layout);
+  loaded->assign(params.size(), false);
+  std::vector<FileResult> out;
+  for (const ManifestFile& f : m.files) {
+    FileResult r;
+    r.keys = {f.key_begin, f.key_end};
+    r.status = VerifyCheckpointFile(folder, f);
+    if (r.status.ok() && !keys.IsValidRange(r.keys)) {
+      r.status = DataLoss(f.name + ": keys " + ToString(r.keys) + " are not a range of the model");
+    }
+    if (r.status.ok()) {
+      r.flat = keys.Flat(r.keys);
+      StatusOr<BinaryReader> reader = BinaryReader::OpenFile(folder + "/" + f.name);
+      StatusOr<DenseShard::Saved> saved =
+          reader.ok()
+              ? DenseShard::ReadSaved(*reader, r.keys, params.subspan(r.flat.begin, r.flat.size()))
+              : StatusOr<DenseShard::Saved>(reader.status());
+      if (saved.ok()) {
+        r.saved = *saved;
+        std::fill(loaded->begin() + static_cast<std::ptrdiff_t>(r.flat.begin),
+                  loaded->begin() + static_cast<std::ptrdiff_t>(r.flat.end), true);
+      } else {
+        r.status = saved.status();
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+bool Covered(const std::vector<bool>& loaded, const TensorSpec& t) {
+  return std::all_of(loaded.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                     loaded.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size),
+                     [](bool b) { return b; });
+}
+
+}  // namespace
+
+int RunInspect(const CommandLine& cl) {
+  if (cl.positional.size() != 1) {
+    return Fail(2, InvalidArgument("inspect needs a checkpoint folder: pstrain inspect DIR"));
+  }
+  StatusOr<std::string> folder = CheckpointFolderOf(cl.positional[0], /*verified=*/false);
+  if (!folder.ok()) return Fail(1, folder.status());
+  StatusOr<Manifest> m = ReadManifest(*folder);
+  if (!m.ok()) return Fail(1, m.status());
+  bool ok = true;
+  std::printf("checkpoint %s\n", folder->c_str());
+  std::printf("  epochs done %d, clock %lld, seed %llu\n", m->epochs_done,
+              static_cast<long long>(m->clock), static_cast<unsigned long long>(m->seed));
+  std::printf("  written by a job of %d server(s) and %d worker(s), batch %d per worker\n",
+              m->servers, m->workers, m->batch_size);
+  if (m->job.name.empty()) {
+    std::printf("  job: no copy (an older checkpoint)\n");
+  } else {
+    Status s = VerifyCheckpointFile(*folder, m->job);
+    ok = ok && s.ok();
+    std::printf("  job: %s, %llu bytes, crc32 %08x %s\n", m->job.name.c_str(),
+                static_cast<unsigned long long>(m->job.bytes), m->job.crc32,
+                s.ok() ? "ok" : ("BAD: " + s.message()).c_str());
+  }
+
+  TensorLayout layout;
+  for (const ManifestTensor& t : m->tensors) layout.Add(t.name, t.shape);
+  FloatBuffer params(layout.total_floats());
+  std::vector<bool> loaded;
+  const std::vector<FileResult> files =
+      layout.count() > 0 ? ReadWeights(*folder, *m, layout, params.span(), &loaded)
+                         : std::vector<FileResult>{};
+  std::printf("  files (%zu):\n", m->files.size());
+  for (size_t i = 0; i < m->files.size(); ++i) {
+    const ManifestFile& f = m->files[i];
+    Status s = files.empty() ? VerifyCheckpointFile(*folder, f) : files[i].status;
+    ok = ok && s.ok();
+    std::printf("    %s  keys %s  %llu bytes  crc32 %08x %s", f.name.c_str(),
+                ToString({f.key_begin, f.key_end}).c_str(),
+                static_cast<unsigned long long>(f.bytes), f.crc32,
+                s.ok() ? "ok" : ("BAD: " + s.message()).c_str());
+    if (!files.empty() && s.ok()) {
+      std::printf("  floats [%zu, %zu)  clock %lld, %lld updates", files[i].flat.begin,
+                  files[i].flat.end, static_cast<long long>(files[i].saved.version),
+                  static_cast<long long>(files[i].saved.updates));
+    }
+    std::printf("\n");
+  }
+  if (layout.count() == 0) {
+    std::printf("  tensors: not listed (an older checkpoint)\n");
+  } else {
+    std::printf("  parameters: %zu in %d tensors\n", layout.parameter_count(), layout.count());
+    double total = 0;
+    bool all = true;
+    for (const TensorSpec& t : layout.tensors()) {
+      if (!Covered(loaded, t)) {
+        all = false;
+        std::printf("    %-16s %-12s L2 unknown (its file is damaged)\n", t.name.c_str(),
+                    Shape(t.shape).c_str());
+        continue;
+      }
+      const double l2 = L2Norm(params.span().subspan(t.offset, t.size));
+      total += l2 * l2;
+      std::printf("    %-16s %-12s L2 %.6f\n", t.name.c_str(), Shape(t.shape).c_str(), l2);
+    }
+    if (all) std::printf("  weights L2 %.6f\n", std::sqrt(total));
+  }
+  std::printf("%s\n", ok ? "verified: every file matches its size and checksum"
+                         : "DAMAGED: this checkpoint would be skipped by --resume");
+  return ok ? 0 : 1;
+}
+
+int RunEval(const CommandLine& cl) {
+  if (cl.positional.size() != 1) {
+    return Fail(2, InvalidArgument("eval needs a checkpoint folder: pstrain eval DIR"));
+  }
+  StatusOr<std::string> folder = CheckpointFolderOf(cl.positional[0], /*verified=*/true);
+  if (!folder.ok()) return Fail(1, folder.status());
+  StatusOr<Manifest> m = VerifyCheckpoint(*folder);
+  if (!m.ok()) return Fail(1, m.status());
+  std::string job_path;
+  if (auto it = cl.options.find("job"); it != cl.options.end()) {
+    job_path = it->second;
+  } else if (!m->job.name.empty()) {
+    job_path = *folder + "/" + m->job.name;
+  } else {
+    return Fail(
+        2, InvalidArgument(*folder + " holds no copy of its job (an older checkpoint): name it "
+                                     "with --job JOB.toml"));
+  }
+  StatusOr<JobConfig> c = LoadJobConfig(job_path, cl.overrides);
+  if (!c.ok()) return Fail(2, c.status());
+  SetBlasThreads(c->threads);
+  StatusOr<JobData> data = LoadJobData(c->data);
+  if (!data.ok()) return Fail(1, data.status());
+  const Dataset& test = data->test;
+  StatusOr<std::unique_ptr<Model>> model =
+      Model::Build(c->layers, test.dim, data->train.num_classes, c->eval_batch_size);
+  if (!model.ok()) return Fail(2, model.status());
+  const TensorLayout& layout = (*model)->layout();
+  if (!m->tensors.empty()) {
+    bool same = static_cast<int>(m->tensors.size()) == layout.count();
+    for (int i = 0; same && i < layout.count(); ++i) {
+      same = m->tensors[i].name == layout[i].name && m->tensors[i].shape == layout[i].shape;
+    }
+    if (!same) {
+      return Fail(2, InvalidArgument("the job's model (" + (*model)->Describe() +
+                                     ") is not the one checkpoint " + *folder + " holds"));
+    }
+  }
+  std::vector<bool> loaded;
+  for (const FileResult& r : ReadWeights(*folder, *m, layout, (*model)->params(), &loaded)) {
+    if (!r.status.ok()) return Fail(1, r.status);
+  }
+  for (const TensorSpec& t : layout.tensors()) {
+    if (!Covered(loaded, t)) {
+      return Fail(1, DataLoss(*folder + ": no file holds tensor " + t.name));
+    }
+  }
+
+  const int classes = (*model)->num_classes();
+  std::vector<int64_t> confusion(static_cast<size_t>(classes) * classes, 0);
+  double loss = 0;
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < test.count; begin += c->eval_batch_size) {
+    const int batch = static_cast<int>(std::min<int64_t>(c->eval_batch_size, test.count - begin));
+    const float* logits = (*model)->Forward(test.row(begin), batch);
+    const LossResult r =
+        SoftmaxCrossEntropy(logits, test.labels.data() + begin, batch, classes, nullptr, 0.0f);
+    loss += r.loss_sum;
+    correct += r.correct;
+    for (int i = 0; i < batch; ++i) {
+      const float* row = logits + static_cast<size_t>(i) * classes;
+      const int predicted = static_cast<int>(std::max_element(row, row + classes) - row);
+      ++confusion[static_cast<size_t>(test.labels[begin + i]) * classes + predicted];
+    }
+  }
+  const double n = static_cast<double>(std::max<int64_t>(test.count, 1));
+  std::printf("checkpoint %s: job %s after %d epoch(s), %s\n", folder->c_str(), c->name.c_str(),
+              m->epochs_done, (*model)->Describe().c_str());
+  std::printf("test set: %lld samples (%s)\n", static_cast<long long>(test.count),
+              test.source.c_str());
+  std::printf("test accuracy %.2f%%  test loss %.4f  (%lld of %lld right)\n", correct / n * 100,
+              loss / n, static_cast<long long>(correct), static_cast<long long>(test.count));
+  std::printf("confusion matrix (rows: true class, columns: predicted class)\n      ");
+  for (int j = 0; j < classes; ++j) std::printf(" %5d", j);
+  std::printf("\n");
+  for (int i = 0; i < classes; ++i) {
+    std::printf("%5d ", i);
+    for (int j = 0; j < classes; ++j) {
+      std::printf(" %5lld",
+                  static_cast<long long>(confusion[static_cast<size_t>(i) * classes + j]));
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace pstrain
