@@ -340,6 +340,31 @@ const std::vector<KeySpec>& Schema() {
        {},
        "address the HTTP status server listens on (0.0.0.0: every interface; beyond loopback only "
        "with security.insecure: the page has no authentication)"},
+      {"compression.gradients",
+       KeyType::kEnum,
+       "\"none\"",
+       0,
+       0,
+       false,
+       {"none", "fp16", "bf16", "topk"},
+       "how workers send gradients: float32, half, bfloat16, or the top-k entries by magnitude "
+       "with the rest carried to the next step (error feedback)"},
+      {"compression.weights",
+       KeyType::kEnum,
+       "\"none\"",
+       0,
+       0,
+       false,
+       {"none", "fp16", "bf16"},
+       "how servers send weights to workers (the servers keep float32)"},
+      {"compression.topk_ratio",
+       KeyType::kFloat,
+       "0.01",
+       0,
+       1,
+       false,
+       {},
+       "topk: the fraction of each pushed range's entries sent per step, in (0, 1]"},
       {"security.key",
        KeyType::kPath,
        "",
@@ -791,6 +816,15 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.checkpoint_keep = static_cast<int>(integer("checkpoint.keep"));
   c.metrics_path = str("output.metrics");
   c.progress = str("output.progress");
+  c.compress_gradients = str("compression.gradients");
+  c.compress_weights = str("compression.weights");
+  c.topk_ratio = num("compression.topk_ratio");
+  if (!(c.topk_ratio > 0.0)) {
+    return InvalidArgument(
+        where.At("compression.topk_ratio", root.at_path("compression.topk_ratio").node()) +
+        "compression.topk_ratio must be above 0 (and at most 1), not " +
+        std::to_string(c.topk_ratio));
+  }
   c.key_path = path("security.key");
   c.insecure = boolean("security.insecure");
   c.http_port = static_cast<int>(integer("output.http_port"));

@@ -60,11 +60,14 @@ struct JobConfig {
   std::string checkpoint_dir;  // empty: no checkpoints
   int checkpoint_every_epochs = 1;
   int checkpoint_keep = 3;
-  std::string metrics_path;  // empty: no metrics file
-  std::string progress;      // "auto" | "always" | "never"
-  std::string key_path;      // job key file (CurveZMQ); empty: no encryption
-  bool insecure = false;     // listen beyond loopback without a key
-  int http_port = 0;         // status server: 0 off, -1 a free port
+  std::string metrics_path;                 // empty: no metrics file
+  std::string progress;                     // "auto" | "always" | "never"
+  std::string compress_gradients = "none";  // "none" | "fp16" | "bf16" | "topk"
+  std::string compress_weights = "none";    // "none" | "fp16" | "bf16"
+  double topk_ratio = 0.01;
+  std::string key_path;   // job key file (CurveZMQ); empty: no encryption
+  bool insecure = false;  // listen beyond loopback without a key
+  int http_port = 0;      // status server: 0 off, -1 a free port
   std::string http_bind = "127.0.0.1";
 };
 

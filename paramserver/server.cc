@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/blas.h"
+#include "common/compress.h"
 #include "common/logging.h"
 #include "common/model.h"
 #include "common/msg/codec.h"
@@ -53,6 +54,7 @@ constexpr int kMaxWaitingPullsPerWorker = 64;
 struct PendingPull {
   Frame peer;
   int worker;
+  WireType wire;  // how the reply is coded
   uint64_t request_id;
   DenseShard* shard;
   size_t begin, n;  // floats, relative to the shard
@@ -98,6 +100,7 @@ class Server {
   uint64_t next_replicate_ = 1;
   uint64_t incarnation_ = 0;
   std::vector<float> scratch_;
+  std::vector<float> decoded_;  // compressed pushes, decoded
   std::map<uint32_t, SparseTable> sparse_;
   std::map<int, uint64_t> worker_incarnation_;  // the live workers
   uint64_t routing_epoch_ = 0;  // requests routed by an older membership are refused
@@ -507,11 +510,18 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
         return InvalidArgument("key range " + ToString(r) + " is not served here");
       const FlatRange f = keys_->Flat(r);
       const size_t begin = f.begin - shard->flat().begin;
+      const auto wire = static_cast<WireType>(h.getDtype());
+      if (static_cast<uint16_t>(h.getDtype()) > static_cast<uint16_t>(WireType::kTopK)) {
+        return InvalidArgument("unknown payload coding " +
+                               std::to_string(static_cast<int>(h.getDtype())));
+      }
       if (h.getOp() == msg::DataOp::PULL) {
         if (payload_frames != 0) return InvalidArgument("a pull carries no payload");
+        if (wire == WireType::kTopK) return InvalidArgument("weights are never sent top-k");
         if (shard->PullReady(h.getClock())) {
           PendingPull p{Frame::Copy(peer.data(), peer.size()),
                         worker,
+                        wire,
                         h.getRequestId(),
                         shard,
                         begin,
@@ -528,8 +538,8 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
                                    " pulls waiting here, the most a client may have; refused");
         }
         ++waiting;
-        pulls_.push_back({Frame::Copy(peer.data(), peer.size()), worker, h.getRequestId(), shard,
-                          begin, f.size(), h.getClock(), std::chrono::steady_clock::now()});
+        pulls_.push_back({Frame::Copy(peer.data(), peer.size()), worker, wire, h.getRequestId(),
+                          shard, begin, f.size(), h.getClock(), std::chrono::steady_clock::now()});
         return OkStatus();
       }
       if (payload_frames > 1) return InvalidArgument("a push carries at most one payload frame");
@@ -542,6 +552,10 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
         return OkStatus();
       }
       Frame payload = payload_frames == 1 ? std::move(frames[2]) : Frame();
+      if (wire != WireType::kFloat32 && payload.size() > 0) {
+        RETURN_IF_ERROR(DecodeValues(wire, payload.data(), payload.size(), f.size(), &decoded_));
+        payload = Frame::Copy(decoded_.data(), decoded_.size() * sizeof(float));
+      }
       if (payload.size() % sizeof(float) != 0) {
         return InvalidArgument("payload of " + std::to_string(payload.size()) +
                                " bytes is not a whole number of floats");
@@ -648,7 +662,14 @@ Status Server::HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& 
 void Server::ServePull(PendingPull& p) {
   std::shared_ptr<const FloatBuffer> snap = p.shard->Snapshot();
   Message payload;
-  payload.push_back(Frame::Share(snap->data() + p.begin, p.n * sizeof(float), snap));
+  if (p.wire == WireType::kFloat16 || p.wire == WireType::kBfloat16) {
+    auto coded = std::make_shared<std::vector<uint16_t>>(p.n);
+    (p.wire == WireType::kFloat16 ? FloatToHalf : FloatToBf16)(snap->data() + p.begin,
+                                                               coded->data(), p.n);
+    payload.push_back(Frame::Share(coded->data(), p.n * 2, coded));
+  } else {
+    payload.push_back(Frame::Share(snap->data() + p.begin, p.n * sizeof(float), snap));
+  }
   Reply(p.peer, p.request_id, std::move(payload));
 }
 

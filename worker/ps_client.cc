@@ -3,6 +3,7 @@
 #include <capnp/message.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -100,6 +101,41 @@ Status PsClient::SendRequest(int server, Request request, capnp::MessageBuilder&
   return OkStatus();
 }
 
+void PsClient::SetCompression(const Compression& c) {
+  compression_ = c;
+  const size_t floats = keys_.blocks().empty() ? 0 : keys_.blocks().back().flat_end;
+  if (c.gradients == WireType::kFloat16 || c.gradients == WireType::kBfloat16) {
+    coded16_.assign(floats, 0);
+  }
+  if (c.gradients == WireType::kTopK) {
+    coded_topk_.assign(2 * floats, 0);
+    residual_.assign(floats, 0.0f);
+  }
+}
+
+Frame PsClient::CodeGradient(const float* flat, const FlatRange& f, msg::DataHeader::Builder h) {
+  const size_t n = f.size();
+  h.setDtype(static_cast<msg::DType>(compression_.gradients));
+  switch (compression_.gradients) {
+    case WireType::kFloat16:
+    case WireType::kBfloat16:
+      (compression_.gradients == WireType::kFloat16 ? FloatToHalf : FloatToBf16)(
+          flat + f.begin, coded16_.data() + f.begin, n);
+      return Frame::Share(coded16_.data() + f.begin, n * 2, lent_token_);
+    case WireType::kTopK: {
+      const size_t k = std::clamp<size_t>(
+          static_cast<size_t>(std::ceil(compression_.topk_ratio * static_cast<double>(n))), 1, n);
+      uint32_t* out = coded_topk_.data() + 2 * f.begin;
+      TopKWithFeedback(flat + f.begin, residual_.data() + f.begin, n, k, out,
+                       reinterpret_cast<float*>(out + k), &order_);
+      return Frame::Share(out, 8 * k, lent_token_);
+    }
+    case WireType::kFloat32:
+      break;
+  }
+  return Frame::Share(flat + f.begin, n * sizeof(float), lent_token_);
+}
+
 std::vector<KeyRange> PsClient::Parts(const KeyRange& range, int server) const {
   std::vector<KeyRange> parts;
   for (const KeyRange& owned : servers_[server].entry.ranges) {
@@ -132,9 +168,7 @@ StatusOr<PsClient::Ticket> PsClient::Push(const KeyRange& range, const float* fl
       h.setSampleCount(tag.samples);
       h.setSampleHash(tag.sample_hash);
       Message payload;
-      if (flat != nullptr) {
-        payload.push_back(Frame::Share(flat + f.begin, f.size() * sizeof(float), lent_token_));
-      }
+      if (flat != nullptr) payload.push_back(CodeGradient(flat, f, h));
       h.setPayloadFrames(static_cast<uint32_t>(payload.size()));
       Request r{t, s,
                 std::string(flat != nullptr ? "push" : "empty push") + " of keys " +
@@ -167,9 +201,11 @@ StatusOr<PsClient::Ticket> PsClient::Pull(const KeyRange& range, float* flat, in
       h.setClock(clock);
       h.initKeyRange().setBegin(part.begin);
       h.getKeyRange().setEnd(part.end);
+      h.setDtype(static_cast<msg::DType>(compression_.weights));
       Request r{t, s, "pull of keys " + ToString(part) + " at clock " + std::to_string(clock)};
       r.dest = flat + f.begin;
       r.dest_floats = f.size();
+      r.wire = compression_.weights;
       RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
     }
   }
@@ -285,11 +321,16 @@ void PsClient::OnReply(int server, Message& frames) {
     }
     if (h.getOp() != msg::DataOp::REPLY) return InvalidArgument("unexpected op from " + who);
     if (r.dest != nullptr) {
-      if (frames.size() != 2 || frames[1].size() != r.dest_floats * sizeof(float)) {
+      if (frames.size() != 2 || frames[1].size() != r.dest_floats * WireBytes(r.wire)) {
         Finish(request_id, Internal(who + " answered " + r.what + " with the wrong size"));
         return OkStatus();
       }
-      if (r.row_slots.empty()) {
+      if (r.wire != WireType::kFloat32) {
+        reply16_.resize(r.dest_floats);
+        std::memcpy(reply16_.data(), frames[1].data(), frames[1].size());
+        (r.wire == WireType::kFloat16 ? HalfToFloat : Bf16ToFloat)(reply16_.data(), r.dest,
+                                                                   r.dest_floats);
+      } else if (r.row_slots.empty()) {
         std::memcpy(r.dest, frames[1].data(), frames[1].size());
       } else {
         for (size_t j = 0; j < r.row_slots.size(); ++j) {

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/compress.h"
 #include "common/keys.h"
 #include "common/net/zmq_socket.h"
 #include "common/node.h"
@@ -72,6 +73,16 @@ class PsClient {
                             float* out);
   int RowServer(uint32_t table, uint64_t row) const;
 
+  // Compressed transfer: gradients as fp16/bf16/top-k (with error feedback:
+  // what top-k leaves out is added to the next push of the same keys),
+  // weights as fp16/bf16. Call before the first request.
+  struct Compression {
+    WireType gradients = WireType::kFloat32;
+    WireType weights = WireType::kFloat32;
+    double topk_ratio = 0.01;
+  };
+  void SetCompression(const Compression& c);
+
   Status Wait(Ticket ticket, std::chrono::milliseconds deadline);
   Status WaitAll(std::chrono::milliseconds deadline);
   Status WaitBuffersReleased(std::chrono::milliseconds deadline);
@@ -107,7 +118,8 @@ class PsClient {
     bool push = false;
     float* dest = nullptr;
     size_t dest_floats = 0;
-    std::vector<size_t> row_slots;  // sparse pulls: where each row goes in dest
+    WireType wire = WireType::kFloat32;  // dense pulls: how the reply is coded
+    std::vector<size_t> row_slots;       // sparse pulls: where each row goes in dest
     uint32_t dim = 0;
   };
   struct TicketState {
@@ -118,6 +130,8 @@ class PsClient {
   PsClient(const KeyLayout& keys, const ClientIdentity& id) : keys_(keys), identity_(id) {}
   StatusOr<ServerConn> Open(ZmqContext& ctx, const ServerEntry& e);
   Ticket NewTicket();
+  // The payload of a push of flat[f]: the floats themselves, or coded.
+  Frame CodeGradient(const float* flat, const FlatRange& f, msg::DataHeader::Builder h);
   // The pieces of `range` that `server` owns, each at most kMaxPayloadBytes.
   std::vector<KeyRange> Parts(const KeyRange& range, int server) const;
   // Row indices grouped by server, at most kMaxPayloadBytes of rows each.
@@ -139,6 +153,14 @@ class PsClient {
   uint64_t next_request_ = 1;
   Ticket next_ticket_ = 1;
   std::shared_ptr<const int> lent_token_ = std::make_shared<const int>(0);
+  // Compression state, over the flat parameter array: coded gradients (lent
+  // like the gradients themselves) and top-k's residuals.
+  Compression compression_;
+  std::vector<uint16_t> coded16_;
+  std::vector<uint32_t> coded_topk_;  // per range at 2 * its flat offset: indices, values
+  std::vector<float> residual_;
+  std::vector<uint32_t> order_;
+  std::vector<uint16_t> reply16_;
   std::function<Status()> idle_hook_;
   std::function<Status(int, Message&, const SendFn&)> transport_;
   std::vector<float> scratch_;

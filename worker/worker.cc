@@ -140,6 +140,11 @@ Status Worker::Setup() {
   const uint64_t incarnation = a_.worker_incarnations.at(it - a_.workers.begin());
   ClientIdentity id{a_.node_id, incarnation, a_.membership_epoch};
   ASSIGN_OR_RETURN(client_, PsClient::Connect(ctx_, *keys_, a_.servers, id));
+  PsClient::Compression compression;
+  ASSIGN_OR_RETURN(compression.gradients, ParseWireType(a_.config.compress_gradients));
+  ASSIGN_OR_RETURN(compression.weights, ParseWireType(a_.config.compress_weights));
+  compression.topk_ratio = a_.config.topk_ratio;
+  client_->SetCompression(compression);
   client_->SetIdleHook([this]() -> Status {
     RETURN_IF_ERROR(Idle());
     if (abort_waits_) {

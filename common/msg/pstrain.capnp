@@ -246,7 +246,10 @@ enum DataOp {
 }
 
 enum DType {
-  float32 @0;
+  float32 @0;   # 4 bytes a value
+  float16 @1;   # IEEE half, 2 bytes a value (push: the gradient; pull: the weights asked for)
+  bfloat16 @2;  # the top half of a float32, rounded to nearest even
+  topk @3;      # push only: k UInt32 indices (ascending, relative to the range) then k Float32
 }
 
 struct DataHeader {
@@ -260,7 +263,7 @@ struct DataHeader {
   seq @6 :UInt64;              # per worker and server, increases by one a push
   keyRange @7 :KeyRange;       # dense ops
   lr @8 :Float32;              # push: the learning rate for this step
-  dtype @9 :DType;
+  dtype @9 :DType;             # push: how the payload is coded; pull: how to code the reply
   payloadFrames @10 :UInt32;   # raw frames after this header
   table @11 :UInt32;           # sparse ops: which table
   dim @12 :UInt32;             # sparse ops: floats per row

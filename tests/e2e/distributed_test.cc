@@ -244,5 +244,34 @@ TEST_CASE("SIGINT to the launcher stops every process of the job", "[e2e][distri
   CHECK_FALSE(AnyProcessMentions(endpoint));
 }
 
+TEST_CASE("compressed gradients and weights train to about the same accuracy",
+          "[e2e][distributed][compress]") {
+  TempDir dir;
+  const std::vector<std::string> shape = {"--servers", "2", "--workers", "2", "--epochs", "3"};
+  RunOutput plain = Train(kFashionJob, dir.File("plain"), shape);
+  REQUIRE(plain.code == 0);
+  const double base = Events(plain.lines, "final").at(0)["test_accuracy"];
+  const std::vector<std::vector<std::string>> codings = {
+      {"compression.gradients=\"fp16\"", "compression.weights=\"fp16\""},
+      {"compression.gradients=\"bf16\"", "compression.weights=\"bf16\""},
+      {"compression.gradients=\"topk\"", "compression.topk_ratio=0.05"},
+  };
+  for (const auto& coding : codings) {
+    INFO(coding[0] << " " << coding[1]);
+    std::vector<std::string> flags = shape;
+    for (const std::string& c : coding) {
+      flags.push_back("--set");
+      flags.push_back(c);
+    }
+    RunOutput r = Train(kFashionJob, dir.File("c"), flags);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    const json f = Events(r.lines, "final").at(0);
+    CHECK(f["test_accuracy"].get<double>() > base - 0.015);
+    CHECK(f["weights_l2"] != Events(plain.lines, "final").at(0)["weights_l2"]);
+    CheckEverySampleOnce(r.lines, 60000);
+  }
+}
+
 }  // namespace
 }  // namespace pstrain::testing

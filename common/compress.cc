@@ -1,0 +1,205 @@
+#include "common/compress.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace pstrain {
+namespace {
+
+// Round-to-nearest-even float -> half, with overflow to Inf, NaN kept NaN
+// and subnormal halves produced exactly.
+uint16_t OneToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  x &= 0x7fffffffu;
+  if (x > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
+  if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow: Inf
+  if (x < 0x38800000u) {                                               // subnormal half or 0
+    if (x < 0x33000000u) return static_cast<uint16_t>(sign);
+    const uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14..24
+    uint32_t h = m >> shift;
+    const uint32_t rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+  }
+  uint32_t h = ((x - 0x38000000u) >> 13);
+  const uint32_t rest = x & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float OneFromHalf(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  uint32_t x;
+  if (e == 0) {
+    if (m == 0) {
+      x = sign;
+    } else {  // subnormal: value m * 2^-24
+      const float v = std::ldexp(static_cast<float>(m), -24);
+      std::memcpy(&x, &v, 4);
+      x |= sign;
+    }
+  } else if (e == 31) {
+    x = sign | 0x7f800000u | (m << 13);
+  } else {
+    x = sign | ((e + 112) << 23) | (m << 13);
+  }
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+// The CPU's F16C conversions (round to nearest even, like the code above),
+// eight values at a time.
+__attribute__((target("avx,f16c"))) void ToHalfF16c(const float* in, uint16_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < n; ++i) out[i] = OneToHalf(in[i]);
+}
+
+__attribute__((target("avx,f16c"))) void FromHalfF16c(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) out[i] = OneFromHalf(in[i]);
+}
+
+bool HasF16c() {
+  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  return has;
+}
+
+}  // namespace
+
+StatusOr<WireType> ParseWireType(const std::string& name) {
+  if (name == "none") return WireType::kFloat32;
+  if (name == "fp16") return WireType::kFloat16;
+  if (name == "bf16") return WireType::kBfloat16;
+  if (name == "topk") return WireType::kTopK;
+  return InvalidArgument("unknown compression \"" + name + "\" (valid: none, fp16, bf16, topk)");
+}
+
+const char* WireTypeName(WireType t) {
+  switch (t) {
+    case WireType::kFloat32:
+      return "none";
+    case WireType::kFloat16:
+      return "fp16";
+    case WireType::kBfloat16:
+      return "bf16";
+    case WireType::kTopK:
+      return "topk";
+  }
+  return "?";
+}
+
+size_t WireBytes(WireType t) { return t == WireType::kFloat16 || t == WireType::kBfloat16 ? 2 : 4; }
+
+void FloatToHalf(const float* in, uint16_t* out, size_t n) {
+  if (HasF16c()) return ToHalfF16c(in, out, n);
+  for (size_t i = 0; i < n; ++i) out[i] = OneToHalf(in[i]);
+}
+
+void HalfToFloat(const uint16_t* in, float* out, size_t n) {
+  if (HasF16c()) return FromHalfF16c(in, out, n);
+  for (size_t i = 0; i < n; ++i) out[i] = OneFromHalf(in[i]);
+}
+
+void FloatToBf16(const float* in, uint16_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t x;
+    std::memcpy(&x, &in[i], 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) {
+      out[i] = static_cast<uint16_t>((x >> 16) | 0x40u);  // NaN stays NaN
+      continue;
+    }
+    x += 0x7fffu + ((x >> 16) & 1u);  // round to nearest even
+    out[i] = static_cast<uint16_t>(x >> 16);
+  }
+}
+
+void Bf16ToFloat(const uint16_t* in, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t x = static_cast<uint32_t>(in[i]) << 16;
+    std::memcpy(&out[i], &x, 4);
+  }
+}
+
+void TopKWithFeedback(const float* grad, float* residual, size_t n, size_t k, uint32_t* indices,
+                      float* values, std::vector<uint32_t>* order) {
+  k = std::min(k, n);
+  for (size_t i = 0; i < n; ++i) residual[i] += grad[i];
+  order->resize(n);
+  for (size_t i = 0; i < n; ++i) (*order)[i] = static_cast<uint32_t>(i);
+  const float* acc = residual;
+  auto larger = [acc](uint32_t a, uint32_t b) {
+    const float fa = std::fabs(acc[a]), fb = std::fabs(acc[b]);
+    return fa > fb || (fa == fb && a < b);
+  };
+  if (k < n)
+    std::nth_element(order->begin(), order->begin() + static_cast<long>(k), order->end(), larger);
+  std::sort(order->begin(), order->begin() + static_cast<long>(k));
+  for (size_t j = 0; j < k; ++j) {
+    const uint32_t i = (*order)[j];
+    indices[j] = i;
+    values[j] = residual[i];
+    residual[i] = 0.0f;
+  }
+}
+
+Status DecodeValues(WireType t, const uint8_t* payload, size_t bytes, size_t n,
+                    std::vector<float>* out) {
+  out->resize(n);
+  switch (t) {
+    case WireType::kFloat32:
+      if (bytes != n * 4) break;
+      std::memcpy(out->data(), payload, bytes);
+      return OkStatus();
+    case WireType::kFloat16:
+    case WireType::kBfloat16: {
+      if (bytes != n * 2) break;
+      std::vector<uint16_t> h(n);
+      std::memcpy(h.data(), payload, bytes);
+      (t == WireType::kFloat16 ? HalfToFloat : Bf16ToFloat)(h.data(), out->data(), n);
+      return OkStatus();
+    }
+    case WireType::kTopK: {
+      if (bytes % 8 != 0 || bytes / 8 > n) {
+        return InvalidArgument("a top-k payload of " + std::to_string(bytes) +
+                               " bytes is not k indices and k values for at most " +
+                               std::to_string(n) + " entries");
+      }
+      const size_t k = bytes / 8;
+      std::fill(out->begin(), out->end(), 0.0f);
+      int64_t last = -1;
+      for (size_t j = 0; j < k; ++j) {
+        uint32_t i;
+        float v;
+        std::memcpy(&i, payload + 4 * j, 4);
+        std::memcpy(&v, payload + 4 * k + 4 * j, 4);
+        if (static_cast<int64_t>(i) <= last || i >= n) {
+          return InvalidArgument("top-k index " + std::to_string(i) +
+                                 " is out of order or not below " + std::to_string(n));
+        }
+        last = i;
+        (*out)[i] = v;
+      }
+      return OkStatus();
+    }
+  }
+  return InvalidArgument("a " + std::string(WireTypeName(t)) + " payload of " +
+                         std::to_string(bytes) + " bytes for " + std::to_string(n) + " values");
+}
+
+}  // namespace pstrain

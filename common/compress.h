@@ -1,0 +1,42 @@
+// Compressed transfer of gradients and weights: IEEE half (fp16) and
+// bfloat16 (the top 16 bits of a float, rounded to nearest even), and top-k
+// sparsification with error feedback: each push sends the k entries of
+// largest magnitude of (gradient + residual) and keeps the rest as the next
+// residual, so nothing is lost, only delayed (Stich et al., 2018).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace pstrain {
+
+enum class WireType : uint8_t { kFloat32 = 0, kFloat16 = 1, kBfloat16 = 2, kTopK = 3 };
+
+// "none" | "fp16" | "bf16" | "topk".
+StatusOr<WireType> ParseWireType(const std::string& name);
+const char* WireTypeName(WireType t);
+// Bytes per value on the wire for the dense types.
+size_t WireBytes(WireType t);
+
+void FloatToHalf(const float* in, uint16_t* out, size_t n);
+void HalfToFloat(const uint16_t* in, float* out, size_t n);
+void FloatToBf16(const float* in, uint16_t* out, size_t n);
+void Bf16ToFloat(const uint16_t* in, float* out, size_t n);
+
+// Top-k of acc = grad + residual over n values: writes k indices (ascending)
+// and their acc values, sets residual to acc with the sent entries zeroed.
+// `order` is scratch (reused, grows to n).
+void TopKWithFeedback(const float* grad, float* residual, size_t n, size_t k, uint32_t* indices,
+                      float* values, std::vector<uint32_t>* order);
+
+// A payload of n floats' worth of values, as sent, back to n floats in
+// *out: dense fp32/fp16/bf16 of exactly n values, or top-k (k uint32
+// indices ascending and below n, then k floats; the rest zero).
+Status DecodeValues(WireType t, const uint8_t* payload, size_t bytes, size_t n,
+                    std::vector<float>* out);
+
+}  // namespace pstrain
