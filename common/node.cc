@@ -72,12 +72,13 @@ StatusOr<NodeAssignment> ReadAssignment(msg::Assignment::Reader r) {
   a.job_text = r.getJobText();
   a.job_name = r.getJobName();
   a.job_base_dir = r.getJobBaseDir();
-  if (r.getOverrideKeys().size() != r.getOverrideValues().size()) {
+  // Each get of a list counts against the traversal limit: get them once.
+  const auto keys = r.getOverrideKeys();
+  const auto values = r.getOverrideValues();
+  if (keys.size() != values.size()) {
     return InvalidArgument("assignment: override keys and values differ in number");
   }
-  for (unsigned i = 0; i < r.getOverrideKeys().size(); ++i) {
-    a.overrides.push_back({r.getOverrideKeys()[i], r.getOverrideValues()[i]});
-  }
+  for (unsigned i = 0; i < keys.size(); ++i) a.overrides.push_back({keys[i], values[i]});
   a.input_dim = r.getInputDim();
   a.num_classes = r.getNumClasses();
   for (auto s : r.getServers()) a.servers.push_back(ReadServerInfo(s));

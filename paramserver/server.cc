@@ -347,13 +347,14 @@ Status Server::OnControl(msg::Control::Reader c) {
       return OkStatus();
     case msg::Control::MEMBERSHIP: {
       auto mb = c.getMembership();
-      if (mb.getWorkers().size() != mb.getWorkerIncarnations().size()) {
+      const auto workers = mb.getWorkers();
+      const auto incarnations = mb.getWorkerIncarnations();
+      if (workers.size() != incarnations.size()) {
         return InvalidArgument("membership: workers and incarnations differ in number");
       }
       worker_incarnation_.clear();
-      for (unsigned i = 0; i < mb.getWorkers().size(); ++i) {
-        worker_incarnation_[mb.getWorkers()[i]] = mb.getWorkerIncarnations()[i];
-      }
+      for (unsigned i = 0; i < workers.size(); ++i)
+        worker_incarnation_[workers[i]] = incarnations[i];
       PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": "
                         << worker_incarnation_.size() << " live worker(s)";
       return OkStatus();

@@ -5,7 +5,9 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 
+#include "common/node.h"
 #include "common/rng.h"
+#include "tests/test_util.h"
 
 namespace pstrain {
 namespace {
@@ -76,6 +78,35 @@ TEST_CASE("Malformed headers are refused with a message, never a crash", "[codec
     }
     CHECK(refused > 0);
   }
+}
+
+TEST_CASE("An assignment with many overrides and servers decodes within its traversal limit",
+          "[codec]") {
+  testing::TempDir dir;
+  for (const char* f : {"a", "b", "c", "d"}) testing::WriteFile(dir.File(f), "x");
+  NodeAssignment a;
+  a.node_id = 2;
+  a.job_text =
+      "[data]\ntrain_images=\"a\"\ntrain_labels=\"b\"\ntest_images=\"c\"\ntest_labels=\"d\"\n"
+      "[model]\nlayers=[{type=\"dense\",units=3}]\n";
+  a.job_name = "job.toml";
+  a.job_base_dir = dir.path().string();
+  for (int i = 0; i < 60; ++i) a.overrides.push_back({"job.seed", std::to_string(i)});
+  for (int i = 0; i < 64; ++i) a.servers.push_back({i, "tcp://127.0.0.1:1", {{0, 1}}, 1, {}});
+  for (int i = 0; i < 64; ++i) {
+    a.workers.push_back(i);
+    a.worker_incarnations.push_back(7);
+  }
+  capnp::MallocMessageBuilder m;
+  BuildAssignment(a, m.initRoot<msg::Control>().initAssignment());
+  Status s = WithDecoded<msg::Control>(EncodeFrame(m), [&](msg::Control::Reader c) {
+    ASSIGN_OR_RETURN(NodeAssignment back, ReadAssignment(c.getAssignment()));
+    CHECK(back.config.seed == 59);
+    CHECK(back.servers.size() == 64);
+    return OkStatus();
+  });
+  INFO(s.message());
+  CHECK(s.ok());
 }
 
 }  // namespace
