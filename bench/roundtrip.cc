@@ -78,7 +78,7 @@ int Main(int argc, char** argv) {
       if (c.which() == msg::Control::REGISTER) {
         regs.push_back(
             {std::string(reinterpret_cast<const char*>(m[0].data()), m[0].size()),
-             {c.getRegister().getRequestedId(), c.getRegister().getDataEndpoint(), {}, 0, {}}});
+             {c.getRegister().getRequestedId(), c.getRegister().getDataEndpoint(), {}, 0, {}, {}, {}}});
       }
       return OkStatus();
     });

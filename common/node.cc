@@ -1,6 +1,7 @@
 #include "common/node.h"
 
 #include <capnp/message.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <random>
@@ -13,6 +14,8 @@ void BuildServerInfo(const ServerEntry& s, msg::ServerInfo::Builder sb) {
   sb.setId(s.id);
   sb.setEndpoint(s.endpoint);
   sb.setIncarnation(s.incarnation);
+  sb.setLocalEndpoint(s.local_endpoint);
+  sb.setHostKey(s.host_key);
   auto ranges = sb.initRanges(static_cast<unsigned>(s.ranges.size()));
   for (size_t r = 0; r < s.ranges.size(); ++r) {
     ranges[static_cast<unsigned>(r)].setBegin(s.ranges[r].begin);
@@ -30,6 +33,8 @@ ServerEntry ReadServerInfo(msg::ServerInfo::Reader s) {
   e.id = s.getId();
   e.endpoint = s.getEndpoint();
   e.incarnation = s.getIncarnation();
+  e.local_endpoint = s.getLocalEndpoint();
+  e.host_key = s.getHostKey();
   for (auto kr : s.getRanges()) e.ranges.push_back({kr.getBegin(), kr.getEnd()});
   for (auto kr : s.getBackupRanges()) e.backup_ranges.push_back({kr.getBegin(), kr.getEnd()});
   return e;
@@ -125,10 +130,23 @@ Status ControlChannel::Send(capnp::MessageBuilder& message) {
   return socket_->Send(frames);
 }
 
+std::string LocalHostKey() {
+  struct stat st {};
+  const std::string ns =
+      ::stat("/proc/self/ns/net", &st) == 0 ? std::to_string(st.st_ino) : std::string("?");
+  return HostName() + "/net:" + ns;
+}
+
+const std::string& BestEndpoint(const ServerEntry& e) {
+  static const std::string here = LocalHostKey();
+  return !e.local_endpoint.empty() && e.host_key == here ? e.local_endpoint : e.endpoint;
+}
+
 StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
                                               uint64_t incarnation,
                                               const std::string& data_endpoint,
-                                              std::chrono::seconds deadline) {
+                                              std::chrono::seconds deadline,
+                                              const std::string& local_endpoint) {
   role_ = role;
   incarnation_ = incarnation;
   {
@@ -140,6 +158,8 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
     r.setHost(HostName());
     r.setPid(::getpid());
     r.setDataEndpoint(data_endpoint);
+    r.setLocalEndpoint(local_endpoint);
+    r.setHostKey(LocalHostKey());
     RETURN_IF_ERROR(Send(m));
   }
   const auto until = std::chrono::steady_clock::now() + deadline;

@@ -25,7 +25,17 @@ struct ServerEntry {
   std::vector<KeyRange> ranges;  // owned (primary)
   uint64_t incarnation = 0;
   std::vector<KeyRange> backup_ranges;  // replicas kept for other servers
+  std::string local_endpoint;           // ipc://, for nodes on the same host
+  std::string host_key;                 // see LocalHostKey()
 };
+
+// This process's host as far as ipc:// goes: host name and network
+// namespace (hosts emulated in namespaces share a name and a file system,
+// yet must talk over their own links).
+std::string LocalHostKey();
+// Where to reach a server from this process: its ipc:// socket when on the
+// same host, else its TCP endpoint.
+const std::string& BestEndpoint(const ServerEntry& e);
 
 void BuildServerInfo(const ServerEntry& e, msg::ServerInfo::Builder b);
 ServerEntry ReadServerInfo(msg::ServerInfo::Reader r);
@@ -62,8 +72,11 @@ class ControlChannel {
                                                            const std::string& coordinator);
 
   // Sends Register and waits (at most `deadline`) for the Assignment.
+  // Servers give their data endpoint, and optionally the same socket as
+  // ipc:// for nodes on this host.
   StatusOr<NodeAssignment> Join(msg::Role role, int requested_id, uint64_t incarnation,
-                                const std::string& data_endpoint, std::chrono::seconds deadline);
+                                const std::string& data_endpoint, std::chrono::seconds deadline,
+                                const std::string& local_endpoint = "");
 
   Status Send(capnp::MessageBuilder& message);
   // Receives every waiting control message and hands each to fn; heartbeats

@@ -239,6 +239,8 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
   n.pid = r.getPid();
   n.host = r.getHost();
   n.endpoint = r.getDataEndpoint();
+  n.local_endpoint = r.getLocalEndpoint();
+  n.host_key = r.getHostKey();
   n.last_seen = Clock::now();
   if (role == msg::Role::SERVER && n.endpoint.empty()) return refuse("a server needs an endpoint");
   PSTRAIN_LOG(DEBUG) << RoleName(role) << " " << id << " registered from " << n.host << " pid "
@@ -674,6 +676,8 @@ std::vector<ServerEntry> Coordinator::ServerTable() {
     ServerEntry e;
     e.id = s->id;
     e.endpoint = s->endpoint;
+    e.local_endpoint = s->local_endpoint;
+    e.host_key = s->host_key;
     e.incarnation = s->incarnation;
     for (size_t r = 0; r < ranges_.size(); ++r) {
       if (primary_[r] == s->id) e.ranges.push_back(ranges_[r]);

@@ -72,6 +72,7 @@ class Coordinator {
     int pid = 0;
     std::string host;
     std::string endpoint;
+    std::string local_endpoint, host_key;  // servers: ipc:// for nodes on the same host
     bool ready = false;
     std::chrono::steady_clock::time_point last_seen;
     int unreachable = 0;  // heartbeats in a row its connection refused

@@ -1,6 +1,7 @@
 #include "paramserver/server.h"
 
 #include <capnp/message.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -65,6 +66,13 @@ struct PendingPull {
 class Server {
  public:
   Server(ZmqContext& ctx, const ServerOptions& o) : ctx_(ctx), options_(o) {}
+  ~Server() {
+    data_.reset();  // closes the ipc:// listener, which removes its socket file
+    if (!ipc_dir_.empty()) {
+      ::unlink((ipc_dir_ + "/data").c_str());
+      ::rmdir(ipc_dir_.c_str());
+    }
+  }
 
   Status Run(const std::atomic<bool>* stop, int* exit_code);
 
@@ -89,6 +97,7 @@ class Server {
   ZmqContext& ctx_;
   ServerOptions options_;
   std::unique_ptr<Socket> data_;
+  std::string ipc_dir_;  // holds the data socket's ipc:// file
   std::unique_ptr<ControlChannel> control_;
   NodeAssignment assignment_;
   std::unique_ptr<KeyLayout> keys_;
@@ -124,11 +133,24 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
   data_options.send_hwm = 256;
   ASSIGN_OR_RETURN(data_, Socket::Create(ctx_, SocketKind::kRouter, data_options));
   ASSIGN_OR_RETURN(std::string endpoint, data_->Bind(TcpWildcardEndpoint(options_.bind_address)));
+  // The same socket for nodes on this host, as a Unix socket in a folder
+  // only this user can enter.
+  std::string local;
+  char dir[] = "/tmp/pstrain-XXXXXX";
+  if (::mkdtemp(dir) != nullptr) {
+    ipc_dir_ = dir;
+    StatusOr<std::string> bound = data_->Bind("ipc://" + ipc_dir_ + "/data");
+    if (bound.ok()) {
+      local = *bound;
+    } else {
+      PSTRAIN_LOG(WARNING) << "no ipc:// socket for local workers: " << bound.status().message();
+    }
+  }
   ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
   incarnation_ = NewIncarnation();
   ASSIGN_OR_RETURN(NodeAssignment a,
                    control_->Join(msg::Role::SERVER, options_.requested_id, incarnation_, endpoint,
-                                  std::chrono::seconds(600)));
+                                  std::chrono::seconds(600), local));
   RETURN_IF_ERROR(Setup(a));
   SetLogPrefix("server " + std::to_string(a.node_id));
   PSTRAIN_LOG(INFO) << "serving " << shards_.size() << " key range(s) at " << endpoint;
@@ -265,7 +287,7 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
       SocketOptions o;
       o.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
       ASSIGN_OR_RETURN(std::unique_ptr<Socket> link, Socket::Create(ctx_, SocketKind::kDealer, o));
-      RETURN_IF_ERROR(link->Connect(backup->endpoint));
+      RETURN_IF_ERROR(link->Connect(BestEndpoint(*backup)));
       links_[backup->id] = std::move(link);
     }
     const int to = backup->id;

@@ -32,7 +32,7 @@ StatusOr<PsClient::ServerConn> PsClient::Open(ZmqContext& ctx, const ServerEntry
   SocketOptions o;
   o.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
   ASSIGN_OR_RETURN(std::unique_ptr<Socket> s, Socket::Create(ctx, SocketKind::kDealer, o));
-  RETURN_IF_ERROR(s->Connect(e.endpoint));
+  RETURN_IF_ERROR(s->Connect(BestEndpoint(e)));
   return ServerConn{e, std::move(s), 0};
 }
 

@@ -40,6 +40,10 @@ struct Register {
   host @3 :Text;             # host name, for logs
   pid @4 :Int32;
   dataEndpoint @5 :Text;     # servers: where their data ROUTER listens
+  localEndpoint @6 :Text;    # servers: the same ROUTER as an ipc:// socket, for
+                             # nodes on the same host (hostKey)
+  hostKey @7 :Text;          # host name and network namespace: equal keys can
+                             # reach each other's ipc:// sockets
 }
 
 # Where one server listens and what it owns.
@@ -49,6 +53,8 @@ struct ServerInfo {
   ranges @2 :List(KeyRange);        # ranges this server owns (primary)
   incarnation @3 :UInt64;
   backupRanges @4 :List(KeyRange);  # ranges it keeps a replica of (--replication 2)
+  localEndpoint @5 :Text;           # ipc:// alternative for nodes with the same hostKey
+  hostKey @6 :Text;
 }
 
 # coordinator -> servers and workers after a server died: who owns what now

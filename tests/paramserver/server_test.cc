@@ -49,6 +49,8 @@ class ServerFixture {
     REQUIRE(WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) {
               REQUIRE(c.which() == msg::Control::REGISTER);
               data_endpoint_ = c.getRegister().getDataEndpoint();
+              local_endpoint_ = c.getRegister().getLocalEndpoint();
+              host_key_ = c.getRegister().getHostKey();
               return OkStatus();
             }).ok());
     model_ = *Model::Build({{"dense", 3}}, 4, 3, 1);
@@ -62,7 +64,7 @@ class ServerFixture {
     a.job_base_dir = dir_.path().string();
     a.input_dim = 4;
     a.num_classes = 3;
-    a.servers = {{0, data_endpoint_, {keys_->all()}, 1, {}}};
+    a.servers = {{0, data_endpoint_, {keys_->all()}, 1, {}, {}, {}}};
     a.workers = {0, 1};
     a.worker_incarnations = {100, 101};
     a.heartbeat_ms = 1000;
@@ -85,7 +87,7 @@ class ServerFixture {
   }
 
   std::unique_ptr<PsClient> Client(int worker, uint64_t incarnation) {
-    auto c = PsClient::Connect(ctx_, *keys_, {{0, data_endpoint_, {keys_->all()}, 1, {}}},
+    auto c = PsClient::Connect(ctx_, *keys_, {{0, data_endpoint_, {keys_->all()}, 1, {}, {}, {}}},
                                {worker, incarnation, 1});
     REQUIRE(c.ok());
     return std::move(*c);
@@ -122,7 +124,7 @@ class ServerFixture {
   testing::TempDir dir_;
   std::string job_;
   std::unique_ptr<Socket> router_;
-  std::string endpoint_, identity_, data_endpoint_;
+  std::string endpoint_, identity_, data_endpoint_, local_endpoint_, host_key_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   Status status_;
@@ -422,6 +424,24 @@ TEST_CASE("A 2 GB length header costs that connection; the server serves everyon
   auto c0 = f.Client(0, 100);
   std::vector<float> buf(f.model_->params().size());
   CHECK(c0->Wait(*c0->Pull(f.keys_->all(), buf.data(), 0), kDeadline).ok());
+}
+
+TEST_CASE("A client on the server's host reaches it through its ipc:// socket",
+          "[paramserver][net]") {
+  ServerFixture f;
+  REQUIRE_THAT(f.local_endpoint_, Catch::StartsWith("ipc:///tmp/pstrain-"));
+  CHECK(f.host_key_ == LocalHostKey());
+  ServerEntry e{0, "tcp://127.0.0.1:1", {f.keys_->all()}, 1, {}, f.local_endpoint_, f.host_key_};
+  CHECK(BestEndpoint(e) == f.local_endpoint_);
+  // Port 1 answers nothing: the pull can only come back over ipc://.
+  auto c = PsClient::Connect(f.ctx_, *f.keys_, {e}, {0, 100, 1});
+  REQUIRE(c.ok());
+  std::vector<float> pulled(f.model_->params().size(), -1.0f);
+  REQUIRE((*c)->Wait(*(*c)->Pull(f.keys_->all(), pulled.data(), 0), kDeadline).ok());
+  CHECK(pulled[0] == f.model_->params()[0]);
+  // Another host (or namespace) gets the TCP endpoint.
+  e.host_key = "elsewhere/net:1";
+  CHECK(BestEndpoint(e) == "tcp://127.0.0.1:1");
 }
 
 }  // namespace
