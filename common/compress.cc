@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 namespace pstrain {
 namespace {
@@ -136,26 +137,31 @@ void Bf16ToFloat(const uint16_t* in, float* out, size_t n) {
   }
 }
 
-void TopKWithFeedback(const float* grad, float* residual, size_t n, size_t k, uint32_t* indices,
-                      float* values, std::vector<uint32_t>* order) {
+size_t TopKWithFeedback(const float* grad, float* residual, size_t n, size_t k, size_t cap,
+                        uint32_t* indices, float* values, std::vector<float>* scratch) {
   k = std::min(k, n);
+  cap = std::min(cap, n);
+  if (k == 0 || cap == 0) return 0;
   for (size_t i = 0; i < n; ++i) residual[i] += grad[i];
-  order->resize(n);
-  for (size_t i = 0; i < n; ++i) (*order)[i] = static_cast<uint32_t>(i);
-  const float* acc = residual;
-  auto larger = [acc](uint32_t a, uint32_t b) {
-    const float fa = std::fabs(acc[a]), fb = std::fabs(acc[b]);
-    return fa > fb || (fa == fb && a < b);
-  };
-  if (k < n)
-    std::nth_element(order->begin(), order->begin() + static_cast<long>(k), order->end(), larger);
-  std::sort(order->begin(), order->begin() + static_cast<long>(k));
-  for (size_t j = 0; j < k; ++j) {
-    const uint32_t i = (*order)[j];
-    indices[j] = i;
-    values[j] = residual[i];
-    residual[i] = 0.0f;
+  // The threshold: the k-th largest |acc| of a strided sample.
+  const size_t stride = std::max<size_t>(1, n / 4096);
+  scratch->clear();
+  for (size_t i = 0; i < n; i += stride) scratch->push_back(std::fabs(residual[i]));
+  const size_t m = scratch->size();
+  const size_t rank = std::min(m - 1, (k * m + n - 1) / n - 1);
+  std::nth_element(scratch->begin(), scratch->begin() + static_cast<long>(rank), scratch->end(),
+                   std::greater<float>());
+  const float threshold = (*scratch)[rank];
+  size_t count = 0;
+  for (size_t i = 0; i < n && count < cap; ++i) {
+    if (std::fabs(residual[i]) >= threshold && residual[i] != 0.0f) {
+      indices[count] = static_cast<uint32_t>(i);
+      values[count] = residual[i];
+      residual[i] = 0.0f;
+      ++count;
+    }
   }
+  return count;
 }
 
 Status DecodeValues(WireType t, const uint8_t* payload, size_t bytes, size_t n,

@@ -27,11 +27,13 @@ void HalfToFloat(const uint16_t* in, float* out, size_t n);
 void FloatToBf16(const float* in, uint16_t* out, size_t n);
 void Bf16ToFloat(const uint16_t* in, float* out, size_t n);
 
-// Top-k of acc = grad + residual over n values: writes k indices (ascending)
-// and their acc values, sets residual to acc with the sent entries zeroed.
-// `order` is scratch (reused, grows to n).
-void TopKWithFeedback(const float* grad, float* residual, size_t n, size_t k, uint32_t* indices,
-                      float* values, std::vector<uint32_t>* order);
+// Top-k of acc = grad + residual over n values, approximately: entries whose
+// |acc| reaches the (1 - k/n) quantile of a strided sample of about 4096
+// of them (exact when n <= 4096), in one pass, at most `cap` of them.
+// Writes their indices (ascending) and acc values, zeroes them in residual
+// (which keeps the rest of acc) and returns how many. `scratch` is reused.
+size_t TopKWithFeedback(const float* grad, float* residual, size_t n, size_t k, size_t cap,
+                        uint32_t* indices, float* values, std::vector<float>* scratch);
 
 // A payload of n floats' worth of values, as sent, back to n floats in
 // *out: dense fp32/fp16/bf16 of exactly n values, or top-k (k uint32

@@ -125,10 +125,14 @@ Frame PsClient::CodeGradient(const float* flat, const FlatRange& f, msg::DataHea
     case WireType::kTopK: {
       const size_t k = std::clamp<size_t>(
           static_cast<size_t>(std::ceil(compression_.topk_ratio * static_cast<double>(n))), 1, n);
+      // Room for 2k entries: indices first, the values right after them.
+      const size_t cap = std::min(n, 2 * k);
       uint32_t* out = coded_topk_.data() + 2 * f.begin;
-      TopKWithFeedback(flat + f.begin, residual_.data() + f.begin, n, k, out,
-                       reinterpret_cast<float*>(out + k), &order_);
-      return Frame::Share(out, 8 * k, lent_token_);
+      topk_values_.resize(cap);
+      const size_t count = TopKWithFeedback(flat + f.begin, residual_.data() + f.begin, n, k, cap,
+                                            out, topk_values_.data(), &topk_scratch_);
+      std::memcpy(out + count, topk_values_.data(), count * sizeof(float));
+      return Frame::Share(out, 8 * count, lent_token_);
     }
     case WireType::kFloat32:
       break;

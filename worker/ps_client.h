@@ -159,7 +159,7 @@ class PsClient {
   std::vector<uint16_t> coded16_;
   std::vector<uint32_t> coded_topk_;  // per range at 2 * its flat offset: indices, values
   std::vector<float> residual_;
-  std::vector<uint32_t> order_;
+  std::vector<float> topk_values_, topk_scratch_;
   std::vector<uint16_t> reply16_;
   std::function<Status()> idle_hook_;
   std::function<Status(int, Message&, const SendFn&)> transport_;
