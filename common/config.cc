@@ -265,6 +265,15 @@ const std::vector<KeySpec>& Schema() {
        {},
        "copies of every key range: 2 keeps a backup on another server, promoted when the primary "
        "dies"},
+      {"cluster.ipc",
+       KeyType::kBool,
+       "true",
+       0,
+       0,
+       false,
+       {},
+       "workers and backups on a server's host (same host name and network namespace) reach it "
+       "through an ipc:// socket; false: always TCP"},
       {"cluster.heartbeat_ms",
        KeyType::kInt,
        "500",
@@ -797,6 +806,7 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
         " needs at least as many servers, not " + std::to_string(c.cluster.servers));
   }
   c.cluster.heartbeat_ms = static_cast<int>(integer("cluster.heartbeat_ms"));
+  c.cluster.ipc = boolean("cluster.ipc");
   c.cluster.timeout_ms = static_cast<int>(integer("cluster.timeout_ms"));
   c.cluster.start_timeout_s = static_cast<int>(integer("cluster.start_timeout_s"));
   if (c.cluster.timeout_ms <= c.cluster.heartbeat_ms) {

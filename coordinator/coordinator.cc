@@ -676,7 +676,7 @@ std::vector<ServerEntry> Coordinator::ServerTable() {
     ServerEntry e;
     e.id = s->id;
     e.endpoint = s->endpoint;
-    e.local_endpoint = s->local_endpoint;
+    if (options_.config.cluster.ipc) e.local_endpoint = s->local_endpoint;
     e.host_key = s->host_key;
     e.incarnation = s->incarnation;
     for (size_t r = 0; r < ranges_.size(); ++r) {

@@ -222,9 +222,10 @@ TEST_CASE("the bytes of a keyed job on the wire hold no plaintext of the protoco
     Capture cap(ns.name(), markers);
     REQUIRE(cap.opened());
     std::vector<std::string> argv = {
-        "/usr/sbin/ip", "netns", "exec",      ns.name(), kPstrain,   "train", kMnistJob,
-        "--servers",    "1",     "--workers", "2",       "--epochs", "1",     "--progress",
-        "never"};
+        "/usr/sbin/ip", "netns", "exec", ns.name(), kPstrain, "train", kMnistJob, "--servers", "1",
+        "--workers", "2", "--epochs", "1", "--progress", "never",
+        // The data plane over TCP too, so that it crosses the captured loopback.
+        "--set", "cluster.ipc=false"};
     if (keyed) {
       argv.push_back("--key");
       argv.push_back(key);
