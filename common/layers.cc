@@ -53,12 +53,16 @@ void AffineLayer::InitParams(Rng& rng) {
 
 void AffineLayer::AffineForward(const float* x, float* out, int rows) const {
   const int n = units_;
-  // Bias first, then accumulate the product into it (beta = 1).
-  for (int r = 0; r < rows; ++r) std::copy(b_, b_ + n, out + static_cast<size_t>(r) * n);
-  Gemm(Trans::kNo, Trans::kNo, rows, n, fan_in_, 1.0f, x, fan_in_, w_, n, 1.0f, out, n);
-  if (fuse_relu_) {
-    const size_t total = static_cast<size_t>(rows) * n;
-    for (size_t i = 0; i < total; ++i) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+  Gemm(Trans::kNo, Trans::kNo, rows, n, fan_in_, 1.0f, x, fan_in_, w_, n, 0.0f, out, n);
+  // Bias and ReLU in one pass over the product.
+  const float* __restrict b = b_;
+  for (int r = 0; r < rows; ++r) {
+    float* __restrict row = out + static_cast<size_t>(r) * n;
+    if (fuse_relu_) {
+      for (int c = 0; c < n; ++c) row[c] = std::max(row[c] + b[c], 0.0f);
+    } else {
+      for (int c = 0; c < n; ++c) row[c] += b[c];
+    }
   }
 }
 
@@ -238,6 +242,31 @@ void MaxPool2DLayer::Reserve(int max_batch) {
   argmax_.assign(static_cast<size_t>(max_batch) * out_dim(), 0);
 }
 
+namespace {
+
+// The maxima of one window for each of `c` channels, and where they are.
+// Branch-free over restrict pointers, so the channels vectorize.
+void PoolWindow(const float* __restrict img, int32_t corner, int size, int32_t row_step, int c,
+                float* __restrict o, int32_t* __restrict a) {
+  for (int ch = 0; ch < c; ++ch) {
+    o[ch] = img[corner + ch];
+    a[ch] = corner + ch;
+  }
+  for (int kh = 0; kh < size; ++kh) {
+    for (int kw = 0; kw < size; ++kw) {
+      const int32_t at = corner + kh * row_step + kw * c;
+      for (int ch = 0; ch < c; ++ch) {
+        const float v = img[at + ch];
+        const int32_t more = -static_cast<int32_t>(v > o[ch]);  // all ones or zero
+        o[ch] = std::max(o[ch], v);
+        a[ch] = (a[ch] & ~more) | ((at + ch) & more);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void MaxPool2DLayer::Forward(const float* in, float* out, int batch) {
   const int c = in_.channels;
   for (int b = 0; b < batch; ++b) {
@@ -246,22 +275,8 @@ void MaxPool2DLayer::Forward(const float* in, float* out, int batch) {
     int32_t* a = argmax_.data() + static_cast<size_t>(b) * out_dim();
     for (int oh = 0; oh < out_.height; ++oh) {
       for (int ow = 0; ow < out_.width; ++ow, o += c, a += c) {
-        const int32_t corner = (oh * stride_ * in_.width + ow * stride_) * c;
-        for (int ch = 0; ch < c; ++ch) {
-          o[ch] = img[corner + ch];
-          a[ch] = corner + ch;
-        }
-        for (int kh = 0; kh < size_; ++kh) {
-          for (int kw = 0; kw < size_; ++kw) {
-            const int32_t at = corner + (kh * in_.width + kw) * c;
-            for (int ch = 0; ch < c; ++ch) {
-              if (img[at + ch] > o[ch]) {
-                o[ch] = img[at + ch];
-                a[ch] = at + ch;
-              }
-            }
-          }
-        }
+        PoolWindow(img, (oh * stride_ * in_.width + ow * stride_) * c, size_, in_.width * c, c, o,
+                   a);
       }
     }
   }
