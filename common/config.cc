@@ -80,6 +80,16 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "static: relative partition size per worker, e.g. [1, 2, 3] (default: equal)"},
+      {"data.image_shape",
+       KeyType::kFloatList,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "[channels, height, width] of a sample, for conv2d and maxpool layers on data without a "
+       "shape of its own (CSV: the features hold each pixel's channels together, row by row); "
+       "IDX images have theirs"},
       {"model.layers",
        KeyType::kLayers,
        "",
@@ -87,8 +97,10 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "list of {type = \"dense\", units = N [, init = \"he\"|\"torch\"|\"xavier\"]} and {type = "
-       "\"relu\"}; the last dense layer has one unit per class"},
+       "list of {type = \"dense\", units = N [, init = \"he\"|\"torch\"|\"xavier\"]}, {type = "
+       "\"relu\"}, {type = \"conv2d\", filters = N, kernel = K [, stride = 1, padding = 0, init]}, "
+       "{type = \"maxpool\", size = N [, stride = size]}, {type = \"flatten\"} and {type = "
+       "\"dropout\", rate = R}; the last dense layer has one unit per class"},
       {"model.loss",
        KeyType::kEnum,
        "\"softmax_cross_entropy\"",
@@ -549,6 +561,86 @@ Status CheckValue(const KeySpec& k, const toml::node& n, const Where& where) {
   return OkStatus();
 }
 
+// The keys each layer type takes besides `type`, and the ones it needs.
+struct LayerKeys {
+  const char* type;
+  std::vector<std::string> keys;
+  std::vector<std::string> required;
+};
+
+const std::vector<LayerKeys>& LayerTypes() {
+  static const std::vector<LayerKeys> types = {
+      {"dense", {"units", "init"}, {"units"}},
+      {"relu", {}, {}},
+      {"conv2d", {"filters", "kernel", "stride", "padding", "init"}, {"filters", "kernel"}},
+      {"maxpool", {"size", "stride"}, {"size"}},
+      {"flatten", {}, {}},
+      {"dropout", {"rate"}, {"rate"}},
+  };
+  return types;
+}
+
+std::string LayerTypesText() {
+  std::string s;
+  for (const LayerKeys& t : LayerTypes())
+    s += std::string(s.empty() ? "" : ", ") + "\"" + t.type + "\"";
+  return s;
+}
+
+std::string JoinKeys(const std::vector<std::string>& keys) {
+  std::string s;
+  for (const std::string& k : keys) s += (s.empty() ? "" : ", ") + k;
+  return s.empty() ? "nothing but its type" : s;
+}
+
+// An integer layer key within [lo, hi].
+Status LayerInt(const toml::node& v, const std::string& key, int lo, int hi, int* out) {
+  if (!v.is_integer()) return InvalidArgument(key + " must be an integer, got " + NodeText(v));
+  const int64_t u = *v.value<int64_t>();
+  if (u < lo || u > hi) {
+    return InvalidArgument(key + " must be >= " + std::to_string(lo) +
+                           " and <= " + std::to_string(hi) + ", got " + std::to_string(u));
+  }
+  *out = static_cast<int>(u);
+  return OkStatus();
+}
+
+Status ParseLayerValue(const std::string& name, const toml::node& v, const std::string& key,
+                       LayerSpec* spec) {
+  const std::string full = key + "." + name;
+  if (name == "units") return LayerInt(v, full, 1, 1 << 20, &spec->units);
+  if (name == "filters") return LayerInt(v, full, 1, 1 << 16, &spec->filters);
+  if (name == "kernel") return LayerInt(v, full, 1, 1024, &spec->kernel);
+  if (name == "stride") return LayerInt(v, full, 1, 1024, &spec->stride);
+  if (name == "padding") return LayerInt(v, full, 0, 1024, &spec->padding);
+  if (name == "size") return LayerInt(v, full, 1, 1024, &spec->size);
+  if (name == "rate") {
+    if (!v.is_number()) return InvalidArgument(full + " must be a number, got " + NodeText(v));
+    spec->rate = *v.value<double>();
+    if (!(spec->rate >= 0.0 && spec->rate < 1.0)) {
+      return InvalidArgument(full + " must be >= 0 and < 1, got " + NodeText(v));
+    }
+    return OkStatus();
+  }
+  if (name == "init") {
+    const std::string v_text = v.is_string() ? *v.value<std::string>() : NodeText(v);
+    if (v_text == "he") {
+      spec->init = InitKind::kHe;
+    } else if (v_text == "torch") {
+      spec->init = InitKind::kTorch;
+    } else if (v_text == "xavier") {
+      spec->init = InitKind::kXavier;
+    } else {
+      return InvalidArgument(full + " is " + NodeText(v) +
+                             "; valid values: \"he\", \"torch\", \"xavier\"");
+    }
+    return OkStatus();
+  }
+  return InvalidArgument(
+      "unknown key " + full +
+      " (a layer has: type, units, init, filters, kernel, stride, padding, size, rate)");
+}
+
 Status ParseLayers(const toml::node* n, const Where& where, std::vector<LayerSpec>* out) {
   const std::string at = where.At("model.layers", n);
   if (n == nullptr) {
@@ -570,51 +662,34 @@ Status ParseLayers(const toml::node* n, const Where& where, std::vector<LayerSpe
           eat + key + " must be a table like {type = \"dense\", units = 64}, got " + NodeText(e));
     }
     LayerSpec spec;
+    const toml::node* type = t->get("type");
+    if (type == nullptr) {
+      return InvalidArgument(eat + key + " has no type; valid types: " + LayerTypesText());
+    }
+    if (!type->is_string()) {
+      return InvalidArgument(eat + key + ".type must be a string, got " + NodeText(*type));
+    }
+    spec.type = *type->value<std::string>();
+    const auto kind = std::find_if(LayerTypes().begin(), LayerTypes().end(),
+                                   [&](const LayerKeys& k) { return spec.type == k.type; });
+    if (kind == LayerTypes().end()) {
+      return InvalidArgument(eat + key + ".type is \"" + spec.type +
+                             "\"; valid types: " + LayerTypesText());
+    }
     for (const auto& [k, v] : *t) {
       const std::string name(k.str());
-      if (name == "type") {
-        if (!v.is_string())
-          return InvalidArgument(eat + key + ".type must be a string, got " + NodeText(v));
-        spec.type = *v.value<std::string>();
-        if (spec.type != "dense" && spec.type != "relu") {
-          return InvalidArgument(eat + key + ".type is \"" + spec.type +
-                                 "\"; valid types: \"dense\", \"relu\"");
-        }
-      } else if (name == "units") {
-        if (!v.is_integer()) {
-          return InvalidArgument(eat + key + ".units must be an integer, got " + NodeText(v));
-        }
-        const int64_t u = *v.value<int64_t>();
-        if (u < 1 || u > (1 << 20)) {
-          return InvalidArgument(eat + key + ".units must be >= 1 and <= 1048576, got " +
-                                 std::to_string(u));
-        }
-        spec.units = static_cast<int>(u);
-      } else if (name == "init") {
-        const std::string v_text = v.is_string() ? *v.value<std::string>() : NodeText(v);
-        if (v_text == "he") {
-          spec.init = InitKind::kHe;
-        } else if (v_text == "torch") {
-          spec.init = InitKind::kTorch;
-        } else if (v_text == "xavier") {
-          spec.init = InitKind::kXavier;
-        } else {
-          return InvalidArgument(eat + key + ".init is " + NodeText(v) +
-                                 "; valid values: \"he\", \"torch\", \"xavier\"");
-        }
-      } else {
-        return InvalidArgument(eat + "unknown key " + key + "." + name +
-                               " (a layer has: type, units, init)");
+      if (name == "type") continue;
+      Status parsed = ParseLayerValue(name, v, key, &spec);
+      if (!parsed.ok()) return InvalidArgument(eat + parsed.message());
+      if (std::find(kind->keys.begin(), kind->keys.end(), name) == kind->keys.end()) {
+        return InvalidArgument(eat + key + "." + name + ": a " + spec.type + " layer has no " +
+                               name + " (it takes " + JoinKeys(kind->keys) + ")");
       }
     }
-    if (spec.type.empty()) {
-      return InvalidArgument(eat + key + " has no type; valid types: \"dense\", \"relu\"");
-    }
-    if (spec.type == "dense" && spec.units == 0) {
-      return InvalidArgument(eat + key + " is a dense layer without units");
-    }
-    if (spec.type == "relu" && t->contains("units")) {
-      return InvalidArgument(eat + key + ".units: a relu layer has no units");
+    for (const std::string& needed : kind->required) {
+      if (!t->contains(needed)) {
+        return InvalidArgument(eat + key + " is a " + spec.type + " layer without " + needed);
+      }
     }
     out->push_back(spec);
   }
@@ -739,6 +814,22 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.data.handout = str("data.handout");
   if (const toml::node* n = root.at_path("data.shard_weights").node()) {
     for (const toml::node& e : *n->as_array()) c.data.shard_weights.push_back(*e.value<double>());
+  }
+  if (const toml::node* n = root.at_path("data.image_shape").node()) {
+    const toml::array& a = *n->as_array();
+    std::string given;
+    for (const toml::node& e : a) given += (given.empty() ? "[" : ", ") + NodeText(e);
+    if (a.size() != 3 || !std::all_of(a.begin(), a.end(), [](const toml::node& e) {
+          return e.is_integer() && *e.value<int64_t>() <= (1 << 24);
+        })) {
+      return InvalidArgument(where.At("data.image_shape", n) +
+                             "data.image_shape must be [channels, height, width], three positive "
+                             "integers, got " +
+                             given + "]");
+    }
+    c.data.image_shape = {static_cast<int>(*a[0].value<int64_t>()),
+                          static_cast<int>(*a[1].value<int64_t>()),
+                          static_cast<int>(*a[2].value<int64_t>())};
   }
   const std::vector<const char*> needed =
       c.data.format == "idx" ? std::vector<const char*>{"data.train_images", "data.train_labels",

@@ -29,6 +29,7 @@ struct DataConfig {
   bool header = false;
   std::string handout;                // "global" | "static"
   std::vector<double> shard_weights;  // static: per worker; empty: equal
+  ImageShape image_shape;             // unknown: the data's own (IDX), or none (CSV)
 };
 
 struct ClusterConfig {

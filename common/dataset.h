@@ -22,6 +22,7 @@ struct Dataset {
   int64_t count = 0;            // samples
   int dim = 0;                  // features per sample
   int num_classes = 0;          // 1 + the largest label
+  ImageShape shape;             // a sample as an image; unknown for CSV
   FloatBuffer features;         // count x dim, row-major
   std::vector<int32_t> labels;  // count
 
@@ -40,7 +41,10 @@ struct IdxArray {
 StatusOr<IdxArray> ParseIdx(const std::string& name, const std::vector<uint8_t>& bytes);
 
 // Images (rank >= 2) and labels (rank 1) of one set. Pixels are scaled by
-// `scale` (1/255 maps bytes to [0, 1]).
+// `scale` (1/255 maps bytes to [0, 1]). Rank 3 (count, rows, columns) gives
+// the image shape 1 x rows x columns; rank 4 (count, rows, columns,
+// channels) rows x columns with the channels of a pixel adjacent; other
+// ranks no image shape.
 StatusOr<Dataset> ReadIdxDataset(const std::string& images_path, const std::string& labels_path,
                                  float scale = 1.0f / 255.0f);
 
@@ -56,8 +60,9 @@ StatusOr<Dataset> ReadCsvDataset(const std::string& path, const CsvOptions& opti
 StatusOr<Dataset> ParseCsvDataset(const std::string& name, std::string_view text,
                                   const CsvOptions& options);
 
-// Checks that train and test data agree in shape: same dim, test labels
-// within train's classes (num_classes becomes the larger of the two).
+// Checks that train and test data agree in shape: same dim and image shape,
+// test labels within train's classes (num_classes becomes the larger of the
+// two).
 Status ReconcileDatasets(Dataset* train, Dataset* test);
 
 }  // namespace pstrain

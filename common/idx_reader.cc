@@ -121,6 +121,11 @@ StatusOr<Dataset> ReadIdxDataset(const std::string& images_path, const std::stri
     return InvalidArgument(images_path + ": an image of " + std::to_string(dim) +
                            " values is too large");
   ds.dim = static_cast<int>(dim);
+  const std::vector<int64_t>& d = images.dims;
+  if (d.size() == 3) ds.shape = {1, static_cast<int>(d[1]), static_cast<int>(d[2])};
+  if (d.size() == 4) {
+    ds.shape = {static_cast<int>(d[3]), static_cast<int>(d[1]), static_cast<int>(d[2])};
+  }
   ds.features = FloatBuffer(static_cast<size_t>(ds.count) * ds.dim);
   for (size_t i = 0; i < images.data.size(); ++i) ds.features[i] = images.data[i] * scale;
   ds.labels.resize(ds.count);
@@ -138,6 +143,10 @@ Status ReconcileDatasets(Dataset* train, Dataset* test) {
     return InvalidArgument(test->source + " has " + std::to_string(test->dim) +
                            " features per sample but " + train->source + " has " +
                            std::to_string(train->dim));
+  }
+  if (!(train->shape == test->shape)) {
+    return InvalidArgument(test->source + " has images of " + test->shape.Text() + " but " +
+                           train->source + " has " + train->shape.Text());
   }
   const int classes = std::max(train->num_classes, test->num_classes);
   train->num_classes = test->num_classes = classes;

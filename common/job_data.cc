@@ -14,6 +14,17 @@ StatusOr<JobData> LoadJobData(const DataConfig& data) {
     ASSIGN_OR_RETURN(d.train, ReadCsvDataset(data.train, o));
     ASSIGN_OR_RETURN(d.test, ReadCsvDataset(data.test, o));
   }
+  if (data.image_shape.known()) {
+    for (Dataset* set : {&d.train, &d.test}) {
+      if (data.image_shape.size() != set->dim) {
+        return InvalidArgument("data.image_shape " + data.image_shape.Text() + " has " +
+                               std::to_string(data.image_shape.size()) + " values but " +
+                               set->source + " has " + std::to_string(set->dim) +
+                               " features per sample");
+      }
+      set->shape = data.image_shape;
+    }
+  }
   RETURN_IF_ERROR(ReconcileDatasets(&d.train, &d.test));
   return d;
 }

@@ -4,37 +4,122 @@
 
 namespace pstrain {
 
+namespace {
+
+std::string At(size_t i) { return "model.layers[" + std::to_string(i) + "]"; }
+
+Status NeedsImage(size_t i, const std::string& type, int dim) {
+  return InvalidArgument(At(i) + " is a " + type +
+                         " layer, which needs an image, but its input is " + std::to_string(dim) +
+                         " flat features (after a flatten or dense layer, or data without an "
+                         "image shape: give data.image_shape for CSV data)");
+}
+
+// An error naming model.layers[i].`key` unless value >= min.
+Status AtLeast(size_t i, const char* key, int value, int min) {
+  if (value >= min) return OkStatus();
+  return InvalidArgument(At(i) + "." + key + " must be >= " + std::to_string(min) + ", got " +
+                         std::to_string(value));
+}
+
+}  // namespace
+
+uint64_t StepSeed(uint64_t job_seed, int epoch, int64_t step, int part) {
+  uint64_t h = job_seed;
+  for (uint64_t v :
+       {static_cast<uint64_t>(epoch), static_cast<uint64_t>(step), static_cast<uint64_t>(part)}) {
+    h = Rng(h, v).NextU64();
+  }
+  return h;
+}
+
 StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& specs, int input_dim,
-                                              int num_classes, int max_batch) {
+                                              int num_classes, int max_batch,
+                                              const ImageShape& image) {
   if (specs.empty()) return InvalidArgument("model.layers is empty: list at least one dense layer");
   if (max_batch < 1) return InvalidArgument("batch size must be >= 1");
+  if (image.known() && image.size() != input_dim) {
+    return InvalidArgument("the data's image shape " + image.Text() + " has " +
+                           std::to_string(image.size()) + " values but a sample has " +
+                           std::to_string(input_dim));
+  }
   std::unique_ptr<Model> m(new Model());
   m->input_dim_ = input_dim;
   m->num_classes_ = num_classes;
   m->max_batch_ = max_batch;
   int dim = input_dim;
-  int dense_count = 0;
+  ImageShape shape = image;  // channels = 0 once the values are flat
+  int dense_count = 0, conv_count = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
     const LayerSpec& s = specs[i];
+    const bool relu_next = i + 1 < specs.size() && specs[i + 1].type == "relu";
     if (s.type == "dense") {
-      if (s.units < 1) {
-        return InvalidArgument("model.layers[" + std::to_string(i) + "].units must be >= 1, got " +
-                               std::to_string(s.units));
-      }
-      const bool fuse = i + 1 < specs.size() && specs[i + 1].type == "relu";
-      auto layer = std::make_unique<DenseLayer>(dim, s.units, fuse, s.init);
+      RETURN_IF_ERROR(AtLeast(i, "units", s.units, 1));
+      // On an image, a dense layer sees its values flat, as after a flatten.
+      shape = ImageShape{};
+      auto layer = std::make_unique<DenseLayer>(dim, s.units, relu_next, s.init);
       layer->DeclareParams("dense" + std::to_string(++dense_count), &m->layout_);
       m->layers_.push_back(std::move(layer));
       dim = s.units;
-      if (fuse) ++i;
+      if (relu_next) ++i;
+    } else if (s.type == "conv2d") {
+      if (!shape.known()) return NeedsImage(i, s.type, dim);
+      RETURN_IF_ERROR(AtLeast(i, "filters", s.filters, 1));
+      RETURN_IF_ERROR(AtLeast(i, "kernel", s.kernel, 1));
+      RETURN_IF_ERROR(AtLeast(i, "stride", s.stride, 0));  // 0: the default, 1
+      if (s.padding < 0 || s.padding >= s.kernel) {
+        return InvalidArgument(At(i) + ".padding must be >= 0 and < the kernel (" +
+                               std::to_string(s.kernel) + "), got " + std::to_string(s.padding));
+      }
+      const ConvOptions o{s.filters, s.kernel, s.stride == 0 ? 1 : s.stride, s.padding};
+      const ImageShape out = Conv2DLayer::OutputShape(shape, o);
+      if (!out.known()) {
+        return InvalidArgument(At(i) + ".kernel is " + std::to_string(s.kernel) +
+                               ", larger than its " + shape.Text() + " input with padding " +
+                               std::to_string(s.padding));
+      }
+      if (out.size() > (int64_t{1} << 26)) {
+        return InvalidArgument(At(i) + ".filters: the output " + out.Text() +
+                               " is too large (more than 2^26 values a sample)");
+      }
+      auto layer = std::make_unique<Conv2DLayer>(shape, o, relu_next, s.init);
+      layer->DeclareParams("conv" + std::to_string(++conv_count), &m->layout_);
+      m->layers_.push_back(std::move(layer));
+      shape = out;
+      dim = static_cast<int>(out.size());
+      if (relu_next) ++i;
+    } else if (s.type == "maxpool") {
+      if (!shape.known()) return NeedsImage(i, s.type, dim);
+      RETURN_IF_ERROR(AtLeast(i, "size", s.size, 1));
+      RETURN_IF_ERROR(AtLeast(i, "stride", s.stride, 0));  // 0: the default, the size
+      const int stride = s.stride == 0 ? s.size : s.stride;
+      const ImageShape out = MaxPool2DLayer::OutputShape(shape, s.size, stride);
+      if (!out.known()) {
+        return InvalidArgument(At(i) + ".size is " + std::to_string(s.size) + ", larger than its " +
+                               shape.Text() + " input");
+      }
+      m->layers_.push_back(std::make_unique<MaxPool2DLayer>(shape, s.size, stride));
+      shape = out;
+      dim = static_cast<int>(out.size());
+    } else if (s.type == "flatten") {
+      // Already flat values need no layer.
+      if (shape.known()) m->layers_.push_back(std::make_unique<FlattenLayer>(shape));
+      shape = ImageShape{};
+    } else if (s.type == "dropout") {
+      if (!(s.rate >= 0.0 && s.rate < 1.0)) {
+        return InvalidArgument(At(i) + ".rate must be >= 0 and < 1, got " + std::to_string(s.rate));
+      }
+      m->layers_.push_back(std::make_unique<DropoutLayer>(dim, s.rate, 1000 + i));
     } else if (s.type == "relu") {
       m->layers_.push_back(std::make_unique<ReluLayer>(dim));
     } else {
-      return InvalidArgument("model.layers[" + std::to_string(i) + "].type is \"" + s.type +
-                             "\"; valid types: dense, relu");
+      return InvalidArgument(At(i) + ".type is \"" + s.type +
+                             "\"; valid types: dense, relu, conv2d, maxpool, flatten, dropout");
     }
   }
-  if (dense_count == 0) return InvalidArgument("model.layers has no dense layer: nothing to train");
+  if (dense_count + conv_count == 0) {
+    return InvalidArgument("model.layers has no dense layer (nor conv2d): nothing to train");
+  }
   if (dim != num_classes) {
     return InvalidArgument("model.layers: the last layer has " + std::to_string(dim) +
                            " outputs but the data has " + std::to_string(num_classes) +
@@ -46,6 +131,7 @@ StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& spec
   int widest = input_dim;
   for (auto& layer : m->layers_) {
     layer->Bind(m->layout_, m->params_.data(), m->grads_.data());
+    layer->Reserve(max_batch);
     m->acts_.emplace_back(static_cast<size_t>(max_batch) * layer->out_dim());
     widest = std::max(widest, layer->out_dim());
   }
@@ -54,6 +140,7 @@ StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& spec
 }
 
 void Model::InitParams(uint64_t seed) {
+  step_seed_ = seed;
   params_.Fill(0.0f);
   for (size_t i = 0; i < layers_.size(); ++i) {
     Rng rng(seed, 1000 + i);
@@ -70,9 +157,12 @@ std::string Model::Describe() const {
   return s;
 }
 
-const float* Model::Forward(const float* input, int batch) {
+const float* Model::Forward(const float* input, int batch) { return Run(input, batch, false); }
+
+const float* Model::Run(const float* input, int batch, bool training) {
   const float* in = input;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->SetMode(training, step_seed_);
     layers_[i]->Forward(in, acts_[i].data(), batch);
     in = acts_[i].data();
   }
@@ -81,7 +171,7 @@ const float* Model::Forward(const float* input, int batch) {
 
 LossResult Model::TrainStep(const float* input, const int32_t* labels, int batch, float grad_scale,
                             const GradReadyFn& on_grad_ready) {
-  const float* logits = Forward(input, batch);
+  const float* logits = Run(input, batch, true);
   float* dcur = dbuf_[0].data();
   LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, dcur, grad_scale);
   for (int i = layer_count() - 1; i >= 0; --i) {

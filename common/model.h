@@ -20,20 +20,38 @@
 namespace pstrain {
 
 struct LayerSpec {
-  std::string type;  // "dense" | "relu"
-  int units = 0;     // dense only: output width
-  InitKind init = InitKind::kHe;
+  std::string type;               // "dense" | "relu" | "conv2d" | "maxpool" | "flatten" | "dropout"
+  int units = 0;                  // dense only: output width
+  InitKind init = InitKind::kHe;  // dense, conv2d
+  int filters = 0;                // conv2d: output channels
+  int kernel = 0;                 // conv2d: kernel side
+  int stride = 0;                 // conv2d (0: 1), maxpool (0: the window's size)
+  int padding = 0;                // conv2d: zeros on every side
+  int size = 0;                   // maxpool: window side
+  double rate = 0;                // dropout: probability of zeroing a value, in [0, 1)
 };
+
+// The seed of one training step's randomness (dropout masks): a function of
+// the job's seed, the epoch, the step and which part of the step's batch
+// this is (a worker's slot, or a standalone micro-batch), so a run is
+// reproducible and BSP sees the same masks as standalone accumulation.
+uint64_t StepSeed(uint64_t job_seed, int epoch, int64_t step, int part);
 
 class Model {
  public:
   // Validates the layer list against the data's shape: the last layer must
-  // produce `num_classes` outputs. A Dense directly followed by a ReLU is
-  // fused into one layer.
+  // produce `num_classes` outputs; image layers (conv2d, maxpool) need
+  // `image`, the shape of a sample (its size must be input_dim); a dense
+  // layer sees an image as flat values. A Dense or Conv2D directly followed by
+  // a ReLU is fused into one layer. Errors name model.layers[i] and its key.
   static StatusOr<std::unique_ptr<Model>> Build(const std::vector<LayerSpec>& specs, int input_dim,
-                                                int num_classes, int max_batch);
+                                                int num_classes, int max_batch,
+                                                const ImageShape& image = {});
 
+  // Initialises the parameters from `seed`; also sets the step seed to it.
   void InitParams(uint64_t seed);
+  // Seeds the randomness of the following TrainStep() calls (StepSeed()).
+  void SetStepSeed(uint64_t seed) { step_seed_ = seed; }
 
   const TensorLayout& layout() const { return layout_; }
   std::span<float> params() { return params_.span(); }
@@ -61,11 +79,13 @@ class Model {
   // time).
   LossResult Evaluate(const float* input, const int32_t* labels, int64_t rows);
 
-  // Logits for `batch` rows (batch <= max_batch); valid until the next call.
+  // Logits for `batch` rows (batch <= max_batch), evaluation mode (dropout
+  // off); valid until the next call.
   const float* Forward(const float* input, int batch);
 
  private:
   Model() = default;
+  const float* Run(const float* input, int batch, bool training);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   TensorLayout layout_;
@@ -78,6 +98,7 @@ class Model {
   int input_dim_ = 0;
   int num_classes_ = 0;
   int max_batch_ = 0;
+  uint64_t step_seed_ = 0;
 };
 
 }  // namespace pstrain

@@ -54,6 +54,9 @@ void BuildAssignment(const NodeAssignment& a, msg::Assignment::Builder b) {
   }
   b.setInputDim(a.input_dim);
   b.setNumClasses(a.num_classes);
+  b.setInputChannels(a.input_shape.channels);
+  b.setInputHeight(a.input_shape.height);
+  b.setInputWidth(a.input_shape.width);
   auto servers = b.initServers(static_cast<unsigned>(a.servers.size()));
   for (size_t i = 0; i < a.servers.size(); ++i) {
     BuildServerInfo(a.servers[i], servers[static_cast<unsigned>(i)]);
@@ -86,6 +89,7 @@ StatusOr<NodeAssignment> ReadAssignment(msg::Assignment::Reader r) {
   for (unsigned i = 0; i < keys.size(); ++i) a.overrides.push_back({keys[i], values[i]});
   a.input_dim = r.getInputDim();
   a.num_classes = r.getNumClasses();
+  a.input_shape = {r.getInputChannels(), r.getInputHeight(), r.getInputWidth()};
   for (auto s : r.getServers()) a.servers.push_back(ReadServerInfo(s));
   for (int32_t w : r.getWorkers()) a.workers.push_back(w);
   for (uint64_t inc : r.getWorkerIncarnations()) a.worker_incarnations.push_back(inc);

@@ -49,6 +49,7 @@ struct NodeAssignment {
   std::vector<ConfigOverride> overrides;
   int input_dim = 0;
   int num_classes = 0;
+  ImageShape input_shape;  // unknown for flat data
   std::vector<ServerEntry> servers;
   std::vector<int> workers;  // live worker ids, in hand-out order
   std::vector<uint64_t> worker_incarnations;

@@ -50,6 +50,10 @@ int TensorLayout::Find(const std::string& name) const {
   return -1;
 }
 
+std::string ImageShape::Text() const {
+  return std::to_string(channels) + "x" + std::to_string(height) + "x" + std::to_string(width);
+}
+
 double L2Norm(std::span<const float> v) {
   double s = 0;
   for (float x : v) s += static_cast<double>(x) * x;

@@ -24,6 +24,21 @@ namespace pstrain {
 
 inline constexpr size_t kTensorAlignFloats = 16;  // 64 bytes
 
+// The shape of one sample seen as an image: height x width x channels,
+// stored row by row with the channels of a pixel adjacent (HWC). All zero
+// when the data has no image shape (flat features, e.g. CSV).
+struct ImageShape {
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+
+  bool known() const { return channels > 0 && height > 0 && width > 0; }
+  int64_t size() const { return static_cast<int64_t>(channels) * height * width; }
+  // "1x28x28" (channels x height x width, as users write it).
+  std::string Text() const;
+  bool operator==(const ImageShape&) const = default;
+};
+
 class FloatBuffer {
  public:
   FloatBuffer() = default;

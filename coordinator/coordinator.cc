@@ -423,7 +423,7 @@ Status Coordinator::Register() {
 Status Coordinator::Assign() {
   const JobConfig& c = options_.config;
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                   Model::Build(c.layers, input_dim_, num_classes_, 1));
+                   Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_));
   const KeyLayout keys(model->layout());
   ASSIGN_OR_RETURN(std::vector<KeyRange> slices, SliceKeys(keys, c.cluster.servers));
   for (const KeyRange& r : slices) {
@@ -451,6 +451,7 @@ Status Coordinator::Assign() {
   a.overrides = options_.overrides;
   a.input_dim = input_dim_;
   a.num_classes = num_classes_;
+  a.input_shape = input_shape_;
   a.heartbeat_ms = c.cluster.heartbeat_ms;
   a.timeout_ms = c.cluster.timeout_ms;
   a.restore_dir = restore_dir_;
@@ -835,6 +836,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     ASSIGN_OR_RETURN(JobData data, LoadJobData(c.data));
     input_dim_ = data.train.dim;
     num_classes_ = data.train.num_classes;
+    input_shape_ = data.train.shape;
     train_count_ = data.train.count;
     test_count_ = data.test.count;
     int first_epoch = 0;
@@ -894,7 +896,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     for (auto& [id, s] : sums) total += s;
     f.weights_l2 = std::sqrt(total);
     ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                     Model::Build(c.layers, input_dim_, num_classes_, 1));
+                     Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_));
     f.params = static_cast<int64_t>(model->layout().parameter_count());
     f.epochs = c.epochs;
     f.seconds = Since(run_start_);

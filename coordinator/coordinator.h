@@ -136,6 +136,7 @@ class Coordinator {
   std::string endpoint_;
   std::map<std::string, Node> nodes_;  // by routing id
   int input_dim_ = 0, num_classes_ = 0;
+  ImageShape input_shape_;
   int64_t train_count_ = 0, test_count_ = 0;
   uint64_t membership_epoch_ = 1;
   int64_t clock_ = 0;

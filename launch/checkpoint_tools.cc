@@ -203,7 +203,7 @@ int RunEval(const CommandLine& cl) {
   if (!data.ok()) return Fail(1, data.status());
   const Dataset& test = data->test;
   StatusOr<std::unique_ptr<Model>> model =
-      Model::Build(c->layers, test.dim, data->train.num_classes, c->eval_batch_size);
+      Model::Build(c->layers, test.dim, data->train.num_classes, c->eval_batch_size, test.shape);
   if (!model.ok()) return Fail(2, model.status());
   const TensorLayout& layout = (*model)->layout();
   if (!m->tensors.empty()) {

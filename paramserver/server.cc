@@ -206,7 +206,7 @@ Status Server::Setup(const NodeAssignment& a) {
   // The same initial weights as a standalone run: build the model and take
   // this server's ranges out of it.
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                   Model::Build(c.layers, a.input_dim, a.num_classes, 1));
+                   Model::Build(c.layers, a.input_dim, a.num_classes, 1, a.input_shape));
   model->InitParams(c.seed);
   keys_ = std::make_unique<KeyLayout>(model->layout());
   ShardOptions so;

@@ -62,6 +62,7 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
       const int parts = std::min(config.micro_batches, n);
       for (int m = 0; m < parts; ++m) {
         const int a = n * m / parts, b = n * (m + 1) / parts;
+        model.SetStepSeed(StepSeed(config.seed, epoch, step, m));
         LossResult part = model.TrainStep(input.data() + static_cast<size_t>(a) * dim,
                                           labels.data() + a, b - a, 1.0f / n);
         l.loss_sum += part.loss_sum;

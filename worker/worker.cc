@@ -125,7 +125,8 @@ Status Worker::Setup() {
   SetBlasThreads(c.threads);
   FlushDenormalsToZero();
   ASSIGN_OR_RETURN(data_, LoadJobData(c.data));
-  if (data_.train.dim != a_.input_dim || data_.train.num_classes != a_.num_classes) {
+  if (data_.train.dim != a_.input_dim || data_.train.num_classes != a_.num_classes ||
+      !(data_.train.shape == a_.input_shape)) {
     return InvalidArgument("this worker's data (" + std::to_string(data_.train.dim) +
                            " features, " + std::to_string(data_.train.num_classes) +
                            " classes) differs from the coordinator's (" +
@@ -133,7 +134,7 @@ Status Worker::Setup() {
                            "): do all hosts see the same files?");
   }
   ASSIGN_OR_RETURN(model_, Model::Build(c.layers, a_.input_dim, a_.num_classes,
-                                        std::max(c.batch_size, c.eval_batch_size)));
+                                        std::max(c.batch_size, c.eval_batch_size), a_.input_shape));
   keys_ = std::make_unique<KeyLayout>(model_->layout());
   auto it = std::find(a_.workers.begin(), a_.workers.end(), a_.node_id);
   if (it == a_.workers.end()) return Internal("this worker is not in its own assignment");
@@ -288,6 +289,7 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
     // the sum is the mean over the global batch.
     const float scale = 1.0f / static_cast<float>(bsp ? plan.StepTotal(k) : n);
     Status push_status;
+    model_->SetStepSeed(StepSeed(c.seed, epoch, k, slot));
     LossResult l =
         model_->TrainStep(input_.data(), labels_.data(), n, scale, [&](int first, int last) {
           if (!push_status.ok()) return;

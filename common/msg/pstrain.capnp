@@ -83,6 +83,9 @@ struct Assignment {
   workerIncarnations @13 :List(UInt64);  # parallel to `workers`
   restoreDir @14 :Text;        # servers: load your ranges from this checkpoint
                                # folder instead of initialising them
+  inputChannels @15 :Int32;    # a sample as an image (conv2d, maxpool layers);
+  inputHeight @16 :Int32;      # all 0 when the data has no image shape
+  inputWidth @17 :Int32;
 }
 
 # coordinator -> server: write your ranges' state (weights, optimizer state,

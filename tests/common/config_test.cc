@@ -106,6 +106,32 @@ TEST_CASE("CSV jobs need the csv keys", "[config]") {
   CHECK(c->data.header);
 }
 
+TEST_CASE("Convolutional layers and the image shape are read from the file", "[config]") {
+  JobFixture f;
+  const std::string head = f.Job().substr(0, f.Job().find("layers"));
+  auto c = f.Parse("[data]\nimage_shape = [1, 28, 28]\n" + head.substr(head.find('\n') + 1) +
+                   "layers = [{type = \"conv2d\", filters = 8, kernel = 5, stride = 2, padding = 2,"
+                   " init = \"xavier\"}, {type = \"relu\"}, {type = \"maxpool\", size = 3},"
+                   " {type = \"flatten\"}, {type = \"dropout\", rate = 0.25},"
+                   " {type = \"dense\", units = 10}]\n");
+  REQUIRE(c.ok());
+  REQUIRE(c->layers.size() == 6);
+  const LayerSpec& conv = c->layers[0];
+  CHECK(conv.type == "conv2d");
+  CHECK(conv.filters == 8);
+  CHECK(conv.kernel == 5);
+  CHECK(conv.stride == 2);
+  CHECK(conv.padding == 2);
+  CHECK(conv.init == InitKind::kXavier);
+  CHECK(c->layers[2].size == 3);
+  CHECK(c->layers[2].stride == 0);  // the window's size
+  CHECK(c->layers[4].rate == 0.25);
+  CHECK(c->data.image_shape == ImageShape{1, 28, 28});
+  auto flat = f.Parse(f.Job());
+  REQUIRE(flat.ok());
+  CHECK_FALSE(flat->data.image_shape.known());
+}
+
 // Every error path names the key (and where it was set) and what is valid.
 TEST_CASE("Bad job files get one line naming the key and what would be valid", "[config]") {
   JobFixture f;
@@ -222,6 +248,60 @@ TEST_CASE("Bad job files get one line naming the key and what would be valid", "
        "model.layers[1].units: a relu layer has no units"},
       {"no layers", f.Job().substr(0, f.Job().find("layers")) + "layers = []\n",
        "model.layers is empty"},
+      {"zero filters",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"conv2d\", filters = 0, kernel = 3}]\n",
+       "job.toml:7: model.layers[0].filters must be >= 1 and <= 65536, got 0"},
+      {"zero kernel",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"conv2d\", filters = 4, kernel = 0}]\n",
+       "model.layers[0].kernel must be >= 1 and <= 1024, got 0"},
+      {"negative padding",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"conv2d\", filters = 4, kernel = 3, padding = -1}]\n",
+       "model.layers[0].padding must be >= 0 and <= 1024, got -1"},
+      {"conv without kernel",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"conv2d\", filters = 4}]\n",
+       "model.layers[0] is a conv2d layer without kernel"},
+      {"conv with units",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"conv2d\", filters = 4, kernel = 3, units = 2}]\n",
+       "model.layers[0].units: a conv2d layer has no units (it takes filters, kernel, stride, "
+       "padding, init)"},
+      {"pool without size",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"maxpool\", stride = 2}]\n",
+       "model.layers[0] is a maxpool layer without size"},
+      {"zero pool stride",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"maxpool\", size = 2, stride = 0}]\n",
+       "model.layers[0].stride must be >= 1 and <= 1024, got 0"},
+      {"flatten with a size",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"flatten\", size = 2}, {type = \"dense\", units = 2}]\n",
+       "model.layers[0].size: a flatten layer has no size"},
+      {"dropout rate one",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dropout\", rate = 1.0}, {type = \"dense\", units = 2}]\n",
+       "model.layers[0].rate must be >= 0 and < 1, got 1.0"},
+      {"negative dropout rate",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dense\", units = 2}, {type = \"dropout\", rate = -0.1}]\n",
+       "model.layers[1].rate must be >= 0 and < 1, got -0.1"},
+      {"dropout rate as text",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dropout\", rate = \"half\"}]\n",
+       "model.layers[0].rate must be a number, got \"half\""},
+      {"dropout without rate",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"dropout\"}]\n",
+       "model.layers[0] is a dropout layer without rate"},
+      {"unknown layer type",
+       f.Job().substr(0, f.Job().find("layers")) + "layers = [{type = \"conv3d\"}]\n",
+       "model.layers[0].type is \"conv3d\"; valid types: \"dense\", \"relu\", \"conv2d\", "
+       "\"maxpool\", \"flatten\", \"dropout\""},
+      {"image shape of two", "[data]\nimage_shape = [28, 28]\n" + f.Job().substr(7),
+       "data.image_shape must be [channels, height, width], three positive integers, got [28, 28]"},
+      {"image shape of fractions", "[data]\nimage_shape = [1, 2.5, 3]\n" + f.Job().substr(7),
+       "data.image_shape must be [channels, height, width]"},
   };
   for (const Case& c : cases) {
     SECTION(c.name) {

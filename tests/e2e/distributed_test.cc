@@ -95,6 +95,61 @@ TEST_CASE("BSP with 2 servers and 2 workers equals standalone with the doubled b
   }
 }
 
+TEST_CASE("A CNN with dropout: BSP with 2 servers and 2 workers equals standalone accumulation",
+          "[e2e][distributed]") {
+  TempDir dir;
+  const std::string data = kSourceDir + "/data/mnist/";
+  const std::string job = dir.File("cnn.toml");
+  WriteFile(job,
+            "[data]\nformat = \"idx\"\n"
+            "train_images = \"" +
+                data +
+                "train-images-idx3-ubyte\"\n"
+                "train_labels = \"" +
+                data +
+                "train-labels-idx1-ubyte\"\n"
+                "test_images = \"" +
+                data +
+                "t10k-images-idx3-ubyte\"\n"
+                "test_labels = \"" +
+                data +
+                "t10k-labels-idx1-ubyte\"\n"
+                "[model]\nlayers = [\n"
+                "  { type = \"conv2d\", filters = 8, kernel = 3, padding = 1 },\n"
+                "  { type = \"relu\" },\n"
+                "  { type = \"maxpool\", size = 2 },\n"
+                "  { type = \"conv2d\", filters = 8, kernel = 3, stride = 2 },\n"
+                "  { type = \"relu\" },\n"
+                "  { type = \"flatten\" },\n"
+                "  { type = \"dropout\", rate = 0.25 },\n"
+                "  { type = \"dense\", units = 10 },\n]\n"
+                "[optimizer]\ntype = \"momentum\"\nlr = 0.05\n"
+                "[train]\nepochs = 1\nbatch_size = 64\n");
+  RunOutput dist = Train(job, dir.File("dist"), {"--servers", "2", "--workers", "2"});
+  INFO(dist.err);
+  REQUIRE(dist.code == 0);
+  // The halves of each batch of 128 are the workers' parts: the same
+  // samples, the same dropout masks, the gradients summed in the same order.
+  RunOutput solo = Train(job, dir.File("solo"),
+                         {"--standalone", "--batch-size", "128", "--set", "train.micro_batches=2"});
+  INFO(solo.err);
+  REQUIRE(solo.code == 0);
+  // Another seed (other weights, order and masks) lands elsewhere.
+  RunOutput other = Train(
+      job, dir.File("other"),
+      {"--standalone", "--batch-size", "128", "--set", "train.micro_batches=2", "--seed", "2"});
+  REQUIRE(other.code == 0);
+  const json d = Events(dist.lines, "final").at(0), s = Events(solo.lines, "final").at(0),
+             o = Events(other.lines, "final").at(0);
+  INFO("distributed " << d.dump() << "\nstandalone " << s.dump() << "\nseed 2 " << o.dump());
+  CHECK(Rel(d["test_loss"], s["test_loss"]) < 1e-4);
+  CHECK(Rel(d["weights_l2"], s["weights_l2"]) < 1e-4);
+  CHECK(Rel(o["weights_l2"], s["weights_l2"]) > 1e-3);
+  CHECK(d["params"] == 80 + 584 + 8 * 6 * 6 * 10 + 10);
+  CHECK(d["test_accuracy"].get<double>() >= 0.85);
+  CheckEverySampleOnce(dist.lines, 8000);
+}
+
 TEST_CASE("ASP and SSP with staleness 2 reach 87% on Fashion-MNIST", "[e2e][distributed]") {
   for (const char* mode : {"asp", "ssp"}) {
     SECTION(mode) {
