@@ -76,9 +76,14 @@ int Main(int argc, char** argv) {
     receive(&m);
     (void)WithDecoded<msg::Control>(m[1], [&](msg::Control::Reader c) {
       if (c.which() == msg::Control::REGISTER) {
-        regs.push_back(
-            {std::string(reinterpret_cast<const char*>(m[0].data()), m[0].size()),
-             {c.getRegister().getRequestedId(), c.getRegister().getDataEndpoint(), {}, 0, {}, {}, {}}});
+        regs.push_back({std::string(reinterpret_cast<const char*>(m[0].data()), m[0].size()),
+                        {c.getRegister().getRequestedId(),
+                         c.getRegister().getDataEndpoint(),
+                         {},
+                         0,
+                         {},
+                         {},
+                         {}}});
       }
       return OkStatus();
     });

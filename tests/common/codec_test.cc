@@ -92,7 +92,8 @@ TEST_CASE("An assignment with many overrides and servers decodes within its trav
   a.job_name = "job.toml";
   a.job_base_dir = dir.path().string();
   for (int i = 0; i < 60; ++i) a.overrides.push_back({"job.seed", std::to_string(i)});
-  for (int i = 0; i < 64; ++i) a.servers.push_back({i, "tcp://127.0.0.1:1", {{0, 1}}, 1, {}, {}, {}});
+  for (int i = 0; i < 64; ++i)
+    a.servers.push_back({i, "tcp://127.0.0.1:1", {{0, 1}}, 1, {}, {}, {}});
   for (int i = 0; i < 64; ++i) {
     a.workers.push_back(i);
     a.worker_incarnations.push_back(7);
