@@ -42,7 +42,7 @@ struct ClusterConfig {
   int heartbeat_ms = 500;
   int timeout_ms = 3000;
   int start_timeout_s = 120;
-  bool ipc = true;  // same-host nodes reach servers through ipc://
+  bool ipc = false;  // same-host nodes reach servers through ipc://
 };
 
 struct JobConfig {
