@@ -40,7 +40,7 @@ const std::vector<KeySpec>& Schema() {
        0,
        0,
        false,
-       {"idx", "csv"},
+       {"idx", "csv", "libsvm"},
        "file format of the data"},
       {"data.train_images",
        KeyType::kPath,
@@ -53,8 +53,17 @@ const std::vector<KeySpec>& Schema() {
       {"data.train_labels", KeyType::kPath, "", 0, 0, false, {}, "idx: training labels"},
       {"data.test_images", KeyType::kPath, "", 0, 0, false, {}, "idx: test images"},
       {"data.test_labels", KeyType::kPath, "", 0, 0, false, {}, "idx: test labels"},
-      {"data.train", KeyType::kPath, "", 0, 0, false, {}, "csv: training samples"},
-      {"data.test", KeyType::kPath, "", 0, 0, false, {}, "csv: test samples"},
+      {"data.train", KeyType::kPath, "", 0, 0, false, {}, "csv, libsvm: training samples"},
+      {"data.test", KeyType::kPath, "", 0, 0, false, {}, "csv, libsvm: test samples"},
+      {"data.features",
+       KeyType::kInt,
+       "0",
+       0,
+       2147483647,
+       false,
+       {},
+       "libsvm: size of the feature space, every index below it (0: one more than the largest "
+       "index in the files)"},
       {"data.label_column",
        KeyType::kInt,
        "0",
@@ -100,7 +109,18 @@ const std::vector<KeySpec>& Schema() {
        "list of {type = \"dense\", units = N [, init = \"he\"|\"torch\"|\"xavier\"]}, {type = "
        "\"relu\"}, {type = \"conv2d\", filters = N, kernel = K [, stride = 1, padding = 0, init]}, "
        "{type = \"maxpool\", size = N [, stride = size]}, {type = \"flatten\"} and {type = "
-       "\"dropout\", rate = R}; the last dense layer has one unit per class"},
+       "\"dropout\", rate = R}; the last dense layer has one unit per class (or one unit for a "
+       "binary task, trained with the logistic loss); sparse data starts with {type = "
+       "\"embedding\", dim = D}, whose rows live on the parameter servers"},
+      {"model.wide",
+       KeyType::kBool,
+       "false",
+       0,
+       0,
+       false,
+       {},
+       "sparse data: add a linear term over the features (a one-float-per-feature table) to a "
+       "one-unit output (wide and deep)"},
       {"model.loss",
        KeyType::kEnum,
        "\"softmax_cross_entropy\"",
@@ -576,6 +596,7 @@ const std::vector<LayerKeys>& LayerTypes() {
       {"maxpool", {"size", "stride"}, {"size"}},
       {"flatten", {}, {}},
       {"dropout", {"rate"}, {"rate"}},
+      {"embedding", {"dim"}, {"dim"}},
   };
   return types;
 }
@@ -609,6 +630,7 @@ Status ParseLayerValue(const std::string& name, const toml::node& v, const std::
                        LayerSpec* spec) {
   const std::string full = key + "." + name;
   if (name == "units") return LayerInt(v, full, 1, 1 << 20, &spec->units);
+  if (name == "dim") return LayerInt(v, full, 1, 4096, &spec->dim);
   if (name == "filters") return LayerInt(v, full, 1, 1 << 16, &spec->filters);
   if (name == "kernel") return LayerInt(v, full, 1, 1024, &spec->kernel);
   if (name == "stride") return LayerInt(v, full, 1, 1024, &spec->stride);
@@ -811,6 +833,7 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.data.test = path("data.test");
   c.data.label_column = static_cast<int>(integer("data.label_column"));
   c.data.header = boolean("data.header");
+  c.data.features = integer("data.features");
   c.data.handout = str("data.handout");
   if (const toml::node* n = root.at_path("data.shard_weights").node()) {
     for (const toml::node& e : *n->as_array()) c.data.shard_weights.push_back(*e.value<double>());
@@ -850,6 +873,7 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   }
 
   RETURN_IF_ERROR(ParseLayers(root.at_path("model.layers").node(), where, &c.layers));
+  c.wide = boolean("model.wide");
 
   const std::string opt = str("optimizer.type");
   c.optimizer.kind = opt == "sgd"        ? OptimizerKind::kSgd

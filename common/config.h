@@ -20,11 +20,12 @@
 namespace pstrain {
 
 struct DataConfig {
-  std::string format;  // "idx" | "csv"
+  std::string format;  // "idx" | "csv" | "libsvm"
   // idx: four files (gzipped or plain)
   std::string train_images, train_labels, test_images, test_labels;
-  // csv: two files
+  // csv, libsvm: two files
   std::string train, test;
+  int64_t features = 0;  // libsvm: the feature space (0: from the files)
   int label_column = 0;
   bool header = false;
   std::string handout;                // "global" | "static"
@@ -51,6 +52,7 @@ struct JobConfig {
   uint64_t seed = 1;
   DataConfig data;
   std::vector<LayerSpec> layers;
+  bool wide = false;  // sparse models: a linear term over the features
   OptimizerOptions optimizer;
   ScheduleOptions schedule;
   int epochs = 10;

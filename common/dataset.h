@@ -1,6 +1,7 @@
 // In-memory labelled data sets and the readers that fill them:
 //   - IDX (MNIST's format; gzipped or plain): ReadIdxDataset
 //   - CSV (a label column and numeric features): ReadCsvDataset
+//   - LibSVM (sparse: "label index:value ..."): ReadLibsvmDataset
 // Every reader validates its input completely and reports the first problem
 // as one line naming the file and what is wrong; nothing is half-loaded.
 //
@@ -20,13 +21,22 @@ namespace pstrain {
 struct Dataset {
   std::string source;           // file name(s), for messages
   int64_t count = 0;            // samples
-  int dim = 0;                  // features per sample
+  int dim = 0;                  // features per sample (sparse: the feature space)
   int num_classes = 0;          // 1 + the largest label
   ImageShape shape;             // a sample as an image; unknown for CSV
-  FloatBuffer features;         // count x dim, row-major
+  FloatBuffer features;         // dense: count x dim, row-major
   std::vector<int32_t> labels;  // count
 
+  // Sparse data (LibSVM), compressed rows: sample i has the features
+  // index[offsets[i] .. offsets[i+1]) (ascending) with those values.
+  bool sparse = false;
+  std::vector<int64_t> offsets;  // count + 1
+  std::vector<uint32_t> index;
+  std::vector<float> value;
+  int max_active = 0;  // the most features any sample has
+
   const float* row(int64_t i) const { return features.data() + i * dim; }
+  int active(int64_t i) const { return static_cast<int>(offsets[i + 1] - offsets[i]); }
 };
 
 // Reads the whole file, transparently gunzipping a gzip file.
@@ -59,6 +69,17 @@ StatusOr<Dataset> ReadCsvDataset(const std::string& path, const CsvOptions& opti
 // The same from text already in memory; `name` stands for the file in messages.
 StatusOr<Dataset> ParseCsvDataset(const std::string& name, std::string_view text,
                                   const CsvOptions& options);
+
+// LibSVM: one sample a line, "label index:value index:value ...", indices
+// ascending. Binary labels only: 1 or +1 is positive, 0 or -1 negative.
+// `features` bounds the indices (the feature space; 0: one more than the
+// largest index seen). Empty lines and lines starting with # are skipped.
+struct LibsvmOptions {
+  int64_t features = 0;
+};
+StatusOr<Dataset> ReadLibsvmDataset(const std::string& path, const LibsvmOptions& options);
+StatusOr<Dataset> ParseLibsvmDataset(const std::string& name, std::string_view text,
+                                     const LibsvmOptions& options);
 
 // Checks that train and test data agree in shape: same dim and image shape,
 // test labels within train's classes (num_classes becomes the larger of the

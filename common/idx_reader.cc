@@ -139,6 +139,14 @@ StatusOr<Dataset> ReadIdxDataset(const std::string& images_path, const std::stri
 }
 
 Status ReconcileDatasets(Dataset* train, Dataset* test) {
+  if (train->sparse != test->sparse) {
+    return InvalidArgument(train->source + " and " + test->source +
+                           " differ: one is sparse, the other dense");
+  }
+  if (train->sparse) {
+    // Without data.features each set's space ends at its largest index.
+    train->dim = test->dim = std::max(train->dim, test->dim);
+  }
   if (train->dim != test->dim) {
     return InvalidArgument(test->source + " has " + std::to_string(test->dim) +
                            " features per sample but " + train->source + " has " +

@@ -1,5 +1,7 @@
 #include "common/job_data.h"
 
+#include <algorithm>
+
 namespace pstrain {
 
 StatusOr<JobData> LoadJobData(const DataConfig& data) {
@@ -7,6 +9,11 @@ StatusOr<JobData> LoadJobData(const DataConfig& data) {
   if (data.format == "idx") {
     ASSIGN_OR_RETURN(d.train, ReadIdxDataset(data.train_images, data.train_labels));
     ASSIGN_OR_RETURN(d.test, ReadIdxDataset(data.test_images, data.test_labels));
+  } else if (data.format == "libsvm") {
+    LibsvmOptions o;
+    o.features = data.features;
+    ASSIGN_OR_RETURN(d.train, ReadLibsvmDataset(data.train, o));
+    ASSIGN_OR_RETURN(d.test, ReadLibsvmDataset(data.test, o));
   } else {
     CsvOptions o;
     o.label_column = data.label_column;
@@ -27,6 +34,16 @@ StatusOr<JobData> LoadJobData(const DataConfig& data) {
   }
   RETURN_IF_ERROR(ReconcileDatasets(&d.train, &d.test));
   return d;
+}
+
+SparseOptions SparseOptionsOf(const JobConfig& config, const JobData* data) {
+  SparseOptions o;
+  o.enabled = config.data.format == "libsvm";
+  o.wide = config.wide;
+  if (data != nullptr && o.enabled) {
+    o.max_active = std::max({1, data->train.max_active, data->test.max_active});
+  }
+  return o;
 }
 
 }  // namespace pstrain

@@ -14,4 +14,9 @@ struct JobData {
 
 StatusOr<JobData> LoadJobData(const DataConfig& data);
 
+// How the job's model takes its input: sparse for LibSVM data, with
+// max_active from `data` when given (1 otherwise: enough to lay the
+// parameters out, not to train).
+SparseOptions SparseOptionsOf(const JobConfig& config, const JobData* data);
+
 }  // namespace pstrain

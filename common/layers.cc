@@ -398,4 +398,83 @@ LossResult SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int b
   return result;
 }
 
+LossResult SigmoidCrossEntropy(const float* logits, const int32_t* labels, int batch,
+                               float* dlogits, float grad_scale) {
+  LossResult result;
+  for (int r = 0; r < batch; ++r) {
+    const double z = logits[r];
+    const int32_t y = labels[r];
+    PSTRAIN_CHECK(y == 0 || y == 1) << "binary label " << y;
+    if ((z > 0) == (y == 1)) ++result.correct;
+    // max(z, 0) - z y + log(1 + exp(-|z|)): stable for any z.
+    result.loss_sum += std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z)));
+    if (dlogits != nullptr) {
+      const double p = 1.0 / (1.0 + std::exp(-z));
+      dlogits[r] = static_cast<float>((p - y) * grad_scale);
+    }
+  }
+  return result;
+}
+
+void PoolRows(const SparseBatch& b, int batch, const RowBlock& rows, float* out, bool accumulate) {
+  const int dim = rows.dim;
+  const float* values = rows.values.data();
+  for (int i = 0; i < batch; ++i) {
+    float* __restrict o = out + static_cast<size_t>(i) * dim;
+    if (!accumulate) std::fill(o, o + dim, 0.0f);
+    for (int64_t e = b.offsets[i]; e < b.offsets[i + 1]; ++e) {
+      const float v = b.value[e];
+      const float* __restrict row = values + static_cast<size_t>(b.slot[e]) * dim;
+      for (int d = 0; d < dim; ++d) o[d] += v * row[d];
+    }
+  }
+}
+
+void ScatterRowGrads(const SparseBatch& b, int batch, const float* dout, RowBlock* rows) {
+  const int dim = rows->dim;
+  float* grads = rows->grads.data();
+  std::fill(grads, grads + b.rows.size() * dim, 0.0f);
+  for (int i = 0; i < batch; ++i) {
+    const float* __restrict g = dout + static_cast<size_t>(i) * dim;
+    for (int64_t e = b.offsets[i]; e < b.offsets[i + 1]; ++e) {
+      const float v = b.value[e];
+      float* __restrict row = grads + static_cast<size_t>(b.slot[e]) * dim;
+      for (int d = 0; d < dim; ++d) row[d] += v * g[d];
+    }
+  }
+}
+
+std::string EmbeddingLayer::Describe() const {
+  return "embedding " + std::to_string(in_dim()) + "x" + std::to_string(out_dim());
+}
+
+void EmbeddingLayer::DeclareParams(const std::string& prefix, TensorLayout* layout) {
+  bias_index_ = layout->Add(prefix + ".bias", {out_dim()});
+}
+
+void EmbeddingLayer::Bind(const TensorLayout& layout, float* params, float* grads) {
+  b_ = params + layout[bias_index_].offset;
+  db_ = grads + layout[bias_index_].offset;
+}
+
+void EmbeddingLayer::Forward(const float* in, float* out, int batch) {
+  (void)in;
+  const int dim = out_dim();
+  for (int i = 0; i < batch; ++i) std::copy(b_, b_ + dim, out + static_cast<size_t>(i) * dim);
+  PoolRows(*batch_, batch, *rows_, out, true);
+}
+
+void EmbeddingLayer::Backward(const float* in, const float* out, float* dout, float* din,
+                              int batch) {
+  (void)in;
+  (void)out;
+  (void)din;
+  const int dim = out_dim();
+  std::fill(db_, db_ + dim, 0.0f);
+  for (int i = 0; i < batch; ++i) {
+    for (int d = 0; d < dim; ++d) db_[d] += dout[static_cast<size_t>(i) * dim + d];
+  }
+  ScatterRowGrads(*batch_, batch, dout, rows_);
+}
+
 }  // namespace pstrain

@@ -238,6 +238,58 @@ class ReluLayer : public Layer {
   void Backward(const float* in, const float* out, float* dout, float* din, int batch) override;
 };
 
+// A batch of sparse samples (LibSVM data) as an embedding layer reads it:
+// sample i's features are entries [offsets[i], offsets[i+1]); entry e
+// refers to row slot[e] of the batch's rows (its distinct features) with
+// weight value[e]. Owned by the model; rows' values are filled in by the
+// caller (from the parameter servers or a local table) before Forward.
+struct SparseBatch {
+  std::vector<int64_t> offsets;  // batch + 1
+  std::vector<uint32_t> slot;
+  std::vector<float> value;
+  std::vector<uint64_t> rows;  // the distinct feature indices, ascending
+};
+
+// The rows of one embedding table that a batch touches: values[r x dim]
+// for rows[r], and after Backward their gradients.
+struct RowBlock {
+  uint32_t table = 0;
+  int dim = 0;
+  FloatBuffer values;
+  FloatBuffer grads;
+};
+
+// out[i x dim] = (accumulate ? out : 0) + sum over sample i's entries of
+// value * values[slot].
+void PoolRows(const SparseBatch& b, int batch, const RowBlock& rows, float* out, bool accumulate);
+// grads of the batch's rows = sum over entries of value * dout[sample]
+// (overwritten).
+void ScatterRowGrads(const SparseBatch& b, int batch, const float* dout, RowBlock* rows);
+
+// The weighted sum of the embeddings of a sparse sample's features, plus a
+// bias: out = b + sum_e value_e * E[feature_e]. E (features x dim) lives
+// elsewhere (parameter servers); only the bias {dim} is in the layout. The
+// layer reads the model's current SparseBatch and RowBlock.
+class EmbeddingLayer : public Layer {
+ public:
+  EmbeddingLayer(int features, int dim, const SparseBatch* batch, RowBlock* rows)
+      : Layer(features, dim), batch_(batch), rows_(rows) {}
+  std::string Describe() const override;
+  void DeclareParams(const std::string& prefix, TensorLayout* layout) override;
+  void Bind(const TensorLayout& layout, float* params, float* grads) override;
+  int first_tensor() const override { return bias_index_; }
+  int last_tensor() const override { return bias_index_ + 1; }
+  void Forward(const float* in, float* out, int batch) override;
+  void Backward(const float* in, const float* out, float* dout, float* din, int batch) override;
+
+ private:
+  const SparseBatch* batch_;
+  RowBlock* rows_;
+  int bias_index_ = -1;
+  float* b_ = nullptr;
+  float* db_ = nullptr;
+};
+
 struct LossResult {
   double loss_sum = 0;  // sum over the batch of -log p(label)
   int64_t correct = 0;  // rows whose arg-max equals the label
@@ -247,6 +299,12 @@ struct LossResult {
 // null it receives d(mean loss)/dlogits, i.e. (softmax - onehot) * grad_scale
 // where grad_scale is normally 1/batch. Labels must be in [0, classes).
 LossResult SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int batch, int classes,
+                               float* dlogits, float grad_scale);
+
+// The logistic loss of one logit per row (binary tasks, labels 0 or 1):
+// -log sigmoid(z) for 1, -log(1 - sigmoid(z)) for 0; dlogits as above
+// ((sigmoid - label) * grad_scale); `correct` counts z > 0 == label.
+LossResult SigmoidCrossEntropy(const float* logits, const int32_t* labels, int batch,
                                float* dlogits, float grad_scale);
 
 }  // namespace pstrain

@@ -1,6 +1,9 @@
 #include "common/model.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "common/check.h"
 
 namespace pstrain {
 
@@ -35,7 +38,8 @@ uint64_t StepSeed(uint64_t job_seed, int epoch, int64_t step, int part) {
 
 StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& specs, int input_dim,
                                               int num_classes, int max_batch,
-                                              const ImageShape& image) {
+                                              const ImageShape& image,
+                                              const SparseOptions& sparse) {
   if (specs.empty()) return InvalidArgument("model.layers is empty: list at least one dense layer");
   if (max_batch < 1) return InvalidArgument("batch size must be >= 1");
   if (image.known() && image.size() != input_dim) {
@@ -50,10 +54,31 @@ StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& spec
   int dim = input_dim;
   ImageShape shape = image;  // channels = 0 once the values are flat
   int dense_count = 0, conv_count = 0;
+  if (sparse.enabled && specs[0].type != "embedding") {
+    return InvalidArgument(At(0) + ".type is \"" + specs[0].type +
+                           "\" but sparse (LibSVM) data starts with an embedding layer, e.g. "
+                           "{type = \"embedding\", dim = 1} for logistic regression");
+  }
+  if (sparse.max_active < 1) return InvalidArgument("no sample has any feature");
+  m->tables_.reserve(2);
   for (size_t i = 0; i < specs.size(); ++i) {
     const LayerSpec& s = specs[i];
     const bool relu_next = i + 1 < specs.size() && specs[i + 1].type == "relu";
-    if (s.type == "dense") {
+    if (s.type == "embedding") {
+      if (!sparse.enabled || i != 0) {
+        return InvalidArgument(At(i) + " is an embedding layer, which only sparse (LibSVM) data " +
+                               "takes, as the first layer");
+      }
+      RETURN_IF_ERROR(AtLeast(i, "dim", s.dim, 1));
+      RowBlock& block = m->tables_.emplace_back();
+      block.table = kEmbeddingTable;
+      block.dim = s.dim;
+      auto layer = std::make_unique<EmbeddingLayer>(input_dim, s.dim, &m->sparse_, &block);
+      layer->DeclareParams("embedding", &m->layout_);
+      m->layers_.push_back(std::move(layer));
+      dim = s.dim;
+      ++dense_count;
+    } else if (s.type == "dense") {
       RETURN_IF_ERROR(AtLeast(i, "units", s.units, 1));
       // On an image, a dense layer sees its values flat, as after a flatten.
       shape = ImageShape{};
@@ -113,22 +138,47 @@ StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& spec
     } else if (s.type == "relu") {
       m->layers_.push_back(std::make_unique<ReluLayer>(dim));
     } else {
-      return InvalidArgument(At(i) + ".type is \"" + s.type +
-                             "\"; valid types: dense, relu, conv2d, maxpool, flatten, dropout");
+      return InvalidArgument(
+          At(i) + ".type is \"" + s.type +
+          "\"; valid types: dense, relu, conv2d, maxpool, flatten, dropout, embedding");
     }
   }
   if (dense_count + conv_count == 0) {
     return InvalidArgument("model.layers has no dense layer (nor conv2d): nothing to train");
   }
-  if (dim != num_classes) {
-    return InvalidArgument("model.layers: the last layer has " + std::to_string(dim) +
-                           " outputs but the data has " + std::to_string(num_classes) +
-                           " classes; make the last dense layer's units " +
-                           std::to_string(num_classes));
+  m->binary_ = dim == 1 && num_classes == 2;
+  if (dim != num_classes && !m->binary_) {
+    return InvalidArgument(
+        "model.layers: the last layer has " + std::to_string(dim) + " outputs but the data has " +
+        std::to_string(num_classes) + " classes; make the last dense layer's units " +
+        std::to_string(num_classes) + (num_classes == 2 ? " (or 1, for the logistic loss)" : ""));
+  }
+  if (sparse.wide) {
+    if (!sparse.enabled || !m->binary_) {
+      return InvalidArgument(
+          "model.wide needs sparse (LibSVM) data and a model with one output (binary)");
+    }
+    RowBlock& block = m->tables_.emplace_back();
+    block.table = kWideTable;
+    block.dim = 1;
+    m->wide_ = true;
+  }
+  const size_t max_entries = static_cast<size_t>(max_batch) * sparse.max_active;
+  if (sparse.enabled) {
+    m->sparse_.offsets.assign(max_batch + 1, 0);
+    m->sparse_.slot.resize(max_entries);
+    m->sparse_.value.resize(max_entries);
+    m->sparse_.rows.reserve(max_entries);
+    m->sort_.resize(max_entries);
+    for (RowBlock& t : m->tables_) {
+      t.values = FloatBuffer(max_entries * t.dim);
+      t.grads = FloatBuffer(max_entries * t.dim);
+    }
   }
   m->params_ = FloatBuffer(m->layout_.total_floats());
   m->grads_ = FloatBuffer(m->layout_.total_floats());
-  int widest = input_dim;
+  // A sparse input is never a dense array.
+  int widest = sparse.enabled ? 1 : input_dim;
   for (auto& layer : m->layers_) {
     layer->Bind(m->layout_, m->params_.data(), m->grads_.data());
     layer->Reserve(max_batch);
@@ -166,14 +216,55 @@ const float* Model::Run(const float* input, int batch, bool training) {
     layers_[i]->Forward(in, acts_[i].data(), batch);
     in = acts_[i].data();
   }
+  if (wide_) PoolRows(sparse_, batch, tables_.back(), acts_.back().data(), true);
   return in;
+}
+
+LossResult Model::Loss(const float* logits, const int32_t* labels, int batch, float* dlogits,
+                       float grad_scale) const {
+  if (binary_) return SigmoidCrossEntropy(logits, labels, batch, dlogits, grad_scale);
+  return SoftmaxCrossEntropy(logits, labels, batch, num_classes_, dlogits, grad_scale);
+}
+
+template <typename SampleAt>
+void Model::Gather(const Dataset& data, int n, SampleAt sample_at) {
+  PSTRAIN_CHECK(sparse() && data.sparse && n <= max_batch_) << "GatherSparse of " << n;
+  // Entries in batch order, each tagged with its feature; sorting the tags
+  // gives the distinct features and where each entry's row is.
+  size_t e = 0;
+  sparse_.offsets[0] = 0;
+  for (int i = 0; i < n; ++i) {
+    const int64_t s = sample_at(i);
+    PSTRAIN_CHECK(e + data.active(s) <= sort_.size()) << "a sample has more features than planned";
+    for (int64_t k = data.offsets[s]; k < data.offsets[s + 1]; ++k, ++e) {
+      sparse_.value[e] = data.value[k];
+      sort_[e] = static_cast<uint64_t>(data.index[k]) << 32 | e;
+    }
+    sparse_.offsets[i + 1] = static_cast<int64_t>(e);
+  }
+  std::sort(sort_.begin(), sort_.begin() + e);
+  sparse_.rows.clear();
+  for (size_t k = 0; k < e; ++k) {
+    const uint64_t feature = sort_[k] >> 32;
+    if (sparse_.rows.empty() || sparse_.rows.back() != feature) sparse_.rows.push_back(feature);
+    sparse_.slot[sort_[k] & 0xffffffffu] = static_cast<uint32_t>(sparse_.rows.size() - 1);
+  }
+}
+
+void Model::GatherSparse(const Dataset& data, const uint32_t* ids, int n) {
+  Gather(data, n, [ids](int i) { return static_cast<int64_t>(ids[i]); });
+}
+
+void Model::GatherSparse(const Dataset& data, int64_t first, int n) {
+  Gather(data, n, [first](int i) { return first + i; });
 }
 
 LossResult Model::TrainStep(const float* input, const int32_t* labels, int batch, float grad_scale,
                             const GradReadyFn& on_grad_ready) {
   const float* logits = Run(input, batch, true);
   float* dcur = dbuf_[0].data();
-  LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, dcur, grad_scale);
+  LossResult loss = Loss(logits, labels, batch, dcur, grad_scale);
+  if (wide_) ScatterRowGrads(sparse_, batch, dcur, &tables_.back());
   for (int i = layer_count() - 1; i >= 0; --i) {
     const float* in = i == 0 ? input : acts_[i - 1].data();
     // The first layer's input gradient is never needed.
@@ -192,11 +283,20 @@ LossResult Model::Evaluate(const float* input, const int32_t* labels, int64_t ro
   for (int64_t r = 0; r < rows; r += max_batch_) {
     const int n = static_cast<int>(std::min<int64_t>(max_batch_, rows - r));
     const float* logits = Forward(input + r * input_dim_, n);
-    LossResult part = SoftmaxCrossEntropy(logits, labels + r, n, num_classes_, nullptr, 0.0f);
+    LossResult part = Loss(logits, labels + r, n, nullptr, 0.0f);
     total.loss_sum += part.loss_sum;
     total.correct += part.correct;
   }
   return total;
+}
+
+LossResult Model::EvaluateBatch(const float* input, const int32_t* labels, int batch,
+                                float* scores) {
+  const float* logits = Forward(input, batch);
+  if (binary_ && scores != nullptr) {
+    for (int i = 0; i < batch; ++i) scores[i] = 1.0f / (1.0f + std::exp(-logits[i]));
+  }
+  return Loss(logits, labels, batch, nullptr, 0.0f);
 }
 
 }  // namespace pstrain

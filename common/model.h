@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dataset.h"
 #include "common/layers.h"
 #include "common/status.h"
 #include "common/tensor.h"
@@ -29,6 +30,7 @@ struct LayerSpec {
   int padding = 0;                // conv2d: zeros on every side
   int size = 0;                   // maxpool: window side
   double rate = 0;                // dropout: probability of zeroing a value, in [0, 1)
+  int dim = 0;                    // embedding: floats per row
 };
 
 // The seed of one training step's randomness (dropout masks): a function of
@@ -37,6 +39,18 @@ struct LayerSpec {
 // reproducible and BSP sees the same masks as standalone accumulation.
 uint64_t StepSeed(uint64_t job_seed, int epoch, int64_t step, int part);
 
+// Sparse data (LibSVM): what Build needs besides the layers.
+struct SparseOptions {
+  bool enabled = false;  // the first layer is an embedding over input_dim features
+  int max_active = 1;    // the most features one sample has (sizes the buffers)
+  bool wide = false;     // add a linear term over the features to the one output
+};
+
+// Embedding tables: 0 is the embedding layer's, 1 the wide term's (one float
+// a feature).
+inline constexpr uint32_t kEmbeddingTable = 0;
+inline constexpr uint32_t kWideTable = 1;
+
 class Model {
  public:
   // Validates the layer list against the data's shape: the last layer must
@@ -44,9 +58,16 @@ class Model {
   // `image`, the shape of a sample (its size must be input_dim); a dense
   // layer sees an image as flat values. A Dense or Conv2D directly followed by
   // a ReLU is fused into one layer. Errors name model.layers[i] and its key.
+  //
+  // A model whose last layer has one output on two-class data is binary: it
+  // is trained with the logistic loss and scores each sample with
+  // P(label 1). Sparse data needs an embedding first layer (and nothing
+  // else takes one); its rows are not parameters of the model but blocks
+  // the caller fills per batch (GatherSparse, then tables()).
   static StatusOr<std::unique_ptr<Model>> Build(const std::vector<LayerSpec>& specs, int input_dim,
                                                 int num_classes, int max_batch,
-                                                const ImageShape& image = {});
+                                                const ImageShape& image = {},
+                                                const SparseOptions& sparse = {});
 
   // Initialises the parameters from `seed`; also sets the step seed to it.
   void InitParams(uint64_t seed);
@@ -64,6 +85,19 @@ class Model {
   const Layer& layer(int i) const { return *layers_[i]; }
   // "dense 784->256 +relu, dense 256->128 +relu, dense 128->10"
   std::string Describe() const;
+  bool binary() const { return binary_; }
+  bool sparse() const { return !tables_.empty(); }
+
+  // Sparse models: makes samples ids[0, n) (n <= max_batch) of `data` the
+  // next batch: its distinct features become each table's rows(), whose
+  // values the caller must fill before TrainStep / Forward (input null).
+  void GatherSparse(const Dataset& data, const uint32_t* ids, int n);
+  // The same for samples [first, first + n).
+  void GatherSparse(const Dataset& data, int64_t first, int n);
+  std::span<const uint64_t> rows() const { return sparse_.rows; }
+  // The embedding tables (kEmbeddingTable, then kWideTable if wide): values
+  // to fill for rows(), and after TrainStep the rows' gradients.
+  std::vector<RowBlock>& tables() { return tables_; }
 
   // Called during Backward when a layer's gradients are final, from the last
   // layer to the first: tensors [first_tensor, last_tensor) of the layout.
@@ -76,8 +110,11 @@ class Model {
                        const GradReadyFn& on_grad_ready = nullptr);
 
   // Forward and loss only, on any number of rows (processed max_batch at a
-  // time).
+  // time). Dense models only.
   LossResult Evaluate(const float* input, const int32_t* labels, int64_t rows);
+  // Forward and loss of `batch` rows of `input` (null: the gathered sparse
+  // batch); binary models write P(label 1) of each row to scores if given.
+  LossResult EvaluateBatch(const float* input, const int32_t* labels, int batch, float* scores);
 
   // Logits for `batch` rows (batch <= max_batch), evaluation mode (dropout
   // off); valid until the next call.
@@ -86,6 +123,10 @@ class Model {
  private:
   Model() = default;
   const float* Run(const float* input, int batch, bool training);
+  LossResult Loss(const float* logits, const int32_t* labels, int batch, float* dlogits,
+                  float grad_scale) const;
+  template <typename SampleAt>
+  void Gather(const Dataset& data, int n, SampleAt sample_at);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   TensorLayout layout_;
@@ -99,6 +140,12 @@ class Model {
   int num_classes_ = 0;
   int max_batch_ = 0;
   uint64_t step_seed_ = 0;
+  bool binary_ = false;
+  // Sparse models: the current batch, and the tables' rows for it.
+  SparseBatch sparse_;
+  std::vector<uint64_t> sort_;    // (feature << 32 | entry), for GatherSparse
+  std::vector<RowBlock> tables_;  // reserved once: layers point into it
+  bool wide_ = false;
 };
 
 }  // namespace pstrain

@@ -15,6 +15,7 @@ struct EpochStats {
   double train_accuracy = 0;  // fraction of training samples classified right
   double test_loss = 0;       // mean over the test set, after the epoch
   double test_accuracy = 0;   // fraction of the test set
+  double test_auc = -1;       // binary models: area under the ROC curve (-1: none)
   int64_t samples = 0;        // training samples processed in the epoch
   double train_seconds = 0;   // wall time of the training part
   double seconds = 0;         // wall time of the epoch, evaluation included
@@ -39,6 +40,7 @@ struct FinalStats {
   int epochs = 0;
   double test_loss = 0;
   double test_accuracy = 0;
+  double test_auc = -1;   // binary models (-1: none)
   double weights_l2 = 0;  // L2 norm of all parameters
   int64_t params = 0;
   double seconds = 0;  // whole run

@@ -41,14 +41,25 @@ void Console::Progress(const ProgressStats& p) {
   drawn_ = true;
 }
 
+namespace {
+
+std::string Format(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+}  // namespace
+
 void Console::Epoch(const EpochStats& e, int epochs) {
   ClearProgress();
   epochs_.push_back(e);
+  const std::string auc = e.test_auc >= 0 ? Format("  test AUC %.4f", e.test_auc) : "";
   std::printf(
-      "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f samples/s  "
+      "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%%s  %.0f samples/s  "
       "%.1fs\n",
-      e.epoch, epochs, e.train_loss, e.test_loss, e.test_accuracy * 100, e.samples_per_s,
-      e.seconds);
+      e.epoch, epochs, e.train_loss, e.test_loss, e.test_accuracy * 100, auc.c_str(),
+      e.samples_per_s, e.seconds);
   std::fflush(stdout);
 }
 
@@ -62,16 +73,6 @@ void Console::Final(const FinalStats& f) {
   std::fputs(SummaryTable(f, epochs_).c_str(), stdout);
   std::fflush(stdout);
 }
-
-namespace {
-
-std::string Format(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
-
-}  // namespace
 
 std::string SummaryTable(const FinalStats& f, const std::vector<EpochStats>& epochs) {
   int64_t samples = 0;
@@ -89,6 +90,7 @@ std::string SummaryTable(const FinalStats& f, const std::vector<EpochStats>& epo
                    (f.epochs == 1 ? " epoch" : " epochs") +
                    (train_seconds > 0 ? Format(", %.1f s training", train_seconds) : "")},
   };
+  if (f.test_auc >= 0) rows.insert(rows.begin() + 1, {"test AUC", Format("%.4f", f.test_auc)});
   if (train_seconds > 0) {
     rows.push_back({"samples/s", Format("%.0f", samples / train_seconds) + " (" +
                                      std::to_string(samples) + " samples in " +

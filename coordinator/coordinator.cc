@@ -10,6 +10,7 @@
 #include "common/job_data.h"
 #include "common/keys.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/model.h"
 
 namespace pstrain {
@@ -423,9 +424,15 @@ Status Coordinator::Register() {
 Status Coordinator::Assign() {
   const JobConfig& c = options_.config;
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                   Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_));
+                   Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
+                                SparseOptionsOf(c, nullptr)));
   const KeyLayout keys(model->layout());
-  ASSIGN_OR_RETURN(std::vector<KeyRange> slices, SliceKeys(keys, c.cluster.servers));
+  // A sparse model's dense part may be smaller than one block a server:
+  // the servers past its blocks then hold embedding rows only.
+  const int dense_servers =
+      model->sparse() ? std::min(c.cluster.servers, static_cast<int>(keys.blocks().size()))
+                      : c.cluster.servers;
+  ASSIGN_OR_RETURN(std::vector<KeyRange> slices, SliceKeys(keys, dense_servers));
   for (const KeyRange& r : slices) {
     const size_t bytes = keys.Flat(r).size() * sizeof(float);
     if (c.cluster.replication > 1 && bytes > kMaxDataFrameBytes) {
@@ -459,7 +466,7 @@ Status Coordinator::Assign() {
   if (ranges_.empty()) {
     // Range i lives on server i; with replication 2 its backup on server i+1.
     ranges_ = slices;
-    for (size_t i = 0; i < servers.size(); ++i) {
+    for (size_t i = 0; i < ranges_.size(); ++i) {
       primary_.push_back(servers[i]->id);
       backup_.push_back(c.cluster.replication > 1 ? servers[(i + 1) % servers.size()]->id : -1);
     }
@@ -618,6 +625,8 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   e.sample_set_ok = 1;
   e.samples = train_count_;
   for (auto& [id, sh] : applied) {
+    // Servers of embedding rows only (no dense keys) count no samples.
+    if (std::find(primary_.begin(), primary_.end(), id) == primary_.end()) continue;
     if (sh.first != train_count_ || sh.second != expected_hash) {
       e.sample_set_ok = 0;
       e.samples = std::min(e.samples, sh.first);
@@ -648,13 +657,20 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
     }
   }
   double loss = 0;
-  int64_t correct = 0, count = 0;
+  int64_t correct = 0, count = 0, scored = 0;
+  std::vector<float> scores(test_labels_.size());
   auto eval_handler = [&](Node& n, msg::Control::Reader m) -> Status {
     if (m.which() == msg::Control::EVAL_DONE && m.getEvalDone().getEpoch() == epoch) {
       auto d = m.getEvalDone();
       loss += d.getLossSum();
       correct += d.getCorrect();
       count += d.getCount();
+      const auto s = d.getScores();
+      if (s.size() > 0 && d.getBegin() >= 0 &&
+          d.getBegin() + static_cast<int64_t>(s.size()) <= static_cast<int64_t>(scores.size())) {
+        for (unsigned i = 0; i < s.size(); ++i) scores[d.getBegin() + i] = s[i];
+        scored += s.size();
+      }
       // One outstanding range of this worker is done (a survivor may hold two).
       if (current_.evals.erase(n.id) == 0) current_.evals.erase(n.id + 1000000);
     }
@@ -665,6 +681,12 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
                             std::chrono::hours(24), eval_handler));
   e.test_loss = loss / std::max<int64_t>(count, 1);
   e.test_accuracy = static_cast<double>(correct) / std::max<int64_t>(count, 1);
+  if (scored > 0 && scored == test_count_) {
+    e.test_auc = BinaryAuc(scores, test_labels_);
+  } else if (scored > 0) {
+    PSTRAIN_LOG(WARNING) << "epoch " << epoch + 1 << ": scores came for " << scored << " of "
+                         << test_count_ << " test samples; no AUC";
+  }
   e.seconds = Since(start);
   current_ = EpochState{};
   PublishEpoch(e, done);
@@ -839,6 +861,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     input_shape_ = data.train.shape;
     train_count_ = data.train.count;
     test_count_ = data.test.count;
+    test_labels_.assign(data.test.labels.begin(), data.test.labels.end());
     int first_epoch = 0;
     if (options_.resume) {
       ASSIGN_OR_RETURN(Manifest m, PickCheckpoint());
@@ -861,6 +884,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
       RETURN_IF_ERROR(metrics_->WriteEpoch(e));
       f.test_loss = e.test_loss;
       f.test_accuracy = e.test_accuracy;
+      f.test_auc = e.test_auc;
       if (!c.checkpoint_dir.empty() && (epoch + 1) % c.checkpoint_every_epochs == 0) {
         RETURN_IF_ERROR(WriteCheckpoint(epoch + 1));
       }
@@ -896,7 +920,8 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     for (auto& [id, s] : sums) total += s;
     f.weights_l2 = std::sqrt(total);
     ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                     Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_));
+                     Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
+                                  SparseOptionsOf(c, nullptr)));
     f.params = static_cast<int64_t>(model->layout().parameter_count());
     f.epochs = c.epochs;
     f.seconds = Since(run_start_);

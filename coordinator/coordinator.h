@@ -138,6 +138,7 @@ class Coordinator {
   int input_dim_ = 0, num_classes_ = 0;
   ImageShape input_shape_;
   int64_t train_count_ = 0, test_count_ = 0;
+  std::vector<uint8_t> test_labels_;  // for the AUC of binary models
   uint64_t membership_epoch_ = 1;
   int64_t clock_ = 0;
   std::string restore_dir_;  // checkpoint folder the servers start from

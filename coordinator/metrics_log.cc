@@ -102,6 +102,7 @@ Status MetricsLog::WriteEpoch(const EpochStats& e) {
       .Add("train_seconds", e.train_seconds)
       .Add("seconds", e.seconds)
       .Add("lr", static_cast<double>(e.lr));
+  if (e.test_auc >= 0) line.Add("test_auc", e.test_auc);
   if (e.sample_set_ok >= 0) line.Add("sample_set_ok", e.sample_set_ok == 1);
   if (e.compute_s >= 0) {
     line.Add("compute_s", e.compute_s)
@@ -121,14 +122,14 @@ Status MetricsLog::WriteEpoch(const EpochStats& e) {
 }
 
 Status MetricsLog::WriteFinal(const FinalStats& f) {
-  return Write(JsonObject()
-                   .Add("event", "final")
-                   .Add("epochs", f.epochs)
-                   .Add("test_loss", f.test_loss)
-                   .Add("test_accuracy", f.test_accuracy)
-                   .Add("weights_l2", f.weights_l2)
-                   .Add("params", f.params)
-                   .Add("seconds", f.seconds));
+  JsonObject line;
+  line.Add("event", "final")
+      .Add("epochs", f.epochs)
+      .Add("test_loss", f.test_loss)
+      .Add("test_accuracy", f.test_accuracy);
+  if (f.test_auc >= 0) line.Add("test_auc", f.test_auc);
+  return Write(
+      line.Add("weights_l2", f.weights_l2).Add("params", f.params).Add("seconds", f.seconds));
 }
 
 }  // namespace pstrain

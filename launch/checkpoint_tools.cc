@@ -203,8 +203,13 @@ int RunEval(const CommandLine& cl) {
   if (!data.ok()) return Fail(1, data.status());
   const Dataset& test = data->test;
   StatusOr<std::unique_ptr<Model>> model =
-      Model::Build(c->layers, test.dim, data->train.num_classes, c->eval_batch_size, test.shape);
+      Model::Build(c->layers, test.dim, data->train.num_classes, c->eval_batch_size, test.shape,
+                   SparseOptionsOf(*c, &*data));
   if (!model.ok()) return Fail(2, model.status());
+  if ((*model)->sparse()) {
+    return Fail(2, InvalidArgument("pstrain eval: the job's model is sparse, and checkpoints do "
+                                   "not hold its embedding rows"));
+  }
   const TensorLayout& layout = (*model)->layout();
   if (!m->tensors.empty()) {
     bool same = static_cast<int>(m->tensors.size()) == layout.count();

@@ -112,6 +112,8 @@ std::string UsageText() {
       "tensors)\n"
       "       pstrain eval DIR [--set data.KEY=..] test loss, accuracy and confusion matrix of a\n"
       "                                           checkpoint's weights\n"
+      "       pstrain synth-ctr DIR [features=N train=N ...] write a synthetic click-through\n"
+      "                                           set (LibSVM) from a known model\n"
       "       pstrain help job                    every job-file key with its default\n"
       "       pstrain info                        version and the BLAS kernel in use, as JSON\n"
       "\nflags:\n";

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include "common/config.h"
 #include "common/json.h"
 #include "common/logging.h"
+#include "common/synthetic_ctr.h"
 #include "launch/checkpoint_tools.h"
 #include "launch/flags.h"
 #include "launch/roles.h"
@@ -77,6 +79,61 @@ void UseBestBlasKernel(char** argv) {
 
 }  // namespace
 
+// pstrain synth-ctr DIR [name=value ...]: a synthetic click-through set.
+int SynthCtr(const pstrain::CommandLine& cl) {
+  const char* usage =
+      "usage: pstrain synth-ctr DIR [features=N] [fields=N] [vocabulary=N] [zipf=X] "
+      "[weight_sd=X] [bias=X] [train=N] [test=N] [seed=N]";
+  if (cl.positional.empty()) return Fail(2, pstrain::InvalidArgument(usage));
+  pstrain::CtrOptions o;
+  for (size_t i = 1; i < cl.positional.size(); ++i) {
+    const std::string& a = cl.positional[i];
+    const size_t eq = a.find('=');
+    const std::string name = a.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : a.substr(eq + 1);
+    char* end = nullptr;
+    const double v = std::strtod(value.c_str(), &end);
+    if (value.empty() || end == nullptr || *end != '\0' || !std::isfinite(v)) {
+      return Fail(
+          2, pstrain::InvalidArgument("synth-ctr: \"" + a + "\" is not name=number; " + usage));
+    }
+    if (name == "features") {
+      o.features = static_cast<int64_t>(v);
+    } else if (name == "fields") {
+      o.fields = static_cast<int>(v);
+    } else if (name == "vocabulary") {
+      o.largest_vocabulary = static_cast<int64_t>(v);
+    } else if (name == "zipf") {
+      o.zipf = v;
+    } else if (name == "weight_sd") {
+      o.weight_sd = v;
+    } else if (name == "bias") {
+      o.bias = v;
+    } else if (name == "train") {
+      o.train = static_cast<int64_t>(v);
+    } else if (name == "test") {
+      o.test = static_cast<int64_t>(v);
+    } else if (name == "seed") {
+      o.seed = static_cast<uint64_t>(v);
+    } else {
+      return Fail(
+          2, pstrain::InvalidArgument("synth-ctr: unknown setting \"" + name + "\"; " + usage));
+    }
+  }
+  auto truth = pstrain::WriteSyntheticCtr(cl.positional[0], o);
+  if (!truth.ok())
+    return Fail(truth.status().code() == pstrain::StatusCode::kInvalidArgument ? 2 : 1,
+                truth.status());
+  std::printf(
+      "wrote %s/train.libsvm (%lld samples), test.libsvm (%lld), truth.json: the "
+      "generating model's test AUC %.4f, log-loss %.4f, %.1f%% positive, %lld distinct "
+      "training features of %lld\n",
+      cl.positional[0].c_str(), static_cast<long long>(o.train), static_cast<long long>(o.test),
+      truth->best_auc, truth->best_logloss, 100 * truth->positive_rate,
+      static_cast<long long>(truth->train_active), static_cast<long long>(o.features));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   UseBestBlasKernel(argv);
   auto cl = pstrain::ParseCommandLine(argc, argv);
@@ -129,6 +186,7 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, OnSignal);
     return pstrain::RunRole(*cl, &g_stop);
   }
+  if (cl->command == "synth-ctr") return SynthCtr(*cl);
   if (cl->command == "inspect") return pstrain::RunInspect(*cl);
   if (cl->command == "eval") return pstrain::RunEval(*cl);
   if (cl->command == "info") {

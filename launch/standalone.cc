@@ -38,10 +38,10 @@ Status RunStandalone(const JobConfig& config, const std::atomic<bool>* stop) {
   SetBlasThreads(config.threads);
   FlushDenormalsToZero();
   ASSIGN_OR_RETURN(JobData data, LoadJobData(config.data));
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<Model> model,
-      Model::Build(config.layers, data.train.dim, data.train.num_classes,
-                   std::max(config.batch_size, config.eval_batch_size), data.train.shape));
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                   Model::Build(config.layers, data.train.dim, data.train.num_classes,
+                                std::max(config.batch_size, config.eval_batch_size),
+                                data.train.shape, SparseOptionsOf(config, &data)));
   model->InitParams(config.seed);
   ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> metrics, MetricsLog::Open(config.metrics_path));
   metrics->set_title("pstrain " + config.name + " (standalone)");

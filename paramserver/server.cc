@@ -12,12 +12,13 @@
 
 #include "common/blas.h"
 #include "common/compress.h"
+#include "common/job_data.h"
 #include "common/logging.h"
 #include "common/model.h"
 #include "common/msg/codec.h"
 #include "common/node.h"
+#include "common/sparse_table.h"
 #include "paramserver/dense_shard.h"
-#include "paramserver/sparse_table.h"
 
 namespace pstrain {
 namespace {
@@ -206,7 +207,8 @@ Status Server::Setup(const NodeAssignment& a) {
   // The same initial weights as a standalone run: build the model and take
   // this server's ranges out of it.
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                   Model::Build(c.layers, a.input_dim, a.num_classes, 1, a.input_shape));
+                   Model::Build(c.layers, a.input_dim, a.num_classes, 1, a.input_shape,
+                                SparseOptionsOf(c, nullptr)));
   model->InitParams(c.seed);
   keys_ = std::make_unique<KeyLayout>(model->layout());
   ShardOptions so;

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/metrics.h"
 #include "common/optimizer.h"
 #include "common/sampler.h"
+#include "common/sparse_table.h"
 
 namespace pstrain {
 namespace {
@@ -15,15 +17,44 @@ double Since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-EvalResult EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end) {
+StatusOr<EvalResult> EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end,
+                                   const RowFetch& fetch) {
   EvalResult r;
   if (end <= begin) return r;
-  LossResult l = model.Evaluate(data.row(begin), data.labels.data() + begin, end - begin);
-  r.loss_sum = l.loss_sum;
-  r.correct = l.correct;
+  if (model.sparse() && !fetch) return Internal("a sparse model needs a row source to evaluate");
+  if (model.binary()) {
+    r.scores.resize(end - begin);
+    r.labels.assign(data.labels.begin() + begin, data.labels.begin() + end);
+  }
+  for (int64_t at = begin; at < end; at += model.max_batch()) {
+    const int n = static_cast<int>(std::min<int64_t>(model.max_batch(), end - at));
+    if (model.sparse()) {
+      model.GatherSparse(data, at, n);
+      RETURN_IF_ERROR(fetch(model));
+    }
+    const LossResult l =
+        model.EvaluateBatch(model.sparse() ? nullptr : data.row(at), data.labels.data() + at, n,
+                            r.scores.empty() ? nullptr : r.scores.data() + (at - begin));
+    r.loss_sum += l.loss_sum;
+    r.correct += l.correct;
+  }
   r.count = end - begin;
   return r;
 }
+
+namespace {
+
+// Test loss, accuracy and AUC of the whole test set into e.
+template <typename Stats>
+Status EvaluateTest(Model& model, const Dataset& test, const RowFetch& fetch, Stats* e) {
+  ASSIGN_OR_RETURN(EvalResult ev, EvaluateRange(model, test, 0, test.count, fetch));
+  e->test_loss = ev.loss_sum / std::max<int64_t>(ev.count, 1);
+  e->test_accuracy = static_cast<double>(ev.correct) / std::max<int64_t>(ev.count, 1);
+  if (!ev.scores.empty()) e->test_auc = BinaryAuc(ev.scores, ev.labels);
+  return OkStatus();
+}
+
+}  // namespace
 
 StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& train,
                                      const Dataset& test, Model& model, TrainingObserver& observer,
@@ -31,8 +62,24 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
   const auto run_start = std::chrono::steady_clock::now();
   const int batch = config.batch_size;
   const int dim = train.dim;
+  const bool sparse = model.sparse();
+  if (sparse && config.micro_batches > 1) {
+    return InvalidArgument("train.micro_batches > 1 is for dense models; this one is sparse");
+  }
   std::unique_ptr<Optimizer> optimizer = Optimizer::Create(config.optimizer, model.params().size());
-  FloatBuffer input(static_cast<size_t>(batch) * dim);
+  // Sparse models: the embedding tables, here in this process.
+  std::vector<SparseTable> tables;
+  for (const RowBlock& b : model.tables()) {
+    ASSIGN_OR_RETURN(SparseTable t,
+                     SparseTable::Create(b.table, b.dim, config.optimizer, config.seed));
+    tables.push_back(std::move(t));
+  }
+  const RowFetch fetch = [&tables](Model& m) {
+    for (size_t t = 0; t < tables.size(); ++t)
+      tables[t].Pull(m.rows(), m.tables()[t].values.data());
+    return OkStatus();
+  };
+  FloatBuffer input(sparse ? 0 : static_cast<size_t>(batch) * dim);
   FloatBuffer accum(config.micro_batches > 1 ? model.grads().size() : 0);
   std::vector<int32_t> labels(batch);
   std::vector<uint32_t> order;
@@ -53,8 +100,15 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
       const int n = static_cast<int>(std::min<int64_t>(batch, train.count - first));
       for (int i = 0; i < n; ++i) {
         const uint32_t s = order[first + i];
-        std::memcpy(input.data() + static_cast<size_t>(i) * dim, train.row(s), dim * sizeof(float));
+        if (!sparse) {
+          std::memcpy(input.data() + static_cast<size_t>(i) * dim, train.row(s),
+                      dim * sizeof(float));
+        }
         labels[i] = train.labels[s];
+      }
+      if (sparse) {
+        model.GatherSparse(train, order.data() + first, n);
+        RETURN_IF_ERROR(fetch(model));
       }
       // Gradient accumulation: parts summed in order, exactly as a BSP
       // server sums the workers' parts of a global batch.
@@ -63,8 +117,9 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
       for (int m = 0; m < parts; ++m) {
         const int a = n * m / parts, b = n * (m + 1) / parts;
         model.SetStepSeed(StepSeed(config.seed, epoch, step, m));
-        LossResult part = model.TrainStep(input.data() + static_cast<size_t>(a) * dim,
-                                          labels.data() + a, b - a, 1.0f / n);
+        LossResult part =
+            model.TrainStep(sparse ? nullptr : input.data() + static_cast<size_t>(a) * dim,
+                            labels.data() + a, b - a, 1.0f / n);
         l.loss_sum += part.loss_sum;
         l.correct += part.correct;
         if (parts == 1) break;
@@ -86,6 +141,9 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
                                "; lower optimizer.lr");
       }
       optimizer->Apply(model.params(), model.grads(), lr);
+      for (size_t t = 0; t < tables.size(); ++t) {
+        tables[t].Push(model.rows(), model.tables()[t].grads.data(), lr);
+      }
       loss_sum += l.loss_sum;
       correct += l.correct;
       done += n;
@@ -102,9 +160,7 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
     e.train_loss = loss_sum / std::max<int64_t>(done, 1);
     e.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(done, 1);
     e.samples_per_s = done / std::max(e.train_seconds, 1e-9);
-    EvalResult ev = EvaluateRange(model, test, 0, test.count);
-    e.test_loss = ev.loss_sum / std::max<int64_t>(ev.count, 1);
-    e.test_accuracy = static_cast<double>(ev.correct) / std::max<int64_t>(ev.count, 1);
+    RETURN_IF_ERROR(EvaluateTest(model, test, fetch, &e));
     e.seconds = Since(epoch_start);
     e.lr = lr;
     RETURN_IF_ERROR(observer.OnEpoch(e));
@@ -112,9 +168,7 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
 
   FinalStats f;
   f.epochs = config.epochs;
-  EvalResult ev = EvaluateRange(model, test, 0, test.count);
-  f.test_loss = ev.loss_sum / std::max<int64_t>(ev.count, 1);
-  f.test_accuracy = static_cast<double>(ev.correct) / std::max<int64_t>(ev.count, 1);
+  RETURN_IF_ERROR(EvaluateTest(model, test, fetch, &f));
   f.weights_l2 = L2Norm(model.params());
   f.params = static_cast<int64_t>(model.layout().parameter_count());
   f.seconds = Since(run_start);

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <vector>
 
 #include "common/config.h"
 #include "common/dataset.h"
@@ -25,13 +27,20 @@ class TrainingObserver {
   virtual Status OnEpoch(const EpochStats& e) = 0;
 };
 
-// Test-set loss and accuracy of `model` over rows [begin, end) of `data`.
+// Test-set loss and accuracy of `model` over rows [begin, end) of `data`;
+// binary models also give each row's score, P(label 1).
 struct EvalResult {
   double loss_sum = 0;
   int64_t correct = 0;
   int64_t count = 0;
+  std::vector<float> scores;    // binary models: per row
+  std::vector<uint8_t> labels;  // the rows' labels, with scores
 };
-EvalResult EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end);
+// Sparse models: fills the model's tables() values for its rows() (from
+// the servers, or a local table).
+using RowFetch = std::function<Status(Model&)>;
+StatusOr<EvalResult> EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end,
+                                   const RowFetch& fetch = nullptr);
 
 // Trains `model` (already initialised) for config.epochs epochs. Returns
 // kCancelled if *stop becomes true (checked every step).

@@ -55,6 +55,8 @@ class Worker {
   Status Pull(int64_t clock);
   // Sends heartbeats and handles control messages while waiting.
   Status Idle();
+  // Sparse models: pulls the rows of the gathered batch from the servers.
+  Status FetchRows(Model& model);
   void SetSlotOwners(const std::vector<int>& owners);
 
   ZmqContext& ctx_;
@@ -134,7 +136,8 @@ Status Worker::Setup() {
                            "): do all hosts see the same files?");
   }
   ASSIGN_OR_RETURN(model_, Model::Build(c.layers, a_.input_dim, a_.num_classes,
-                                        std::max(c.batch_size, c.eval_batch_size), a_.input_shape));
+                                        std::max(c.batch_size, c.eval_batch_size), a_.input_shape,
+                                        SparseOptionsOf(c, &data_)));
   keys_ = std::make_unique<KeyLayout>(model_->layout());
   auto it = std::find(a_.workers.begin(), a_.workers.end(), a_.node_id);
   if (it == a_.workers.end()) return Internal("this worker is not in its own assignment");
@@ -155,7 +158,7 @@ Status Worker::Setup() {
     return OkStatus();
   });
   staging_ = FloatBuffer(model_->params().size());
-  input_ = FloatBuffer(static_cast<size_t>(c.batch_size) * a_.input_dim);
+  if (!model_->sparse()) input_ = FloatBuffer(static_cast<size_t>(c.batch_size) * a_.input_dim);
   labels_.resize(c.batch_size);
   return OkStatus();
 }
@@ -250,6 +253,18 @@ Status Worker::OnControl(msg::Control::Reader c) {
   }
 }
 
+Status Worker::FetchRows(Model& model) {
+  std::vector<RowBlock>& tables = model.tables();
+  PsClient::Ticket tickets[2] = {0, 0};
+  for (size_t t = 0; t < tables.size(); ++t) {
+    ASSIGN_OR_RETURN(tickets[t], client_->PullRows(tables[t].table, tables[t].dim, model.rows(),
+                                                   tables[t].values.data()));
+  }
+  for (size_t t = 0; t < tables.size(); ++t)
+    RETURN_IF_ERROR(client_->Wait(tickets[t], kWaitDeadline));
+  return OkStatus();
+}
+
 Status Worker::Pull(int64_t clock) {
   const int64_t want = a_.config.cluster.consistency == "asp" ? 0 : clock;
   ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging_.data(), want));
@@ -279,19 +294,30 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
     RETURN_IF_ERROR(client_->WaitBuffersReleased(kWaitDeadline));
     auto t1 = Clock::now();
     push_wait_s_ += Seconds(t1 - t0);
+    const bool sparse = model_->sparse();
     for (int i = 0; i < n; ++i) {
-      std::memcpy(input_.data() + static_cast<size_t>(i) * a_.input_dim, data_.train.row(mine[i]),
-                  a_.input_dim * sizeof(float));
+      if (!sparse) {
+        std::memcpy(input_.data() + static_cast<size_t>(i) * a_.input_dim, data_.train.row(mine[i]),
+                    a_.input_dim * sizeof(float));
+      }
       labels_[i] = data_.train.labels[mine[i]];
       tag.sample_hash += Mix64(mine[i]);
+    }
+    if (sparse) {
+      // The rows this batch touches, fresh from the servers.
+      model_->GatherSparse(data_.train, mine.data(), n);
+      const auto f0 = Clock::now();
+      RETURN_IF_ERROR(FetchRows(*model_));
+      t1 = Clock::now();
+      pull_wait_s_ += Seconds(t1 - f0);
     }
     // BSP sums the slots' gradients: scale each by the whole step's size so
     // the sum is the mean over the global batch.
     const float scale = 1.0f / static_cast<float>(bsp ? plan.StepTotal(k) : n);
     Status push_status;
     model_->SetStepSeed(StepSeed(c.seed, epoch, k, slot));
-    LossResult l =
-        model_->TrainStep(input_.data(), labels_.data(), n, scale, [&](int first, int last) {
+    LossResult l = model_->TrainStep(
+        sparse ? nullptr : input_.data(), labels_.data(), n, scale, [&](int first, int last) {
           if (!push_status.ok()) return;
           const TensorLayout& layout = model_->layout();
           const KeyRange range = keys_->Covering(layout[first].offset,
@@ -304,6 +330,12 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
           }
         });
     RETURN_IF_ERROR(push_status);
+    for (const RowBlock& t : model_->tables()) {
+      // Applied on arrival: the rows' gradients do not wait for the clock.
+      ASSIGN_OR_RETURN(PsClient::Ticket p,
+                       client_->PushRows(t.table, t.dim, model_->rows(), t.grads.data(), lr));
+      pushes_.push_back(p);
+    }
     if (!std::isfinite(l.loss_sum)) {
       return InvalidArgument("training diverged: the loss is not finite in epoch " +
                              std::to_string(epoch + 1) + ", step " + std::to_string(k + 1) +
@@ -416,7 +448,8 @@ Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
     } while (s.code() == StatusCode::kAborted && !done_);
     RETURN_IF_ERROR(s);
   }
-  const EvalResult r = EvaluateRange(*model_, data_.test, begin, end);
+  ASSIGN_OR_RETURN(const EvalResult r, EvaluateRange(*model_, data_.test, begin, end,
+                                                     [this](Model& m) { return FetchRows(m); }));
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEvalDone();
   d.setNodeId(a_.node_id);
@@ -424,6 +457,13 @@ Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
   d.setLossSum(r.loss_sum);
   d.setCorrect(r.correct);
   d.setCount(r.count);
+  d.setBegin(begin);
+  // Binary models: the scores, for the coordinator's AUC (a message holds
+  // up to kMaxHeaderBytes: about 250,000 of them).
+  if (!r.scores.empty() && r.scores.size() * sizeof(float) + 4096 < kMaxHeaderBytes) {
+    auto scores = d.initScores(static_cast<unsigned>(r.scores.size()));
+    for (size_t i = 0; i < r.scores.size(); ++i) scores.set(static_cast<unsigned>(i), r.scores[i]);
+  }
   return control_->Send(m);
 }
 

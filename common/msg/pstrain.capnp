@@ -186,6 +186,8 @@ struct EvalDone {
   lossSum @2 :Float64;
   correct @3 :Int64;
   count @4 :Int64;
+  begin @5 :Int64;             # the first test row evaluated
+  scores @6 :List(Float32);    # binary models: P(label 1) of each row from begin
 }
 
 # coordinator -> server: report the sum of squares of the parameters you
