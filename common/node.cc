@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <random>
 
 #include "common/logging.h"
@@ -248,6 +250,15 @@ Status ControlChannel::Tick() {
     RETURN_IF_ERROR(Send(m));
   }
   return OkStatus();
+}
+
+int64_t PeakRssBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+  }
+  return -1;
 }
 
 }  // namespace pstrain

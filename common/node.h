@@ -66,6 +66,8 @@ StatusOr<NodeAssignment> ReadAssignment(msg::Assignment::Reader r);
 // A random 64-bit number that differs between process starts.
 uint64_t NewIncarnation();
 std::string HostName();
+// This process's peak resident memory (VmHWM), or -1 if unknown.
+int64_t PeakRssBytes();
 
 class ControlChannel {
  public:

@@ -22,10 +22,11 @@ struct EpochStats {
   double samples_per_s = 0;   // samples / train_seconds
   float lr = 0;               // learning rate at the epoch's end
   // Distributed runs only (negative: not measured).
-  int sample_set_ok = -1;   // 1 if every sample was processed exactly once
-  double compute_s = -1;    // mean per worker: forward + backward
-  double push_wait_s = -1;  // mean per worker: waiting for push acks/buffers
-  double pull_wait_s = -1;  // mean per worker: waiting for fresh weights
+  int sample_set_ok = -1;        // 1 if every sample was processed exactly once
+  double compute_s = -1;         // mean per worker: forward + backward
+  double push_wait_s = -1;       // mean per worker: waiting for push acks/buffers
+  double pull_wait_s = -1;       // mean per worker: waiting for fresh weights
+  int64_t worker_peak_rss = -1;  // the largest peak resident memory of a worker (bytes)
 };
 
 // One worker's share of a distributed run.

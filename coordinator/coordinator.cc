@@ -572,6 +572,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
       x.compute += d.getComputeSeconds();
       x.push += d.getPushWaitSeconds();
       x.pull += d.getPullWaitSeconds();
+      x.peak_rss = std::max(x.peak_rss, d.getPeakRssBytes());
       current_.training[n.id] = true;
     }
     return OkStatus();
@@ -597,6 +598,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
     compute += d.compute;
     push += d.push;
     pull += d.pull;
+    e.worker_peak_rss = std::max(e.worker_peak_rss, d.peak_rss);
   }
   e.train_loss /= std::max<int64_t>(worker_samples, 1);
   e.train_accuracy /= static_cast<double>(std::max<int64_t>(worker_samples, 1));
@@ -908,6 +910,8 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
                                                   .Add("pushes_refused", r.getPushesRefused())
                                                   .Add("bad_messages", r.getBadMessages())
                                                   .Add("nonfinite_refused", r.getNonFiniteRefused())
+                                                  .Add("sparse_rows", r.getSparseRows())
+                                                  .Add("sparse_bytes", r.getSparseBytes())
                                                   .str() +
                                               ",";
                                 }

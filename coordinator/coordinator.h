@@ -84,6 +84,7 @@ class Coordinator {
     double loss = 0;
     int64_t correct = 0;
     double compute = 0, push = 0, pull = 0;
+    int64_t peak_rss = -1;
   };
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);

@@ -26,6 +26,9 @@ namespace {
 // Remembers which sequence numbers of one worker were applied, so a
 // retransmitted or duplicated push is applied at most once. Memory is
 // bounded by how far pushes are reordered.
+// Embedding tables a job may have (a client naming another is refused).
+constexpr uint32_t kMaxSparseTables = 16;
+
 class SeqWindow {
  public:
   bool FirstTime(uint64_t seq) {
@@ -112,6 +115,7 @@ class Server {
   std::vector<float> scratch_;
   std::vector<float> decoded_;  // compressed pushes, decoded
   std::map<uint32_t, SparseTable> sparse_;
+  std::vector<float> row_scratch_;              // a row push's gradients, aligned
   std::map<int, uint64_t> worker_incarnation_;  // the live workers
   uint64_t routing_epoch_ = 0;  // requests routed by an older membership are refused
   std::map<int, SeqWindow> seqs_;
@@ -438,6 +442,13 @@ Status Server::OnControl(msg::Control::Reader c) {
       r.setPushesRefused(refused_);
       r.setBadMessages(bad_messages_);
       r.setNonFiniteRefused(nonfinite_);
+      int64_t rows = 0, bytes = 0;
+      for (const auto& [id, t] : sparse_) {
+        rows += static_cast<int64_t>(t.row_count());
+        bytes += static_cast<int64_t>(t.bytes());
+      }
+      r.setSparseRows(rows);
+      r.setSparseBytes(bytes);
       return control_->Send(m);
     }
     default:
@@ -608,6 +619,11 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
     case msg::DataOp::PULL_ROWS: {
       const uint32_t table = h.getTable(), dim = h.getDim();
       auto it = sparse_.find(table);
+      if (it == sparse_.end() && table >= kMaxSparseTables) {
+        return InvalidArgument("sparse table " + std::to_string(table) +
+                               " does not exist (at most " + std::to_string(kMaxSparseTables) +
+                               " tables)");
+      }
       if (it == sparse_.end()) {
         ASSIGN_OR_RETURN(
             SparseTable t,
@@ -642,10 +658,22 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
         Reply(peer, h.getRequestId(), {});
         return OkStatus();
       }
-      // Frames are not aligned: copy the gradients out.
-      std::vector<float> grads(rows.size() * dim);
-      std::memcpy(grads.data(), frames[2].data(), bytes);
-      it->second.Push(rows, grads.data(), h.getLr());
+      // Frames are not aligned: copy the gradients out (into a reused buffer).
+      row_scratch_.resize(rows.size() * dim);
+      std::memcpy(row_scratch_.data(), frames[2].data(), bytes);
+      for (size_t i = 0; i < row_scratch_.size(); ++i) {
+        if (!std::isfinite(row_scratch_[i])) {
+          ++nonfinite_;
+          return InvalidArgument("the row gradient from worker " + std::to_string(worker) +
+                                 " for table " + std::to_string(table) + ", row " +
+                                 std::to_string(rows[i / dim]) + " holds " +
+                                 (std::isnan(row_scratch_[i]) ? "NaN" : "Inf") + "; refused");
+        }
+      }
+      if (!std::isfinite(h.getLr()) || h.getLr() < 0) {
+        return InvalidArgument("a row push with learning rate " + std::to_string(h.getLr()));
+      }
+      it->second.Push(rows, row_scratch_.data(), h.getLr());
       Reply(peer, h.getRequestId(), {});
       return OkStatus();
     }

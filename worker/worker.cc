@@ -436,6 +436,7 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   d.setComputeSeconds(compute_s_);
   d.setPushWaitSeconds(push_wait_s_);
   d.setPullWaitSeconds(pull_wait_s_);
+  d.setPeakRssBytes(PeakRssBytes());
   return control_->Send(m);
 }
 

@@ -170,6 +170,7 @@ struct EpochDone {
   computeSeconds @6 :Float64;
   pushWaitSeconds @7 :Float64;
   pullWaitSeconds @8 :Float64;
+  peakRssBytes @9 :Int64;  # the worker process's peak resident memory so far
 }
 
 # coordinator -> worker: evaluate test rows [begin, end) with the newest weights.
@@ -212,6 +213,8 @@ struct StatsReply {
   minSlotSamples @8 :Int64; # of the key ranges it owns, the least samples
                             # any one range received (must equal samples)
   nonFiniteRefused @9 :Int64;  # pushes refused for holding NaN or Inf
+  sparseRows @10 :Int64;       # embedding rows it holds
+  sparseBytes @11 :Int64;      # their values and optimizer state
 }
 
 # coordinator -> node: exit now with this code.

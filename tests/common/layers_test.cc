@@ -501,3 +501,123 @@ TEST_CASE("Backward reports each layer's gradients as soon as they are final, la
 
 }  // namespace
 }  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+// A small sparse data set: 5 samples over 50 features, some shared.
+Dataset TinySparse() {
+  auto d = ParseLibsvmDataset(
+      "tiny", "1 3:1 7:0.5 40:2\n0 3:1 9:1\n1 7:1 9:-1 12:1 49:1\n0 12:3\n1 3:1\n", {50});
+  REQUIRE(d.ok());
+  return std::move(*d);
+}
+
+TEST_CASE("GatherSparse finds a batch's distinct features and where each entry's row is",
+          "[common]") {
+  const Dataset d = TinySparse();
+  auto m = Model::Build({{.type = "embedding", .dim = 2}, {.type = "dense", .units = 1}}, d.dim, 2,
+                        4, {}, {.enabled = true, .max_active = d.max_active});
+  REQUIRE(m.ok());
+  const std::vector<uint32_t> ids = {2, 0, 4};
+  (*m)->GatherSparse(d, ids.data(), 3);
+  const std::vector<uint64_t> rows((*m)->rows().begin(), (*m)->rows().end());
+  CHECK(rows == std::vector<uint64_t>{3, 7, 9, 12, 40, 49});
+  CHECK((*m)->tables().size() == 1);
+  CHECK((*m)->binary());
+  CHECK((*m)->sparse());
+}
+
+TEST_CASE("A sparse wide-and-deep model's gradients match finite differences, rows included",
+          "[common][gradcheck]") {
+  const Dataset d = TinySparse();
+  const std::vector<LayerSpec> specs = {{.type = "embedding", .dim = 3},
+                                        {.type = "dense", .units = 4},
+                                        {.type = "relu"},
+                                        {.type = "dense", .units = 1}};
+  auto built = Model::Build(specs, d.dim, 2, 5, {},
+                            {.enabled = true, .max_active = d.max_active, .wide = true});
+  REQUIRE(built.ok());
+  Model& m = **built;
+  CHECK(m.Describe() == "embedding 50x3, dense 3->4 +relu, dense 4->1");
+  m.InitParams(3);
+  const std::vector<uint32_t> ids = {0, 1, 2, 3, 4};
+  m.GatherSparse(d, ids.data(), 5);
+  REQUIRE(m.tables().size() == 2);
+  Rng rng(9);
+  for (RowBlock& t : m.tables()) {
+    for (size_t i = 0; i < m.rows().size() * t.dim; ++i) t.values[i] = rng.Uniform(-0.5f, 0.5f);
+  }
+  const int32_t* labels = d.labels.data();
+  m.TrainStep(nullptr, labels, 5, 1.0f / 5);
+  std::vector<float> grads(m.grads().begin(), m.grads().end());
+  std::vector<std::vector<float>> row_grads;
+  for (RowBlock& t : m.tables()) {
+    row_grads.emplace_back(t.grads.data(), t.grads.data() + m.rows().size() * t.dim);
+  }
+  auto mean_loss = [&] { return m.TrainStep(nullptr, labels, 5, 1.0f).loss_sum / 5; };
+  for (const TensorSpec& t : m.layout().tensors()) {
+    for (size_t i = 0; i < t.size; ++i) {
+      CheckClose(grads[t.offset + i], NumericGrad(mean_loss, m.params().data() + t.offset + i),
+                 t.name + "[" + std::to_string(i) + "]");
+    }
+  }
+  for (size_t k = 0; k < m.tables().size(); ++k) {
+    RowBlock& t = m.tables()[k];
+    for (size_t i = 0; i < m.rows().size() * t.dim; ++i) {
+      CheckClose(row_grads[k][i], NumericGrad(mean_loss, t.values.data() + i),
+                 "table " + std::to_string(t.table) + " value " + std::to_string(i));
+    }
+  }
+  // Scores are probabilities and agree with the loss.
+  std::vector<float> scores(5);
+  const LossResult r = m.EvaluateBatch(nullptr, labels, 5, scores.data());
+  double loss = 0;
+  for (int i = 0; i < 5; ++i) loss -= std::log(labels[i] ? scores[i] : 1 - scores[i]);
+  CHECK(r.loss_sum == Approx(loss).epsilon(1e-4));
+}
+
+TEST_CASE("Logistic loss: values, accuracy, gradient, extreme logits", "[common][gradcheck]") {
+  std::vector<float> z = {0.3f, -1.2f, 2.0f};
+  std::vector<int32_t> y = {1, 1, 0};
+  std::vector<float> dz(3);
+  const LossResult r = SigmoidCrossEntropy(z.data(), y.data(), 3, dz.data(), 1.0f / 3);
+  const double want =
+      std::log1p(std::exp(-0.3)) + std::log1p(std::exp(1.2)) + std::log1p(std::exp(2.0));
+  CHECK(r.loss_sum == Approx(want));
+  CHECK(r.correct == 1);
+  auto loss = [&] { return SigmoidCrossEntropy(z.data(), y.data(), 3, nullptr, 0).loss_sum / 3; };
+  for (size_t i = 0; i < z.size(); ++i) {
+    CheckClose(dz[i], NumericGrad(loss, &z[i], 1e-3), "dz[" + std::to_string(i) + "]");
+  }
+  std::vector<float> big = {1000.0f, -1000.0f};
+  std::vector<int32_t> y2 = {0, 1};
+  const LossResult e = SigmoidCrossEntropy(big.data(), y2.data(), 2, dz.data(), 1.0f);
+  CHECK(e.loss_sum == Approx(2000.0));
+  CHECK(dz[0] == Approx(1.0));
+  CHECK(dz[1] == Approx(-1.0));
+}
+
+TEST_CASE("Model::Build places embeddings first, on sparse data only", "[common]") {
+  const SparseOptions sparse{.enabled = true, .max_active = 3};
+  auto dense_first = Model::Build({{"dense", 1}}, 100, 2, 4, {}, sparse);
+  CHECK_THAT(dense_first.status().message(),
+             Catch::Contains("model.layers[0].type is \"dense\" but sparse (LibSVM) data starts "
+                             "with an embedding layer"));
+  auto on_dense = Model::Build({{.type = "embedding", .dim = 2}, {"dense", 2}}, 10, 2, 4);
+  CHECK_THAT(on_dense.status().message(),
+             Catch::Contains("model.layers[0] is an embedding layer, which only sparse"));
+  auto second =
+      Model::Build({{.type = "embedding", .dim = 2}, {.type = "embedding", .dim = 2}, {"dense", 1}},
+                   100, 2, 4, {}, sparse);
+  CHECK_THAT(second.status().message(), Catch::Contains("model.layers[1] is an embedding layer"));
+  auto wide_multiclass = Model::Build({{.type = "embedding", .dim = 2}, {"dense", 3}}, 100, 3, 4,
+                                      {}, {.enabled = true, .max_active = 3, .wide = true});
+  CHECK_THAT(wide_multiclass.status().message(),
+             Catch::Contains("model.wide needs sparse (LibSVM) data and a model with one output"));
+  auto two_class = Model::Build({{"dense", 3}}, 4, 2, 4);
+  CHECK_THAT(two_class.status().message(), Catch::Contains("(or 1, for the logistic loss)"));
+}
+
+}  // namespace
+}  // namespace pstrain
