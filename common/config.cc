@@ -128,7 +128,7 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"softmax_cross_entropy"},
-       "loss function"},
+       "loss function (a one-output model on two-class data uses the logistic loss)"},
       {"optimizer.type",
        KeyType::kEnum,
        "\"momentum\"",

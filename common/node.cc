@@ -152,7 +152,8 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
                                               uint64_t incarnation,
                                               const std::string& data_endpoint,
                                               std::chrono::seconds deadline,
-                                              const std::string& local_endpoint) {
+                                              const std::string& local_endpoint,
+                                              const std::atomic<bool>* stop) {
   role_ = role;
   incarnation_ = incarnation;
   {
@@ -170,6 +171,7 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
   }
   const auto until = std::chrono::steady_clock::now() + deadline;
   while (std::chrono::steady_clock::now() < until) {
+    if (stop != nullptr && stop->load()) return Cancelled("stopped by a signal while joining");
     ASSIGN_OR_RETURN(bool readable, socket_->WaitReadable(std::chrono::milliseconds(100)));
     if (!readable) continue;
     Message frames;

@@ -4,6 +4,7 @@
 // Owned by the node's main thread (the socket is not thread safe).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -76,10 +77,11 @@ class ControlChannel {
 
   // Sends Register and waits (at most `deadline`) for the Assignment.
   // Servers give their data endpoint, and optionally the same socket as
-  // ipc:// for nodes on this host.
+  // ipc:// for nodes on this host. Gives up (kCancelled) when *stop turns true.
   StatusOr<NodeAssignment> Join(msg::Role role, int requested_id, uint64_t incarnation,
                                 const std::string& data_endpoint, std::chrono::seconds deadline,
-                                const std::string& local_endpoint = "");
+                                const std::string& local_endpoint = "",
+                                const std::atomic<bool>* stop = nullptr);
 
   Status Send(capnp::MessageBuilder& message);
   // Receives every waiting control message and hands each to fn; heartbeats

@@ -22,12 +22,12 @@ namespace pstrain {
 struct CtrOptions {
   int64_t features = 10'000'000;
   int fields = 24;
-  int64_t largest_vocabulary = 1'000'000;
-  double zipf = 1.2;
-  double weight_sd = 0.35;
-  double bias = -1.2;
-  int64_t train = 200'000;
-  int64_t test = 50'000;
+  int64_t largest_vocabulary = 100'000;
+  double zipf = 1.5;
+  double weight_sd = 0.5;
+  double bias = -1.5;  // about 14% clicks
+  int64_t train = 1'000'000;
+  int64_t test = 100'000;
   uint64_t seed = 1;
 };
 

@@ -214,6 +214,13 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
   const int code = Coordinate(job, coordinator, console, **metrics, stop);
 
   // Every child got a Shutdown; wait for them, then make sure none is left.
+  // A coordinator that failed early (a bad data file) may have told no one:
+  // stop the children now rather than after their join deadline.
+  if (code != 0) {
+    for (pid_t pid : children) {
+      if (exit_codes.count(pid) == 0 && !reap(pid, WNOHANG)) ::kill(pid, SIGTERM);
+    }
+  }
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   int failed = 0;
   const std::vector<int>& dead = coordinator.dead_pids();

@@ -155,7 +155,7 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
   incarnation_ = NewIncarnation();
   ASSIGN_OR_RETURN(NodeAssignment a,
                    control_->Join(msg::Role::SERVER, options_.requested_id, incarnation_, endpoint,
-                                  std::chrono::seconds(600), local));
+                                  std::chrono::seconds(600), local, stop));
   RETURN_IF_ERROR(Setup(a));
   SetLogPrefix("server " + std::to_string(a.node_id));
   PSTRAIN_LOG(INFO) << "serving " << shards_.size() << " key range(s) at " << endpoint;

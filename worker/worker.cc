@@ -95,7 +95,7 @@ class Worker {
 Status Worker::Run(int* exit_code) {
   ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
   ASSIGN_OR_RETURN(a_, control_->Join(msg::Role::WORKER, options_.requested_id, NewIncarnation(),
-                                      "", std::chrono::seconds(600)));
+                                      "", std::chrono::seconds(600), "", stop_));
   SetLogPrefix("worker " + std::to_string(a_.node_id));
   RETURN_IF_ERROR(Setup());
   {

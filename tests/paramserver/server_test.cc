@@ -193,6 +193,19 @@ TEST_CASE("Sparse rows are pushed and pulled through the client", "[paramserver]
   auto wrong_dim = c->PullRows(3, 4, rows, after.data());
   Status s = c->Wait(*wrong_dim, kDeadline);
   CHECK_THAT(s.message(), Catch::Contains("has rows of 8 floats, not 4"));
+  // A row gradient holding NaN is refused whole, naming the row; the rows
+  // keep their values.
+  auto c1 = f.Client(1, 101);
+  g[9] = std::numeric_limits<float>::quiet_NaN();
+  s = c1->Wait(*c1->PushRows(3, 8, rows, g.data(), 0.5f), kDeadline);
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(s.message(), Catch::Contains("the row gradient from worker 1 for table 3, row "
+                                          "123456789 holds NaN; refused"));
+  std::vector<float> again(rows.size() * 8);
+  REQUIRE(c->Wait(*c->PullRows(3, 8, rows, again.data()), kDeadline).ok());
+  CHECK(again == after);
+  s = c->Wait(*c->PullRows(99, 8, rows, again.data()), kDeadline);
+  CHECK_THAT(s.message(), Catch::Contains("sparse table 99 does not exist (at most 16 tables)"));
 }
 
 TEST_CASE("A server refuses strangers, stale incarnations and bad ranges, and keeps serving",
