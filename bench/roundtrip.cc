@@ -6,8 +6,6 @@
 // mb_per_s counts the bytes pushed plus the bytes pulled.
 //
 // usage: build/bench/pstrain_bench_roundtrip [--servers S] [--rounds N]
-#include <capnp/message.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,11 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_cluster.h"
 #include "common/json.h"
 #include "common/model.h"
 #include "common/msg/codec.h"
-#include "common/node.h"
-#include "paramserver/server.h"
 #include "worker/ps_client.h"
 
 namespace pstrain {
@@ -45,83 +42,9 @@ int Main(int argc, char** argv) {
   const KeyLayout keys(model->layout());
   const std::vector<KeyRange> slices = *SliceKeys(keys, servers);
 
-  ZmqContext ctx;
-  auto router = *Socket::Create(ctx, SocketKind::kRouter, SocketOptions{});
-  const std::string endpoint = *router->Bind("tcp://127.0.0.1:*");
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  for (int s = 0; s < servers; ++s) {
-    threads.emplace_back([&, s] {
-      ServerOptions o;
-      o.coordinator = endpoint;
-      o.requested_id = s;
-      int code = 0;
-      Status st = RunServer(o, &stop, &code);
-      if (!st.ok()) std::fprintf(stderr, "server: %s\n", st.message().c_str());
-    });
-  }
-  // Play the coordinator: registrations, assignments, readiness.
-  std::vector<std::pair<std::string, ServerEntry>> regs;
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  auto receive = [&](Message* m) {
-    while (std::chrono::steady_clock::now() < give_up) {
-      if (!*router->WaitReadable(std::chrono::milliseconds(100))) continue;
-      if (*router->Recv(m, 2)) return;
-    }
-    std::fprintf(stderr, "pstrain_bench_roundtrip: the servers did not start within 60 s\n");
-    std::exit(1);
-  };
-  while (static_cast<int>(regs.size()) < servers) {
-    Message m;
-    receive(&m);
-    (void)WithDecoded<msg::Control>(m[1], [&](msg::Control::Reader c) {
-      if (c.which() == msg::Control::REGISTER) {
-        regs.push_back({std::string(reinterpret_cast<const char*>(m[0].data()), m[0].size()),
-                        {c.getRegister().getRequestedId(),
-                         c.getRegister().getDataEndpoint(),
-                         {},
-                         0,
-                         {},
-                         {},
-                         {}}});
-      }
-      return OkStatus();
-    });
-  }
-  NodeAssignment a;
-  a.membership_epoch = 1;
-  a.job_text = job;
-  a.job_name = "bench.toml";
-  a.job_base_dir = "/";
-  a.input_dim = 784;
-  a.num_classes = 10;
-  a.workers = {0};
-  a.worker_incarnations = {1};
-  a.heartbeat_ms = 1000;
-  a.timeout_ms = 600000;
-  for (auto& [id, e] : regs) {
-    e.ranges = {slices[e.id]};
-    a.servers.push_back(e);
-  }
-  for (auto& [identity, e] : regs) {
-    a.node_id = e.id;
-    capnp::MallocMessageBuilder m;
-    BuildAssignment(a, m.initRoot<msg::Control>().initAssignment());
-    Message frames;
-    frames.push_back(Frame::Copy(identity));
-    frames.push_back(EncodeFrame(m));
-    (void)router->Send(frames);
-  }
-  for (int ready = 0; ready < servers;) {
-    Message m;
-    receive(&m);
-    (void)WithDecoded<msg::Control>(m[1], [&](msg::Control::Reader c) {
-      if (c.which() == msg::Control::READY) ++ready;
-      return OkStatus();
-    });
-  }
-
-  auto client = *PsClient::Connect(ctx, keys, a.servers, {0, 1, 1});
+  bench::BenchCluster cluster(
+      {servers, 1, job, 784, 10, [&](int id) { return std::vector<KeyRange>{slices[id]}; }});
+  auto client = *PsClient::Connect(cluster.ctx(), keys, cluster.servers(), {0, 1, 1});
   std::vector<float> grads(model->params().size(), 0.0f), weights(model->params().size());
   std::vector<double> ms;
   const auto deadline = std::chrono::seconds(60);
@@ -136,17 +59,6 @@ int Main(int argc, char** argv) {
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
   }
-  // Tell the servers to stop (a Shutdown on their control sockets).
-  for (auto& [identity, e] : regs) {
-    capnp::MallocMessageBuilder m;
-    m.initRoot<msg::Control>().initShutdown().setExitCode(0);
-    Message frames;
-    frames.push_back(Frame::Copy(identity));
-    frames.push_back(EncodeFrame(m));
-    (void)router->Send(frames);
-  }
-  for (auto& t : threads) t.join();
-
   double total = 0;
   for (double v : ms) total += v;
   std::vector<double> sorted = ms;
