@@ -1,5 +1,6 @@
 #include "common/sparse_table.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -101,6 +102,47 @@ void SparseTable::Push(std::span<const uint64_t> rows, const float* grads, float
       }
     }
   }
+}
+
+void SparseTable::Save(BinaryWriter& w) const {
+  w.U32(table_);
+  w.U32(dim_);
+  w.U32(static_cast<uint32_t>(opt_.kind));
+  std::vector<std::pair<uint64_t, size_t>> rows(index_.begin(), index_.end());
+  std::sort(rows.begin(), rows.end());
+  w.U64(rows.size());
+  const size_t per = static_cast<size_t>(dim_) * state_per_value();
+  for (const auto& [row, at] : rows) {
+    w.U64(row);
+    w.Floats({values_.data() + at, dim_});
+    w.Floats({state_.data() + at / dim_ * per, per});
+    if (opt_.kind == OptimizerKind::kAdam) w.I64(steps_[at / dim_]);
+  }
+}
+
+StatusOr<SparseTable> SparseTable::Load(BinaryReader& r, const OptimizerOptions& opt,
+                                        uint64_t seed) {
+  ASSIGN_OR_RETURN(const uint32_t table, r.U32());
+  ASSIGN_OR_RETURN(const uint32_t dim, r.U32());
+  ASSIGN_OR_RETURN(const uint32_t kind, r.U32());
+  ASSIGN_OR_RETURN(SparseTable t, Create(table, dim, opt, seed));
+  if (kind != static_cast<uint32_t>(opt.kind)) {
+    return DataLoss(r.name() + ": sparse table " + std::to_string(table) +
+                    " was saved with another optimizer than the job's " +
+                    std::string(OptimizerKindName(opt.kind)));
+  }
+  ASSIGN_OR_RETURN(const uint64_t count, r.U64());
+  const size_t per = static_cast<size_t>(dim) * t.state_per_value();
+  for (uint64_t i = 0; i < count; ++i) {
+    ASSIGN_OR_RETURN(const uint64_t row, r.U64());
+    const size_t at = t.Row(row);
+    RETURN_IF_ERROR(r.Floats({t.values_.data() + at, dim}));
+    RETURN_IF_ERROR(r.Floats({t.state_.data() + at / dim * per, per}));
+    if (opt.kind == OptimizerKind::kAdam) {
+      ASSIGN_OR_RETURN(t.steps_[at / dim], r.I64());
+    }
+  }
+  return t;
 }
 
 }  // namespace pstrain

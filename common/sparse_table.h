@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/checkpoint.h"
 #include "common/optimizer.h"
 #include "common/status.h"
 
@@ -34,6 +35,13 @@ class SparseTable {
   // Applies grads (rows.size() * dim floats) to the rows. A row listed
   // twice gets both gradients.
   void Push(std::span<const uint64_t> rows, const float* grads, float lr);
+
+  // Checkpoints: every row, its values and optimizer state, in row order.
+  void Save(BinaryWriter& w) const;
+  // A table Save wrote; refused if its width or optimizer differ from the
+  // job's (opt).
+  static StatusOr<SparseTable> Load(BinaryReader& r, const OptimizerOptions& opt, uint64_t seed);
+  uint32_t table() const { return table_; }
 
  private:
   SparseTable(uint32_t table, uint32_t dim, const OptimizerOptions& opt, uint64_t seed,

@@ -427,6 +427,12 @@ Status Coordinator::Assign() {
                    Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
                                 SparseOptionsOf(c, nullptr)));
   const KeyLayout keys(model->layout());
+  if (model->sparse() && c.cluster.replication > 1) {
+    return InvalidArgument(
+        "cluster.replication " + std::to_string(c.cluster.replication) +
+        ": embedding rows have no backups; a sparse job recovers from a server's death with "
+        "--resume from its last checkpoint (cluster.replication = 1)");
+  }
   // A sparse model's dense part may be smaller than one block a server:
   // the servers past its blocks then hold embedding rows only.
   const int dense_servers =

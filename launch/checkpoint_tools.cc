@@ -76,6 +76,10 @@ std::vector<FileResult> ReadWeights(const std::string& folder, const Manifest& m
     FileResult r;
     r.keys = {f.key_begin, f.key_end};
     r.status = VerifyCheckpointFile(folder, f);
+    if (f.key_begin == f.key_end) {  // a server's embedding rows, not dense keys
+      out.push_back(std::move(r));
+      continue;
+    }
     if (r.status.ok() && !keys.IsValidRange(r.keys)) {
       r.status = DataLoss(f.name + ": keys " + ToString(r.keys) + " are not a range of the model");
     }
@@ -143,11 +147,12 @@ int RunInspect(const CommandLine& cl) {
     const ManifestFile& f = m->files[i];
     Status s = files.empty() ? VerifyCheckpointFile(*folder, f) : files[i].status;
     ok = ok && s.ok();
-    std::printf("    %s  keys %s  %llu bytes  crc32 %08x %s", f.name.c_str(),
-                ToString({f.key_begin, f.key_end}).c_str(),
+    std::printf("    %s  %s  %llu bytes  crc32 %08x %s", f.name.c_str(),
+                f.key_begin == f.key_end ? "embedding rows"
+                                         : ("keys " + ToString({f.key_begin, f.key_end})).c_str(),
                 static_cast<unsigned long long>(f.bytes), f.crc32,
                 s.ok() ? "ok" : ("BAD: " + s.message()).c_str());
-    if (!files.empty() && s.ok()) {
+    if (!files.empty() && s.ok() && f.key_begin != f.key_end) {
       std::printf("  floats [%zu, %zu)  clock %lld, %lld updates", files[i].flat.begin,
                   files[i].flat.end, static_cast<long long>(files[i].saved.version),
                   static_cast<long long>(files[i].saved.updates));

@@ -296,7 +296,10 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
     s = RunWorker(o, stop, &exit_code);
   }
   if (!s.ok()) {
-    PSTRAIN_LOG(ERROR) << s.message();
+    // Stopped by the launcher (the job failed before it began): it said why.
+    if (!(s.code() == StatusCode::kCancelled && stop != nullptr && stop->load())) {
+      PSTRAIN_LOG(ERROR) << s.message();
+    }
     return ExitCodeFor(s);
   }
   return exit_code;

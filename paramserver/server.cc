@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -44,6 +45,8 @@ class SeqWindow {
 };
 
 // The file a server writes for one of its ranges in a checkpoint folder.
+std::string SparseFileName(int server) { return "server-" + std::to_string(server) + "-rows.bin"; }
+
 std::string ShardFileName(int server, const KeyRange& r) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "server-%d-%016llx.bin", server,
@@ -240,6 +243,20 @@ Status Server::Setup(const NodeAssignment& a) {
       }
     }
   }
+  if (!a.restore_dir.empty()) {
+    const std::string path = a.restore_dir + "/" + SparseFileName(a.node_id);
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      ASSIGN_OR_RETURN(BinaryReader reader, BinaryReader::OpenFile(path));
+      ASSIGN_OR_RETURN(const uint32_t tables, reader.U32());
+      for (uint32_t i = 0; i < tables; ++i) {
+        ASSIGN_OR_RETURN(SparseTable t, SparseTable::Load(reader, c.optimizer, c.seed));
+        PSTRAIN_LOG(INFO) << "restored " << t.row_count() << " rows of table " << t.table()
+                          << " from " << path;
+        sparse_.emplace(t.table(), std::move(t));
+      }
+    }
+  }
   for (const ServerEntry& s : a.servers) {
     if (s.id != a.node_id) continue;
     for (const KeyRange& r : s.backup_ranges) {
@@ -393,7 +410,26 @@ Status Server::OnControl(msg::Control::Reader c) {
       done.setNodeId(assignment_.node_id);
       done.setToken(c.getCheckpointRequest().getToken());
       const std::string dir = c.getCheckpointRequest().getDir();
-      auto files = done.initFiles(static_cast<unsigned>(shards_.size()));
+      auto files =
+          done.initFiles(static_cast<unsigned>(shards_.size() + (sparse_.empty() ? 0 : 1)));
+      if (!sparse_.empty()) {
+        // The embedding rows this server holds, all tables in one file (an
+        // empty key range marks it).
+        BinaryWriter w;
+        w.U32(static_cast<uint32_t>(sparse_.size()));
+        for (const auto& [id, t] : sparse_) t.Save(w);
+        const std::vector<uint8_t> bytes = w.Finish();
+        const std::string name = SparseFileName(assignment_.node_id);
+        Status st = WriteFileDurably(dir + "/" + name, bytes);
+        if (!st.ok()) {
+          done.setError(st.message());
+          return control_->Send(m);
+        }
+        auto f = files[static_cast<unsigned>(shards_.size())];
+        f.setName(name);
+        f.setBytes(bytes.size());
+        f.setCrc32(Crc32(bytes));
+      }
       for (size_t i = 0; i < shards_.size(); ++i) {
         BinaryWriter w;
         shards_[i]->Save(w);

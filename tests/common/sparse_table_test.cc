@@ -90,3 +90,43 @@ TEST_CASE("Sparse tables refuse widths they cannot serve", "[common]") {
 
 }  // namespace
 }  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+TEST_CASE("A sparse table saved and loaded continues exactly as one never saved", "[common]") {
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kAdam;
+  auto a = SparseTable::Create(3, 2, o, 11);
+  REQUIRE(a.ok());
+  const std::vector<uint64_t> rows = {5, 900, 77};
+  std::vector<float> g = {0.1f, -0.2f, 0.3f, 0.05f, -0.4f, 0.2f};
+  for (int i = 0; i < 3; ++i) a->Push(rows, g.data(), 0.01f);
+  a->Push(std::vector<uint64_t>{900}, g.data(), 0.01f);  // a row one step ahead
+  BinaryWriter w;
+  a->Save(w);
+  auto reader = BinaryReader::Open("rows.bin", w.Finish());
+  REQUIRE(reader.ok());
+  auto b = SparseTable::Load(*reader, o, 11);
+  REQUIRE(b.ok());
+  CHECK(reader->AtEnd());
+  CHECK(b->row_count() == 3);
+  CHECK(b->table() == 3);
+  a->Push(rows, g.data(), 0.01f);
+  b->Push(rows, g.data(), 0.01f);
+  std::vector<float> va(6), vb(6);
+  a->Pull(rows, va.data());
+  b->Pull(rows, vb.data());
+  CHECK(va == vb);
+  // Another optimizer than the job's is refused by name.
+  BinaryWriter w2;
+  a->Save(w2);
+  auto r2 = BinaryReader::Open("rows.bin", w2.Finish());
+  o.kind = OptimizerKind::kAdagrad;
+  CHECK_THAT(SparseTable::Load(*r2, o, 11).status().message(),
+             Catch::Contains("rows.bin: sparse table 3 was saved with another optimizer than the "
+                             "job's adagrad"));
+}
+
+}  // namespace
+}  // namespace pstrain

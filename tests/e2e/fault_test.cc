@@ -284,3 +284,95 @@ TEST_CASE("kill -9 of a server with replication 2 mid-run loses no update", "[e2
 
 }  // namespace
 }  // namespace pstrain::testing
+
+namespace pstrain::testing {
+namespace {
+
+// A sparse logistic-regression job over a generated click-through set.
+std::string SparseJob(const TempDir& dir, const std::string& extra) {
+  RunResult g = Run({kPstrain, "synth-ctr", dir.path().string(), "train=200000", "test=20000"});
+  REQUIRE(g.code == 0);
+  const std::string path = dir.File("ctr.toml");
+  WriteFile(path,
+            "[data]\nformat = \"libsvm\"\ntrain = \"train.libsvm\"\ntest = \"test.libsvm\"\n"
+            "features = 10000000\n[model]\nlayers = [{type = \"embedding\", dim = 1}]\n"
+            "[optimizer]\ntype = \"adagrad\"\nlr = 0.1\n[train]\nbatch_size = 256\n" +
+                extra);
+  return path;
+}
+
+TEST_CASE("kill -9 of a worker in a sparse job: the job finishes with the AUC it should have",
+          "[e2e][fault][sparse]") {
+  TempDir dir;
+  const std::string job = SparseJob(dir, "");
+  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "3",
+                                          "--epochs",  "3", "--progress", "never"};
+  std::vector<std::string> clean_argv = {kPstrain, "train", job, "--metrics", dir.File("clean")};
+  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
+  REQUIRE(Run(clean_argv).code == 0);
+  const json clean = Final(dir.File("clean"));
+  const std::string metrics = dir.File("m");
+  std::vector<std::string> argv = {kPstrain, "train", job, "--metrics", metrics};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Process run(argv);
+  REQUIRE(WaitForLine(metrics, run, [](const json& l) { return l["event"] == "epoch"; }));
+  const int victim = WorkerPid(metrics, 1);
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  auto code = run.Wait(std::chrono::seconds(600));
+  INFO(run.Stderr());
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CheckEveryEpochComplete(metrics, 3, 200000);
+  CHECK(Events(ReadJsonLines(metrics), "node_failed").size() == 1);
+  // Rows are updated as pushes arrive, so runs differ in rounding: the
+  // same AUC, not the same weights.
+  const json f = Final(metrics);
+  INFO("AUC " << f["test_auc"] << ", fault-free " << clean["test_auc"]);
+  CHECK(std::abs(f["test_auc"].get<double>() - clean["test_auc"].get<double>()) <= 0.005);
+}
+
+TEST_CASE("A sparse job killed whole and resumed gets its embedding rows back from the checkpoint",
+          "[e2e][fault][checkpoint][sparse]") {
+  TempDir dir;
+  const std::string job = SparseJob(dir, "");
+  // One worker: its pushes and pulls reach the server in one order, so the
+  // run is deterministic and the resumed run must match it exactly.
+  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "1",
+                                          "--epochs",  "3", "--progress", "never"};
+  std::vector<std::string> clean_argv = {kPstrain, "train", job, "--metrics", dir.File("clean")};
+  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
+  REQUIRE(Run(clean_argv).code == 0);
+  const json clean = Final(dir.File("clean"));
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = {kPstrain,           "train", job, "--metrics", metrics,
+                                   "--checkpoint-dir", ckpt};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  {
+    Process run(argv);
+    REQUIRE(WaitForLine(metrics, run, [](const json& l) {
+      return l["event"] == "checkpoint" && l["epochs_done"] == 2;
+    }));
+    REQUIRE(::kill(-run.pid(), SIGKILL) == 0);
+    REQUIRE(run.Wait(std::chrono::seconds(60)).has_value());
+  }
+  RunResult inspect = Run({kPstrain, "inspect", ckpt});
+  CHECK_THAT(inspect.out, Catch::Contains("server-0-rows.bin  embedding rows"));
+  // Resuming with another number of servers would scatter the rows: refused.
+  std::vector<std::string> wrong = argv;
+  wrong.insert(wrong.end(), {"--resume", "--servers", "3"});
+  RunResult refused = Run(wrong);
+  CHECK(refused.code != 0);
+  CHECK_THAT(refused.err, Catch::Contains("was written by a job with servers 2; this job has 3"));
+  CHECK_THAT(refused.err, !Catch::Contains("ERROR"));
+  argv.push_back("--resume");
+  RunResult r = Run(argv);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  const json resumed = Final(metrics);
+  CHECK(resumed["test_auc"] == clean["test_auc"]);
+  CHECK(std::abs(resumed["test_loss"].get<double>() / clean["test_loss"].get<double>() - 1) < 1e-9);
+}
+
+}  // namespace
+}  // namespace pstrain::testing
