@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-30}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPSTRAIN_FUZZ=ON -DPSTRAIN_BUILD_TESTS=OFF >/dev/null
-targets=(codec idx csv job checkpoint)
+targets=(codec idx csv libsvm job checkpoint)
 ninja -C build-fuzz "${targets[@]/#/pstrain_fuzz_}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

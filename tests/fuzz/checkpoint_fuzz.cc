@@ -1,10 +1,12 @@
-// libFuzzer target: the checkpoint reader, as a server loads its shard.
+// libFuzzer target: the checkpoint reader, as a server loads its shard and
+// its embedding rows.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "common/checkpoint.h"
 #include "common/keys.h"
+#include "common/sparse_table.h"
 #include "paramserver/dense_shard.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -21,5 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   pstrain::DenseShard shard(keys, keys.all(), std::vector<float>(keys.Flat(keys.all()).size()), o);
   auto reader = pstrain::BinaryReader::Open("fuzz.bin", std::vector<uint8_t>(data, data + size));
   if (reader.ok()) (void)shard.Load(*reader);
+  auto rows = pstrain::BinaryReader::Open("rows.bin", std::vector<uint8_t>(data, data + size));
+  if (rows.ok()) (void)pstrain::SparseTable::Load(*rows, o.optimizer, 1);
   return 0;
 }
