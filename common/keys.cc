@@ -61,6 +61,21 @@ std::vector<KeyRange> KeyLayout::Split(const KeyRange& r, size_t max_blocks) con
   return out;
 }
 
+std::vector<KeyRange> KeyLayout::Pieces(const KeyRange& r) const {
+  std::vector<KeyRange> out;
+  const size_t first = LowerBound(r.begin), last = LowerBound(r.end);
+  size_t begin = first;
+  for (size_t b = first; b < last; ++b) {
+    const size_t next = b + 1;
+    const bool cut = next == last || (blocks_[next].key >> 32) != (blocks_[b].key >> 32) ||
+                     (blocks_[next].key & 0xffffffff) % kPieceBlocks == 0;
+    if (!cut) continue;
+    out.push_back({blocks_[begin].key, next < blocks_.size() ? blocks_[next].key : end_key()});
+    begin = next;
+  }
+  return out;
+}
+
 KeyRange KeyLayout::Intersect(const KeyRange& a, const KeyRange& b) {
   KeyRange r{std::max(a.begin, b.begin), std::min(a.end, b.end)};
   if (r.begin >= r.end) return {0, 0};

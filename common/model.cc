@@ -159,9 +159,14 @@ std::string Model::Describe() const {
 
 const float* Model::Forward(const float* input, int batch) { return Run(input, batch, false); }
 
-const float* Model::Run(const float* input, int batch, bool training) {
+const float* Model::Run(const float* input, int batch, bool training,
+                        const WeightsNeededFn& before_forward) {
   const float* in = input;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    if (before_forward && layers_[i]->first_tensor() >= 0 &&
+        !before_forward(layers_[i]->first_tensor(), layers_[i]->last_tensor())) {
+      return nullptr;
+    }
     layers_[i]->SetMode(training, step_seed_);
     layers_[i]->Forward(in, acts_[i].data(), batch);
     in = acts_[i].data();
@@ -170,8 +175,10 @@ const float* Model::Run(const float* input, int batch, bool training) {
 }
 
 LossResult Model::TrainStep(const float* input, const int32_t* labels, int batch, float grad_scale,
-                            const GradReadyFn& on_grad_ready) {
-  const float* logits = Run(input, batch, true);
+                            const GradReadyFn& on_grad_ready,
+                            const WeightsNeededFn& before_forward) {
+  const float* logits = Run(input, batch, true, before_forward);
+  if (logits == nullptr) return LossResult{};
   float* dcur = dbuf_[0].data();
   LossResult loss = SoftmaxCrossEntropy(logits, labels, batch, num_classes_, dcur, grad_scale);
   for (int i = layer_count() - 1; i >= 0; --i) {

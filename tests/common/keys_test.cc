@@ -1,5 +1,6 @@
 #include "common/keys.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "common/model.h"
@@ -119,6 +120,42 @@ TEST_CASE("Split cuts a range into consecutive pieces of at most N blocks", "[ke
       CHECK(floats == k.Flat(r).size());
     }
   }
+}
+
+}  // namespace
+}  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+TEST_CASE("Pieces cuts at tensor boundaries and on a grid of kPieceBlocks blocks", "[keys]") {
+  const TensorLayout t = SeedLayout();
+  const KeyLayout k(t);
+  // A range starting mid-tensor, off the grid, and one starting on it: both
+  // cut where the whole model is cut.
+  const std::vector<KeyRange> whole = k.Pieces(k.all());
+  for (const KeyRange& r : {k.all(), KeyRange{MakeKey(0, 3), MakeKey(2, 1)}}) {
+    const std::vector<KeyRange> parts = k.Pieces(r);
+    REQUIRE_FALSE(parts.empty());
+    CHECK(parts.front().begin == r.begin);
+    CHECK(parts.back().end == r.end);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      REQUIRE(k.IsValidRange(parts[i]));
+      const size_t first = k.LowerBound(parts[i].begin), last = k.LowerBound(parts[i].end);
+      CHECK(last - first <= kPieceBlocks);
+      // One tensor per piece.
+      CHECK((k.blocks()[first].key >> 32) == (k.blocks()[last - 1].key >> 32));
+      if (i > 0) CHECK(parts[i].begin == parts[i - 1].end);
+      // Each piece lies inside one piece of the whole model's grid.
+      CHECK(std::any_of(whole.begin(), whole.end(), [&](const KeyRange& w) {
+        return w.begin <= parts[i].begin && parts[i].end <= w.end;
+      }));
+    }
+  }
+  // The seed MLP's first weight (13 blocks) is 4 pieces: 4 + 4 + 4 + 1.
+  CHECK(whole[0] == KeyRange{MakeKey(0, 0), MakeKey(0, 4)});
+  CHECK(whole[3] == KeyRange{MakeKey(0, 12), MakeKey(1, 0)});
+  CHECK(whole[4] == KeyRange{MakeKey(1, 0), MakeKey(2, 0)});
 }
 
 }  // namespace
