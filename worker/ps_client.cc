@@ -433,10 +433,17 @@ Status PsClient::WaitAll(std::chrono::milliseconds deadline) {
 
 Status PsClient::WaitBuffersReleased(std::chrono::milliseconds deadline) {
   const auto until = std::chrono::steady_clock::now() + deadline;
+  auto last_hook = std::chrono::steady_clock::now();
   while (lent_token_.use_count() > 1) {
-    if (std::chrono::steady_clock::now() >= until) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) {
       return DeadlineExceeded("ZeroMQ still holds gradient buffers after " +
                               std::to_string(deadline.count()) + " ms");
+    }
+    // A server that died holds its messages until the routing changes.
+    if (idle_hook_ && now - last_hook > std::chrono::milliseconds(50)) {
+      last_hook = now;
+      RETURN_IF_ERROR(idle_hook_());
     }
     std::this_thread::yield();
   }

@@ -501,8 +501,12 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
     const int64_t clock = first_clock + k;
     const std::vector<int>& slots = only.empty() ? my_slots_ : only;
     Status s = ComputeSlots(plan, epoch, k, clock, slots);
-    while (overlap_ && interrupted(s)) {
-      RETURN_IF_ERROR(recover(k - 1));
+    while (interrupted(s)) {
+      if (overlap_ && k > 0) {
+        RETURN_IF_ERROR(recover(k - 1));
+      } else {
+        rerun_step_ = false;  // the weights of step k are complete: redoing step k suffices
+      }
       s = ComputeSlots(plan, epoch, k, clock, slots);
     }
     RETURN_IF_ERROR(s);
