@@ -293,7 +293,7 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "BSP: servers apply and serve each piece of the parameters (a tensor, cut every 256 KiB) as "
+       "BSP: servers apply and serve each piece of the parameters (a tensor, cut every 128 KiB) as "
        "soon as every worker pushed it, workers pull layer by layer and start the forward pass "
        "when the first layer's weights are in; false: one pull of the whole model, answered when "
        "every push of the step is in"},

@@ -49,8 +49,10 @@ std::string ShardFileName(int server, const KeyRange& r) {
 }
 
 // Requests one worker may have waiting here (pulls for a clock not reached
-// yet); more are refused, so a flooding client cannot make the server hold
-// an unbounded queue.
+// yet): this many, plus two per piece the server keeps (a worker asks for
+// every piece of the next clock ahead of time, and again after a retry).
+// More are refused, so a flooding client cannot make the server hold an
+// unbounded queue.
 constexpr int kMaxWaitingPullsPerWorker = 64;
 
 struct PendingPull {
@@ -563,7 +565,9 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
           return OkStatus();
         }
         int& waiting = waiting_pulls_[worker];
-        if (waiting >= kMaxWaitingPullsPerWorker) {
+        size_t pieces = 0;
+        for (const auto& owned : shards_) pieces += owned->pieces().size();
+        if (waiting >= kMaxWaitingPullsPerWorker + 2 * static_cast<int>(pieces)) {
           return ResourceExhausted("worker " + std::to_string(worker) + " already has " +
                                    std::to_string(waiting) +
                                    " pulls waiting here, the most a client may have; refused");
