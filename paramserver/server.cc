@@ -424,13 +424,15 @@ Status Server::OnControl(msg::Control::Reader c) {
       int64_t samples = -1;
       uint64_t hash = 0;
       bool agree = true;
+      // Read once: every read of a message counts against its traversal limit.
+      const int64_t clock_begin = c.getStatsRequest().getClockBegin();
+      const int64_t clock_end = c.getStatsRequest().getClockEnd();
       for (const auto& s : shards_) {
         sum += s->SumSquares();
         updates += s->updates_applied();
         // Every piece saw every (slot, clock): they must agree.
         for (const auto& piece : s->pieces()) {
-          const DenseShard::SampleStats st = piece->TakeSampleStats(
-              c.getStatsRequest().getClockBegin(), c.getStatsRequest().getClockEnd());
+          const DenseShard::SampleStats st = piece->TakeSampleStats(clock_begin, clock_end);
           if (samples >= 0 && (st.samples != samples || st.hash != hash)) agree = false;
           if (samples < 0 || st.samples < samples) {
             samples = st.samples;

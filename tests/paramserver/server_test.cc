@@ -516,5 +516,41 @@ TEST_CASE("A pull of layer 1 is answered before layer 3's pushes arrived", "[par
   }
 }
 
+TEST_CASE("A server keeping many pieces counts each step's samples once", "[paramserver][net]") {
+  FixtureJob job;
+  job.layers = "[";
+  for (int i = 0; i < 11; ++i) {
+    job.layers += "{type=\"dense\",units=4},";
+    job.specs.insert(job.specs.begin(), LayerSpec{"dense", 4});
+  }
+  job.layers += "{type=\"dense\",units=3}]";
+  ServerFixture f("bsp", job);
+  auto c0 = f.Client(0, 100);
+  auto c1 = f.Client(1, 101);
+  const size_t n = f.model_->params().size();
+  std::vector<float> g(n, 1.0f), pulled(n);
+  REQUIRE(c0->Wait(*c0->Push(f.keys_->all(), g.data(), {0, 0, 0.5f, 4, 11}), kDeadline).ok());
+  REQUIRE(c1->Wait(*c1->Push(f.keys_->all(), g.data(), {1, 0, 0.5f, 4, 22}), kDeadline).ok());
+  REQUIRE(c0->Wait(*c0->Pull(f.keys_->all(), pulled.data(), 1), kDeadline).ok());
+  // 24 tensors, each its own piece: every piece saw both slots once.
+  capnp::MallocMessageBuilder m;
+  auto q = m.initRoot<msg::Control>().initStatsRequest();
+  q.setToken(3);
+  q.setClockBegin(0);
+  q.setClockEnd(1);
+  f.SendControl(m);
+  Message reply = f.Receive();
+  REQUIRE(WithDecoded<msg::Control>(reply[1], [&](msg::Control::Reader c) {
+            REQUIRE(c.which() == msg::Control::STATS_REPLY);
+            CHECK(c.getStatsReply().getToken() == 3);
+            CHECK(c.getStatsReply().getSamples() == 8);
+            CHECK(c.getStatsReply().getSampleHash() == 33);
+            CHECK(c.getStatsReply().getUpdatesApplied() == 1);
+            return OkStatus();
+          }).ok());
+  REQUIRE(c0->WaitBuffersReleased(kDeadline).ok());
+  REQUIRE(c1->WaitBuffersReleased(kDeadline).ok());
+}
+
 }  // namespace
 }  // namespace pstrain
