@@ -70,8 +70,6 @@ class KeyLayout {
   FlatRange Flat(const KeyRange& r) const;
   // The smallest key range covering flat floats [begin, end) (e.g. a layer).
   KeyRange Covering(size_t flat_begin, size_t flat_end) const;
-  // A valid range cut into consecutive ranges of at most max_blocks blocks.
-  std::vector<KeyRange> Split(const KeyRange& r, size_t max_blocks) const;
   // A valid range cut on the piece grid: at every tensor boundary and
   // before every block whose index in its tensor is a multiple of
   // kPieceBlocks, so every caller cuts a range alike.

@@ -62,7 +62,8 @@ class Worker {
   // Every layer's weights of `clock` in the model.
   Status InstallAll(int64_t clock);
   // Sets the layers already at a later clock back to `clock`'s weights and
-  // forgets the pulls in flight.
+  // forgets the pulls in flight. The model is at `clock` or one later in
+  // every layer.
   void Rewind(int64_t clock);
   // Sends heartbeats and handles control messages while waiting.
   Status Idle();
@@ -303,6 +304,9 @@ Status Worker::Pull(int64_t clock) {
   const int64_t want = a_.config.cluster.consistency == "asp" ? 0 : clock;
   ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging_.data(), want));
   RETURN_IF_ERROR(client_->Wait(t, kWaitDeadline));
+  // Overlap: the replaced weights stay at hand for Rewind, as InstallLayer's.
+  if (overlap_)
+    std::memcpy(previous_.data(), model_->params().data(), previous_.size() * sizeof(float));
   std::memcpy(model_->params().data(), staging_.data(), staging_.size() * sizeof(float));
   version_ = clock;
   for (LayerPull& l : layers_) {
@@ -478,32 +482,32 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   auto interrupted = [&](const Status& s) {
     return s.code() == StatusCode::kAborted && (!takeover_.empty() || rerun_step_);
   };
-  auto pull = [&](int64_t clock, int64_t k) -> Status {
+  // Gets the weights after step k, redoing what step k needs as often as
+  // the wait (`s`, the first attempt) is interrupted.
+  auto finish = [&](int64_t k, Status s) -> Status {
     const auto t0 = Clock::now();
-    while (true) {
-      Status s = Pull(clock);
-      if (!interrupted(s)) {
-        pull_wait_s_ += Seconds(Clock::now() - t0);
-        return s;
-      }
-      RETURN_IF_ERROR(resume(k));
+    while (interrupted(s)) {
+      s = resume(k);
+      if (s.ok()) s = Pull(first_clock + k + 1);
     }
+    pull_wait_s_ += Seconds(Clock::now() - t0);
+    return s;
   };
-  // Overlap: the forward pass of step k + 1 was waiting for a layer's
-  // weights. Back to step k's weights, finish step k as without overlap.
-  auto recover = [&](int64_t k) -> Status {
+  auto pull = [&](int64_t k) { return finish(k, Pull(first_clock + k + 1)); };
+  // Overlap: waiting for the weights after step k was interrupted (`s`).
+  // Back to step k's weights, finish step k as without overlap.
+  auto recover = [&](int64_t k, Status s) -> Status {
     Rewind(first_clock + k);
-    RETURN_IF_ERROR(resume(k));
-    return pull(first_clock + k + 1, k);
+    return finish(k, std::move(s));
   };
-  if (!bsp || version_ != first_clock) RETURN_IF_ERROR(pull(first_clock, -1));
+  if (!bsp || version_ != first_clock) RETURN_IF_ERROR(pull(-1));
   for (int64_t k = 0; k < steps; ++k) {
     const int64_t clock = first_clock + k;
     const std::vector<int>& slots = only.empty() ? my_slots_ : only;
     Status s = ComputeSlots(plan, epoch, k, clock, slots);
     while (interrupted(s)) {
       if (overlap_ && k > 0) {
-        RETURN_IF_ERROR(recover(k - 1));
+        RETURN_IF_ERROR(recover(k - 1, std::move(s)));
       } else {
         rerun_step_ = false;  // the weights of step k are complete: redoing step k suffices
       }
@@ -512,13 +516,13 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
     RETURN_IF_ERROR(s);
     if (!takeover_.empty()) RETURN_IF_ERROR(take_over(k));  // handed over while computing
     if (!overlap_) {
-      RETURN_IF_ERROR(pull(clock + 1, k));
+      RETURN_IF_ERROR(pull(k));
     } else if (k + 1 == steps) {
       // The epoch's last weights, in the model for evaluation.
       const auto t0 = Clock::now();
       s = InstallAll(clock + 1);
       pull_wait_s_ += Seconds(Clock::now() - t0);
-      if (interrupted(s)) s = recover(k);
+      if (interrupted(s)) s = recover(k, std::move(s));
       RETURN_IF_ERROR(s);
     }
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {

@@ -100,34 +100,6 @@ TEST_CASE("SliceKeys refuses more servers than blocks", "[keys]") {
 namespace pstrain {
 namespace {
 
-TEST_CASE("Split cuts a range into consecutive pieces of at most N blocks", "[keys]") {
-  const TensorLayout t = SeedLayout();
-  const KeyLayout k(t);
-  for (size_t max_blocks : {1u, 4u, 7u, 19u, 64u}) {
-    INFO(max_blocks);
-    for (const KeyRange& r : {k.all(), KeyRange{MakeKey(0, 3), MakeKey(2, 1)}}) {
-      const std::vector<KeyRange> parts = k.Split(r, max_blocks);
-      REQUIRE_FALSE(parts.empty());
-      CHECK(parts.front().begin == r.begin);
-      CHECK(parts.back().end == r.end);
-      size_t floats = 0;
-      for (size_t i = 0; i < parts.size(); ++i) {
-        REQUIRE(k.IsValidRange(parts[i]));
-        CHECK(k.LowerBound(parts[i].end) - k.LowerBound(parts[i].begin) <= max_blocks);
-        if (i > 0) CHECK(parts[i].begin == parts[i - 1].end);
-        floats += k.Flat(parts[i]).size();
-      }
-      CHECK(floats == k.Flat(r).size());
-    }
-  }
-}
-
-}  // namespace
-}  // namespace pstrain
-
-namespace pstrain {
-namespace {
-
 TEST_CASE("Pieces cuts at tensor boundaries and on a grid of kPieceBlocks blocks", "[keys]") {
   const TensorLayout t = SeedLayout();
   const KeyLayout k(t);
