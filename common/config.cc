@@ -306,6 +306,17 @@ const std::vector<KeySpec>& Schema() {
        {},
        "workers and backups on a server's host (same host name and network namespace) reach it "
        "through its ipc:// socket instead of TCP (off by default: slower than loopback TCP here)"},
+      {"cluster.overlap",
+       KeyType::kBool,
+       "true",
+       0,
+       0,
+       false,
+       {},
+       "BSP: servers apply and serve each piece of the parameters (a tensor, cut every 128 KiB) as "
+       "soon as every worker pushed it, workers pull layer by layer and start the forward pass "
+       "when the first layer's weights are in; false: one pull of the whole model, answered when "
+       "every push of the step is in"},
       {"cluster.heartbeat_ms",
        KeyType::kInt,
        "500",
@@ -922,6 +933,7 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   }
   c.cluster.heartbeat_ms = static_cast<int>(integer("cluster.heartbeat_ms"));
   c.cluster.ipc = boolean("cluster.ipc");
+  c.cluster.overlap = boolean("cluster.overlap");
   c.cluster.timeout_ms = static_cast<int>(integer("cluster.timeout_ms"));
   c.cluster.start_timeout_s = static_cast<int>(integer("cluster.start_timeout_s"));
   if (c.cluster.timeout_ms <= c.cluster.heartbeat_ms) {

@@ -44,6 +44,9 @@ struct ClusterConfig {
   int timeout_ms = 3000;
   int start_timeout_s = 120;
   bool ipc = false;  // same-host nodes reach servers through ipc://
+  // BSP: per-piece apply on the servers, per-layer pulls on the workers, the
+  // forward pass waiting for each layer's weights; false: whole-model pulls.
+  bool overlap = true;
 };
 
 struct JobConfig {

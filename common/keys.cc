@@ -50,13 +50,17 @@ KeyRange KeyLayout::Covering(size_t flat_begin, size_t flat_end) const {
   return r;
 }
 
-std::vector<KeyRange> KeyLayout::Split(const KeyRange& r, size_t max_blocks) const {
+std::vector<KeyRange> KeyLayout::Pieces(const KeyRange& r) const {
   std::vector<KeyRange> out;
   const size_t first = LowerBound(r.begin), last = LowerBound(r.end);
-  const size_t step = std::max<size_t>(max_blocks, 1);
-  for (size_t b = first; b < last; b += step) {
-    const size_t e = std::min(last, b + step);
-    out.push_back({blocks_[b].key, e < blocks_.size() ? blocks_[e].key : end_key()});
+  size_t begin = first;
+  for (size_t b = first; b < last; ++b) {
+    const size_t next = b + 1;
+    const bool cut = next == last || (blocks_[next].key >> 32) != (blocks_[b].key >> 32) ||
+                     (blocks_[next].key & 0xffffffff) % kPieceBlocks == 0;
+    if (!cut) continue;
+    out.push_back({blocks_[begin].key, next < blocks_.size() ? blocks_[next].key : end_key()});
+    begin = next;
   }
   return out;
 }

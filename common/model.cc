@@ -209,9 +209,14 @@ std::string Model::Describe() const {
 
 const float* Model::Forward(const float* input, int batch) { return Run(input, batch, false); }
 
-const float* Model::Run(const float* input, int batch, bool training) {
+const float* Model::Run(const float* input, int batch, bool training,
+                        const WeightsNeededFn& before_forward) {
   const float* in = input;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    if (before_forward && layers_[i]->first_tensor() >= 0 &&
+        !before_forward(layers_[i]->first_tensor(), layers_[i]->last_tensor())) {
+      return nullptr;
+    }
     layers_[i]->SetMode(training, step_seed_);
     layers_[i]->Forward(in, acts_[i].data(), batch);
     in = acts_[i].data();
@@ -260,8 +265,10 @@ void Model::GatherSparse(const Dataset& data, int64_t first, int n) {
 }
 
 LossResult Model::TrainStep(const float* input, const int32_t* labels, int batch, float grad_scale,
-                            const GradReadyFn& on_grad_ready) {
-  const float* logits = Run(input, batch, true);
+                            const GradReadyFn& on_grad_ready,
+                            const WeightsNeededFn& before_forward) {
+  const float* logits = Run(input, batch, true, before_forward);
+  if (logits == nullptr) return LossResult{};
   float* dcur = dbuf_[0].data();
   LossResult loss = Loss(logits, labels, batch, dcur, grad_scale);
   if (wide_) ScatterRowGrads(sparse_, batch, dcur, &tables_.back());

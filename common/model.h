@@ -103,11 +103,20 @@ class Model {
   // layer to the first: tensors [first_tensor, last_tensor) of the layout.
   using GradReadyFn = std::function<void(int first_tensor, int last_tensor)>;
 
+  // Called during the forward pass before a layer with parameters runs,
+  // from the first layer to the last: tensors [first_tensor, last_tensor)
+  // are about to be read (a worker waits there for that layer's weights).
+  // Returning false stops the step: nothing more is computed and no
+  // gradient is reported.
+  using WeightsNeededFn = std::function<bool(int first_tensor, int last_tensor)>;
+
   // Forward, loss and backward on `batch` rows (batch <= max_batch). Leaves
   // d(mean loss)/dparams in grads() (mean over this batch, times
-  // grad_scale * batch; pass 1/batch for the plain mean).
+  // grad_scale * batch; pass 1/batch for the plain mean). When
+  // `before_forward` stops the step, the result and grads() mean nothing.
   LossResult TrainStep(const float* input, const int32_t* labels, int batch, float grad_scale,
-                       const GradReadyFn& on_grad_ready = nullptr);
+                       const GradReadyFn& on_grad_ready = nullptr,
+                       const WeightsNeededFn& before_forward = nullptr);
 
   // Forward and loss only, on any number of rows (processed max_batch at a
   // time). Dense models only.
@@ -122,7 +131,9 @@ class Model {
 
  private:
   Model() = default;
-  const float* Run(const float* input, int batch, bool training);
+  // The logits, or null when `before_forward` stopped the pass.
+  const float* Run(const float* input, int batch, bool training,
+                   const WeightsNeededFn& before_forward = nullptr);
   LossResult Loss(const float* logits, const int32_t* labels, int batch, float* dlogits,
                   float grad_scale) const;
   template <typename SampleAt>

@@ -224,22 +224,53 @@ DenseShard::SampleStats DenseShard::TakeSampleStats(int64_t clock_begin, int64_t
 }
 
 void DenseShard::Save(BinaryWriter& w) const {
-  w.U64(keys_.begin);
-  w.U64(keys_.end);
-  w.I64(version_);
-  w.I64(updates_);
-  w.I64(optimizer_->steps());
-  w.Floats(params_.span());
-  std::vector<std::span<float>> state = optimizer_->State();
-  w.U32(static_cast<uint32_t>(state.size()));
-  for (const auto& st : state) w.Floats(st);
-  w.U64(async_steps_.size());
-  for (const auto& [begin, steps] : async_steps_) {
-    w.U64(begin);
-    w.I64(steps);
+  const DenseShard* self = this;
+  SaveRange(w, {&self, 1});
+}
+
+void DenseShard::SaveRange(BinaryWriter& w, std::span<const DenseShard* const> pieces) {
+  const DenseShard& front = *pieces.front();
+  const size_t base = front.flat_.begin;
+  std::vector<float> flat(pieces.back()->flat_.end - base);
+  // Every piece's values of one array at their place in the range.
+  auto write = [&](auto&& values_of) {
+    std::fill(flat.begin(), flat.end(), 0.0f);
+    for (const DenseShard* p : pieces) {
+      const std::span<const float> v = values_of(*p);
+      std::copy(v.begin(), v.end(), flat.begin() + static_cast<long>(p->flat_.begin - base));
+    }
+    w.Floats(flat);
+  };
+  int64_t version = front.version_;
+  std::vector<int64_t> completed = front.completed_;
+  for (const DenseShard* p : pieces) {
+    version = std::min(version, p->version_);
+    for (size_t i = 0; i < completed.size(); ++i) {
+      completed[i] = std::max(completed[i], p->completed_[i]);
+    }
   }
-  w.U64(completed_.size());
-  for (int64_t c : completed_) w.I64(c);
+  w.U64(front.keys_.begin);
+  w.U64(pieces.back()->keys_.end);
+  w.I64(version);
+  w.I64(front.updates_);
+  w.I64(front.optimizer_->steps());
+  write([](const DenseShard& p) { return p.params_.span(); });
+  const size_t state = front.optimizer_->State().size();
+  w.U32(static_cast<uint32_t>(state));
+  for (size_t i = 0; i < state; ++i) {
+    write([i](const DenseShard& p) { return std::span<const float>(p.optimizer_->State()[i]); });
+  }
+  uint64_t async = 0;
+  for (const DenseShard* p : pieces) async += p->async_steps_.size();
+  w.U64(async);
+  for (const DenseShard* p : pieces) {
+    for (const auto& [begin, steps] : p->async_steps_) {
+      w.U64(begin + p->flat_.begin - base);
+      w.I64(steps);
+    }
+  }
+  w.U64(completed.size());
+  for (int64_t c : completed) w.I64(c);
 }
 
 StatusOr<DenseShard::Saved> DenseShard::ReadSaved(BinaryReader& r, const KeyRange& keys,
@@ -259,39 +290,67 @@ StatusOr<DenseShard::Saved> DenseShard::ReadSaved(BinaryReader& r, const KeyRang
 }
 
 Status DenseShard::Load(BinaryReader& r) {
-  ASSIGN_OR_RETURN(const Saved saved, ReadSaved(r, keys_, params_.span()));
-  version_ = saved.version;
-  updates_ = saved.updates;
-  optimizer_->set_steps(saved.optimizer_steps);
-  std::vector<std::span<float>> state = optimizer_->State();
+  DenseShard* self = this;
+  return LoadRange(r, {&self, 1});
+}
+
+Status DenseShard::LoadRange(BinaryReader& r, std::span<DenseShard* const> pieces) {
+  DenseShard& front = *pieces.front();
+  const size_t base = front.flat_.begin;
+  std::vector<float> flat(pieces.back()->flat_.end - base);
+  // Hands each piece its values of one array.
+  auto scatter = [&](auto&& values_of) {
+    for (DenseShard* p : pieces) {
+      const std::span<float> v = values_of(*p);
+      const auto from = flat.begin() + static_cast<long>(p->flat_.begin - base);
+      std::copy(from, from + static_cast<long>(v.size()), v.begin());
+    }
+  };
+  ASSIGN_OR_RETURN(const Saved saved,
+                   ReadSaved(r, {front.keys_.begin, pieces.back()->keys_.end}, flat));
+  scatter([](DenseShard& p) { return p.params_.span(); });
   ASSIGN_OR_RETURN(uint32_t slots, r.U32());
-  if (slots != state.size()) {
+  const size_t state = front.optimizer_->State().size();
+  if (slots != state) {
     return DataLoss(r.name() + ": optimizer state has " + std::to_string(slots) +
-                    " tensors, this optimizer needs " + std::to_string(state.size()) +
+                    " tensors, this optimizer needs " + std::to_string(state) +
                     " (was optimizer.type changed?)");
   }
-  for (auto& st : state) RETURN_IF_ERROR(r.Floats(st));
+  for (size_t i = 0; i < state; ++i) {
+    RETURN_IF_ERROR(r.Floats(flat));
+    scatter([i](DenseShard& p) { return p.optimizer_->State()[i]; });
+  }
   ASSIGN_OR_RETURN(uint64_t n_async, r.U64());
   if (n_async > (1u << 24)) return DataLoss(r.name() + ": implausible step table");
-  async_steps_.clear();
+  for (DenseShard* p : pieces) p->async_steps_.clear();
   for (uint64_t i = 0; i < n_async; ++i) {
     ASSIGN_OR_RETURN(uint64_t b, r.U64());
     ASSIGN_OR_RETURN(int64_t st, r.I64());
-    async_steps_[b] = st;
+    auto in = std::find_if(pieces.begin(), pieces.end(), [&](const DenseShard* p) {
+      return b >= p->flat_.begin - base && b < p->flat_.end - base;
+    });
+    if (in == pieces.end()) return DataLoss(r.name() + ": step table entry outside the keys");
+    (*in)->async_steps_[b - ((*in)->flat_.begin - base)] = st;
   }
   ASSIGN_OR_RETURN(uint64_t n_completed, r.U64());
-  if (n_completed != completed_.size()) {
+  if (n_completed != front.completed_.size()) {
     return DataLoss(r.name() + ": written for " + std::to_string(n_completed) +
-                    " workers, this job has " + std::to_string(completed_.size()));
+                    " workers, this job has " + std::to_string(front.completed_.size()));
   }
-  for (int64_t& c : completed_) {
+  for (int64_t& c : front.completed_) {
     ASSIGN_OR_RETURN(c, r.I64());
   }
   if (!r.AtEnd()) return DataLoss(r.name() + ": unexpected bytes after the shard state");
-  seen_.clear();
-  pending_.clear();
-  current_snapshot_.reset();
-  snapshot_version_ = -1;
+  for (DenseShard* p : pieces) {
+    p->version_ = saved.version;
+    p->updates_ = saved.updates;
+    p->optimizer_->set_steps(saved.optimizer_steps);
+    p->completed_ = front.completed_;
+    p->seen_.clear();
+    p->pending_.clear();
+    p->current_snapshot_.reset();
+    p->snapshot_version_ = -1;
+  }
   return OkStatus();
 }
 

@@ -113,6 +113,11 @@ class DenseShard {
   // between epochs, when no step is half-applied.
   void Save(BinaryWriter& w) const;
   Status Load(BinaryReader& r);
+  // The same for shards holding consecutive pieces of one range, written as
+  // that range (the padding between their tensors as zeros): what Save of
+  // one shard for the whole range would write, and what Load reads.
+  static void SaveRange(BinaryWriter& w, std::span<const DenseShard* const> pieces);
+  static Status LoadRange(BinaryReader& r, std::span<DenseShard* const> pieces);
 
   // The start of what Save wrote: the keys, clocks and weights (which must
   // be for `keys`, weights.size() floats), without building a shard. For

@@ -20,6 +20,7 @@
 #include "common/node.h"
 #include "common/sparse_table.h"
 #include "paramserver/dense_shard.h"
+#include "paramserver/range_shard.h"
 
 namespace pstrain {
 namespace {
@@ -55,8 +56,10 @@ std::string ShardFileName(int server, const KeyRange& r) {
 }
 
 // Requests one worker may have waiting here (pulls for a clock not reached
-// yet); more are refused, so a flooding client cannot make the server hold
-// an unbounded queue.
+// yet): this many, plus two per piece the server keeps (a worker asks for
+// every piece of the next clock ahead of time, and again after a retry).
+// More are refused, so a flooding client cannot make the server hold an
+// unbounded queue.
 constexpr int kMaxWaitingPullsPerWorker = 64;
 
 struct PendingPull {
@@ -64,8 +67,8 @@ struct PendingPull {
   int worker;
   WireType wire;  // how the reply is coded
   uint64_t request_id;
-  DenseShard* shard;
-  size_t begin, n;  // floats, relative to the shard
+  RangeShard* shard;
+  KeyRange keys;
   int64_t clock;
   std::chrono::steady_clock::time_point since;
 };
@@ -95,7 +98,7 @@ class Server {
   void OnData(Message& frames);
   // Handles one request; an error status becomes an error reply.
   Status HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames);
-  DenseShard* FindShard(const KeyRange& r);
+  RangeShard* FindShard(const KeyRange& r);
   void Reply(Frame& peer, uint64_t request_id, Message payload);
   void ReplyError(Frame& peer, uint64_t request_id, const Status& why);
   void ServeReadyPulls();
@@ -108,8 +111,8 @@ class Server {
   std::unique_ptr<ControlChannel> control_;
   NodeAssignment assignment_;
   std::unique_ptr<KeyLayout> keys_;
-  std::vector<std::unique_ptr<DenseShard>> shards_;    // ranges this server owns
-  std::vector<std::unique_ptr<DenseShard>> replicas_;  // backups of other servers' ranges
+  std::vector<std::unique_ptr<RangeShard>> shards_;    // ranges this server owns
+  std::vector<std::unique_ptr<RangeShard>> replicas_;  // backups of other servers' ranges
   std::vector<ServerEntry> servers_;                   // the current server table
   std::map<int, std::unique_ptr<Socket>> links_;       // to backups, by server id
   std::map<uint64_t, std::pair<DenseShard*, int64_t>> replicating_;  // unacknowledged
@@ -199,7 +202,8 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
     if (!pulls_.empty() && now - pulls_.front().since > std::chrono::seconds(10) &&
         now - last_wait_log_ > std::chrono::seconds(10)) {
       last_wait_log_ = now;
-      PSTRAIN_LOG(INFO) << pulls_.size() << " pull(s) waiting; " << pulls_.front().shard->Waiting();
+      PSTRAIN_LOG(INFO) << pulls_.size() << " pull(s) waiting; "
+                        << pulls_.front().shard->Waiting(pulls_.front().keys, pulls_.front().clock);
     }
   }
   *exit_code = exit_code_;
@@ -225,6 +229,9 @@ Status Server::Setup(const NodeAssignment& a) {
   so.staleness = c.cluster.staleness;
   so.slots = c.cluster.workers;
   so.optimizer = c.optimizer;
+  // BSP with overlap: each range cut into pieces applied and served on
+  // their own (a backup cuts its replicas alike).
+  const bool cut = c.cluster.overlap && so.consistency == Consistency::kBsp;
   for (const ServerEntry& s : a.servers) {
     if (s.id != a.node_id) continue;
     for (const KeyRange& r : s.ranges) {
@@ -232,14 +239,14 @@ Status Server::Setup(const NodeAssignment& a) {
         return InvalidArgument("assigned key range " + ToString(r) + " is not a valid range");
       }
       const FlatRange f = keys_->Flat(r);
-      shards_.push_back(std::make_unique<DenseShard>(
-          *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so));
+      shards_.push_back(std::make_unique<RangeShard>(
+          *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so, cut));
       if (!a.restore_dir.empty()) {
         const std::string path = a.restore_dir + "/" + ShardFileName(a.node_id, r);
         ASSIGN_OR_RETURN(BinaryReader reader, BinaryReader::OpenFile(path));
         RETURN_IF_ERROR(shards_.back()->Load(reader));
         PSTRAIN_LOG(INFO) << "restored keys " << ToString(r) << " at clock "
-                          << shards_.back()->version() << " from " << path;
+                          << shards_.back()->pieces().front()->version() << " from " << path;
       }
     }
   }
@@ -262,8 +269,8 @@ Status Server::Setup(const NodeAssignment& a) {
     for (const KeyRange& r : s.backup_ranges) {
       if (!keys_->IsValidRange(r)) return InvalidArgument("bad backup range " + ToString(r));
       const FlatRange f = keys_->Flat(r);
-      replicas_.push_back(std::make_unique<DenseShard>(
-          *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so));
+      replicas_.push_back(std::make_unique<RangeShard>(
+          *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so, cut));
     }
   }
   for (size_t i = 0; i < a.workers.size(); ++i) {
@@ -283,7 +290,7 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
       for (auto it = replicas_.begin(); it != replicas_.end(); ++it) {
         if ((*it)->keys() == r) {
           PSTRAIN_LOG(WARNING) << "promoted to primary of keys " << ToString(r) << " at clock "
-                               << (*it)->version();
+                               << (*it)->pieces().front()->version();
           shards_.push_back(std::move(*it));
           replicas_.erase(it);
           break;
@@ -303,7 +310,7 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
       }
     }
     if (backup == nullptr) {
-      shard->SetReplication(nullptr);
+      for (const auto& piece : shard->pieces()) piece->SetReplication(nullptr);
       continue;
     }
     if (links_.count(backup->id) == 0) {
@@ -314,8 +321,10 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
       links_[backup->id] = std::move(link);
     }
     const int to = backup->id;
-    DenseShard* sh = shard.get();
-    shard->SetReplication([this, to, sh](const DenseShard::Update& u) { Replicate(to, sh, u); });
+    for (const auto& piece : shard->pieces()) {
+      DenseShard* p = piece.get();
+      p->SetReplication([this, to, p](const DenseShard::Update& u) { Replicate(to, p, u); });
+    }
   }
   for (auto it = links_.begin(); it != links_.end();) {
     const bool alive = std::any_of(servers.begin(), servers.end(),
@@ -457,15 +466,20 @@ Status Server::OnControl(msg::Control::Reader c) {
       int64_t samples = -1;
       uint64_t hash = 0;
       bool agree = true;
+      // Read once: every read of a message counts against its traversal limit.
+      const int64_t clock_begin = c.getStatsRequest().getClockBegin();
+      const int64_t clock_end = c.getStatsRequest().getClockEnd();
       for (const auto& s : shards_) {
         sum += s->SumSquares();
         updates += s->updates_applied();
-        const DenseShard::SampleStats st = s->TakeSampleStats(c.getStatsRequest().getClockBegin(),
-                                                              c.getStatsRequest().getClockEnd());
-        if (samples >= 0 && (st.samples != samples || st.hash != hash)) agree = false;
-        if (samples < 0 || st.samples < samples) {
-          samples = st.samples;
-          hash = st.hash;
+        // Every piece saw every (slot, clock): they must agree.
+        for (const auto& piece : s->pieces()) {
+          const DenseShard::SampleStats st = piece->TakeSampleStats(clock_begin, clock_end);
+          if (samples >= 0 && (st.samples != samples || st.hash != hash)) agree = false;
+          if (samples < 0 || st.samples < samples) {
+            samples = st.samples;
+            hash = st.hash;
+          }
         }
       }
       r.setSamples(agree ? samples : -1);
@@ -492,7 +506,7 @@ Status Server::OnControl(msg::Control::Reader c) {
   }
 }
 
-DenseShard* Server::FindShard(const KeyRange& r) {
+RangeShard* Server::FindShard(const KeyRange& r) {
   for (auto& s : shards_) {
     if (r.begin >= s->keys().begin && r.end <= s->keys().end) return s.get();
   }
@@ -577,11 +591,10 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       if (!keys_->IsValidRange(r)) {
         return InvalidArgument("key range " + ToString(r) + " does not start and end on blocks");
       }
-      DenseShard* shard = FindShard(r);
+      RangeShard* shard = FindShard(r);
       if (shard == nullptr)
         return InvalidArgument("key range " + ToString(r) + " is not served here");
       const FlatRange f = keys_->Flat(r);
-      const size_t begin = f.begin - shard->flat().begin;
       const auto wire = static_cast<WireType>(h.getDtype());
       if (static_cast<uint16_t>(h.getDtype()) > static_cast<uint16_t>(WireType::kTopK)) {
         return InvalidArgument("unknown payload coding " +
@@ -590,28 +603,29 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       if (h.getOp() == msg::DataOp::PULL) {
         if (payload_frames != 0) return InvalidArgument("a pull carries no payload");
         if (wire == WireType::kTopK) return InvalidArgument("weights are never sent top-k");
-        if (shard->PullReady(h.getClock())) {
+        if (shard->PullReady(r, h.getClock())) {
           PendingPull p{Frame::Copy(peer.data(), peer.size()),
                         worker,
                         wire,
                         h.getRequestId(),
                         shard,
-                        begin,
-                        f.size(),
+                        r,
                         h.getClock(),
                         {}};
           ServePull(p);
           return OkStatus();
         }
         int& waiting = waiting_pulls_[worker];
-        if (waiting >= kMaxWaitingPullsPerWorker) {
+        size_t pieces = 0;
+        for (const auto& owned : shards_) pieces += owned->pieces().size();
+        if (waiting >= kMaxWaitingPullsPerWorker + 2 * static_cast<int>(pieces)) {
           return ResourceExhausted("worker " + std::to_string(worker) + " already has " +
                                    std::to_string(waiting) +
                                    " pulls waiting here, the most a client may have; refused");
         }
         ++waiting;
         pulls_.push_back({Frame::Copy(peer.data(), peer.size()), worker, wire, h.getRequestId(),
-                          shard, begin, f.size(), h.getClock(), std::chrono::steady_clock::now()});
+                          shard, r, h.getClock(), std::chrono::steady_clock::now()});
         return OkStatus();
       }
       if (payload_frames > 1) return InvalidArgument("a push carries at most one payload frame");
@@ -644,10 +658,8 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
                                  std::to_string(i) + "; refused");
         }
       }
-      ASSIGN_OR_RETURN(DenseShard::PushOutcome outcome,
-                       shard->Push(h.getSlot(), h.getClock(), r, std::move(payload),
-                                   h.getSampleCount(), h.getSampleHash(), lr));
-      (void)outcome;
+      RETURN_IF_ERROR(shard->Push(h.getSlot(), h.getClock(), r, std::move(payload),
+                                  h.getSampleCount(), h.getSampleHash(), lr));
       Reply(peer, h.getRequestId(), {});
       return OkStatus();
     }
@@ -725,7 +737,7 @@ Status Server::HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& 
   });
   if (!known) return Aborted("replication from an unknown server");
   const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
-  DenseShard* replica = nullptr;
+  RangeShard* replica = nullptr;
   for (auto& rp : replicas_) {
     if (r.begin >= rp->keys().begin && r.end <= rp->keys().end) replica = rp.get();
   }
@@ -749,22 +761,14 @@ Status Server::HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& 
 }
 
 void Server::ServePull(PendingPull& p) {
-  std::shared_ptr<const FloatBuffer> snap = p.shard->Snapshot();
   Message payload;
-  if (p.wire == WireType::kFloat16 || p.wire == WireType::kBfloat16) {
-    auto coded = std::make_shared<std::vector<uint16_t>>(p.n);
-    (p.wire == WireType::kFloat16 ? FloatToHalf : FloatToBf16)(snap->data() + p.begin,
-                                                               coded->data(), p.n);
-    payload.push_back(Frame::Share(coded->data(), p.n * 2, coded));
-  } else {
-    payload.push_back(Frame::Share(snap->data() + p.begin, p.n * sizeof(float), snap));
-  }
+  p.shard->AppendWeights(p.keys, p.wire, &payload);
   Reply(p.peer, p.request_id, std::move(payload));
 }
 
 void Server::ServeReadyPulls() {
   for (auto it = pulls_.begin(); it != pulls_.end();) {
-    if (it->shard->PullReady(it->clock)) {
+    if (it->shard->PullReady(it->keys, it->clock)) {
       ServePull(*it);
       --waiting_pulls_[it->worker];
       it = pulls_.erase(it);

@@ -145,9 +145,8 @@ std::vector<KeyRange> PsClient::Parts(const KeyRange& range, int server) const {
   for (const KeyRange& owned : servers_[server].entry.ranges) {
     const KeyRange part = KeyLayout::Intersect(range, owned);
     if (part.begin == part.end) continue;
-    for (const KeyRange& p : keys_.Split(part, kMaxPayloadBytes / (kBlockFloats * sizeof(float)))) {
-      parts.push_back(p);
-    }
+    static_assert(kPieceBlocks * kBlockFloats * sizeof(float) <= kMaxPayloadBytes);
+    for (const KeyRange& p : keys_.Pieces(part)) parts.push_back(p);
   }
   return parts;
 }
@@ -193,6 +192,14 @@ StatusOr<PsClient::Ticket> PsClient::PushEmpty(const GradientTag& tag) {
 }
 
 StatusOr<PsClient::Ticket> PsClient::Pull(const KeyRange& range, float* flat, int64_t clock) {
+  // Requests end at tensor boundaries: the padding between two tensors is
+  // zero, as on the servers.
+  size_t covered = keys_.Flat(range).begin;
+  for (const KeyRange& piece : keys_.Pieces(range)) {
+    const FlatRange f = keys_.Flat(piece);
+    std::fill(flat + covered, flat + f.begin, 0.0f);
+    covered = f.end;
+  }
   const Ticket t = NewTicket();
   for (int s = 0; s < server_count(); ++s) {
     for (const KeyRange& part : Parts(range, s)) {
@@ -325,17 +332,28 @@ void PsClient::OnReply(int server, Message& frames) {
     }
     if (h.getOp() != msg::DataOp::REPLY) return InvalidArgument("unexpected op from " + who);
     if (r.dest != nullptr) {
-      if (frames.size() != 2 || frames[1].size() != r.dest_floats * WireBytes(r.wire)) {
+      // Dense weights may come in several frames (one per piece the server
+      // keeps), back to back; rows in one.
+      size_t bytes = 0;
+      for (size_t i = 1; i < frames.size(); ++i) bytes += frames[i].size();
+      if (frames.size() < 2 || (!r.row_slots.empty() && frames.size() != 2) ||
+          bytes != r.dest_floats * WireBytes(r.wire)) {
         Finish(request_id, Internal(who + " answered " + r.what + " with the wrong size"));
         return OkStatus();
       }
       if (r.wire != WireType::kFloat32) {
         reply16_.resize(r.dest_floats);
-        std::memcpy(reply16_.data(), frames[1].data(), frames[1].size());
+        uint8_t* to = reinterpret_cast<uint8_t*>(reply16_.data());
+        for (size_t i = 1; i < frames.size(); to += frames[i].size(), ++i) {
+          std::memcpy(to, frames[i].data(), frames[i].size());
+        }
         (r.wire == WireType::kFloat16 ? HalfToFloat : Bf16ToFloat)(reply16_.data(), r.dest,
                                                                    r.dest_floats);
       } else if (r.row_slots.empty()) {
-        std::memcpy(r.dest, frames[1].data(), frames[1].size());
+        uint8_t* to = reinterpret_cast<uint8_t*>(r.dest);
+        for (size_t i = 1; i < frames.size(); to += frames[i].size(), ++i) {
+          std::memcpy(to, frames[i].data(), frames[i].size());
+        }
       } else {
         for (size_t j = 0; j < r.row_slots.size(); ++j) {
           std::memcpy(r.dest + r.row_slots[j] * r.dim, frames[1].data() + j * r.dim * sizeof(float),
@@ -415,10 +433,17 @@ Status PsClient::WaitAll(std::chrono::milliseconds deadline) {
 
 Status PsClient::WaitBuffersReleased(std::chrono::milliseconds deadline) {
   const auto until = std::chrono::steady_clock::now() + deadline;
+  auto last_hook = std::chrono::steady_clock::now();
   while (lent_token_.use_count() > 1) {
-    if (std::chrono::steady_clock::now() >= until) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) {
       return DeadlineExceeded("ZeroMQ still holds gradient buffers after " +
                               std::to_string(deadline.count()) + " ms");
+    }
+    // A server that died holds its messages until the routing changes.
+    if (idle_hook_ && now - last_hook > std::chrono::milliseconds(50)) {
+      last_hook = now;
+      RETURN_IF_ERROR(idle_hook_());
     }
     std::this_thread::yield();
   }

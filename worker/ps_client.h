@@ -4,13 +4,17 @@
 // Many requests may be in flight; Push and Pull return at once with a
 // ticket, Wait(ticket) completes it.
 //
-// Requests are cut into messages of at most kMaxPayloadBytes (the servers
-// refuse bigger frames). Pushes are zero-copy: the gradient memory is lent to ZeroMQ and must not
-// change until WaitBuffersReleased() returns. Pulls copy each reply into
-// the destination given to Pull.
+// Requests are cut into messages on the piece grid (KeyLayout::Pieces: at
+// tensor boundaries and every kPieceBlocks blocks, well below the servers'
+// frame limit), so a server that applies each piece on its own can answer
+// each message as soon as its piece is ready. Pushes are zero-copy: the gradient memory is lent to
+// ZeroMQ and must not change until WaitBuffersReleased() returns. Pulls copy each reply into the
+// destination given to Pull.
 //
-// Owned by one thread (its sockets are not thread safe). While waiting it
-// calls the idle hook about every 50 ms (the worker sends heartbeats there).
+// Owned by one thread (its sockets are not thread safe). While waiting
+// (Wait, WaitAll, WaitBuffersReleased) it calls the idle hook about every
+// 50 ms (the worker sends heartbeats there); an error from the hook ends
+// the wait.
 #pragma once
 
 #include <chrono>

@@ -53,6 +53,18 @@ class Worker {
   // model; the model keeps its old weights until all of them arrived.
   // Returns kAborted when slots were handed to this worker meanwhile.
   Status Pull(int64_t clock);
+  // Overlap (BSP with cluster.overlap): each layer's weights are pulled on
+  // their own and installed just before the forward pass reads them.
+  // Sends the pulls of `clock` that are not in flight, first layers first.
+  Status Prefetch(int64_t clock);
+  // Waits for layer l's weights of want_clock_ and installs them.
+  Status InstallLayer(size_t l);
+  // Every layer's weights of `clock` in the model.
+  Status InstallAll(int64_t clock);
+  // Sets the layers already at a later clock back to `clock`'s weights and
+  // forgets the pulls in flight. The model is at `clock` or one later in
+  // every layer.
+  void Rewind(int64_t clock);
   // Sends heartbeats and handles control messages while waiting.
   Status Idle();
   // Sparse models: pulls the rows of the gathered batch from the servers.
@@ -70,6 +82,22 @@ class Worker {
   std::unique_ptr<PsClient> client_;
   FloatBuffer staging_;   // pulls land here first
   int64_t version_ = -1;  // the clock of the weights in the model
+  // Overlap: per layer with parameters, its keys and pulls.
+  struct LayerPull {
+    KeyRange keys;
+    FlatRange flat;
+    PsClient::Ticket ticket = 0;
+    int64_t pulling = -1;    // the clock the pull in flight brings into staging_; -1: none
+    int64_t installed = -1;  // the clock of this layer's weights in the model
+  };
+  bool overlap_ = false;
+  std::vector<LayerPull> layers_;
+  std::vector<size_t> tensor_layer_;  // layout tensor -> its entry in layers_
+  FloatBuffer previous_;              // a layer's weights before its newer ones were installed
+  int64_t want_clock_ = 0;            // the forward pass needs the weights of this clock
+  Status forward_status_;             // why before_forward_ stopped a step
+  double forward_wait_s_ = 0;
+  Model::WeightsNeededFn before_forward_;
   std::vector<int> slot_owners_;
   std::vector<int> my_slots_;
   std::vector<int> takeover_;  // slots handed to this worker mid-epoch
@@ -158,6 +186,28 @@ Status Worker::Setup() {
     return OkStatus();
   });
   staging_ = FloatBuffer(model_->params().size());
+  overlap_ = c.cluster.consistency == "bsp" && c.cluster.overlap;
+  if (overlap_) {
+    const TensorLayout& layout = model_->layout();
+    tensor_layer_.assign(static_cast<size_t>(layout.count()), 0);
+    for (int i = 0; i < model_->layer_count(); ++i) {
+      const Layer& layer = model_->layer(i);
+      if (layer.first_tensor() < 0) continue;
+      const TensorSpec& last = layout[layer.last_tensor() - 1];
+      LayerPull l;
+      l.keys = keys_->Covering(layout[layer.first_tensor()].offset, last.offset + last.size);
+      l.flat = keys_->Flat(l.keys);
+      for (int t = layer.first_tensor(); t < layer.last_tensor(); ++t) {
+        tensor_layer_[static_cast<size_t>(t)] = layers_.size();
+      }
+      layers_.push_back(l);
+    }
+    previous_ = FloatBuffer(model_->params().size());
+    before_forward_ = [this](int first_tensor, int) {
+      forward_status_ = InstallLayer(tensor_layer_[static_cast<size_t>(first_tensor)]);
+      return forward_status_.ok();
+    };
+  }
   if (!model_->sparse()) input_ = FloatBuffer(static_cast<size_t>(c.batch_size) * a_.input_dim);
   labels_.resize(c.batch_size);
   return OkStatus();
@@ -269,9 +319,65 @@ Status Worker::Pull(int64_t clock) {
   const int64_t want = a_.config.cluster.consistency == "asp" ? 0 : clock;
   ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging_.data(), want));
   RETURN_IF_ERROR(client_->Wait(t, kWaitDeadline));
+  // Overlap: the replaced weights stay at hand for Rewind, as InstallLayer's.
+  if (overlap_)
+    std::memcpy(previous_.data(), model_->params().data(), previous_.size() * sizeof(float));
   std::memcpy(model_->params().data(), staging_.data(), staging_.size() * sizeof(float));
   version_ = clock;
+  for (LayerPull& l : layers_) {
+    l.installed = clock;
+    l.pulling = -1;  // a late reply brings the same weights
+  }
   return OkStatus();
+}
+
+Status Worker::Prefetch(int64_t clock) {
+  for (LayerPull& l : layers_) {
+    if (l.pulling >= 0 || l.installed >= clock) continue;
+    ASSIGN_OR_RETURN(l.ticket, client_->Pull(l.keys, staging_.data(), clock));
+    l.pulling = clock;
+  }
+  return OkStatus();
+}
+
+Status Worker::InstallLayer(size_t i) {
+  LayerPull& l = layers_[i];
+  if (l.installed >= want_clock_) return OkStatus();
+  if (l.pulling != want_clock_) {
+    return Internal("layer " + std::to_string(i) + " has weights of clock " +
+                    std::to_string(l.installed) + ", needs " + std::to_string(want_clock_) +
+                    " and no pull brings them");
+  }
+  const auto t0 = Clock::now();
+  Status s = client_->Wait(l.ticket, kWaitDeadline);
+  forward_wait_s_ += Seconds(Clock::now() - t0);
+  l.pulling = -1;
+  RETURN_IF_ERROR(s);
+  // Kept until the step that used them is pushed for good (Rewind).
+  const size_t bytes = l.flat.size() * sizeof(float);
+  std::memcpy(previous_.data() + l.flat.begin, model_->params().data() + l.flat.begin, bytes);
+  std::memcpy(model_->params().data() + l.flat.begin, staging_.data() + l.flat.begin, bytes);
+  l.installed = want_clock_;
+  return OkStatus();
+}
+
+Status Worker::InstallAll(int64_t clock) {
+  RETURN_IF_ERROR(Prefetch(clock));
+  want_clock_ = clock;
+  for (size_t i = 0; i < layers_.size(); ++i) RETURN_IF_ERROR(InstallLayer(i));
+  version_ = clock;
+  return OkStatus();
+}
+
+void Worker::Rewind(int64_t clock) {
+  for (LayerPull& l : layers_) {
+    if (l.installed > clock) {
+      std::memcpy(model_->params().data() + l.flat.begin, previous_.data() + l.flat.begin,
+                  l.flat.size() * sizeof(float));
+      l.installed = clock;
+    }
+    l.pulling = -1;
+  }
 }
 
 Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64_t clock,
@@ -280,11 +386,17 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
   const bool bsp = c.cluster.consistency == "bsp";
   const float lr = ScheduledLearningRate(c.schedule, c.optimizer.lr,
                                          epoch + static_cast<double>(k) / plan.steps(), c.epochs);
+  want_clock_ = clock;
   for (int slot : slots) {
     const std::span<const uint32_t> mine = plan.Samples(slot, k);
     const int n = static_cast<int>(mine.size());
     PsClient::GradientTag tag{slot, clock, lr, n, 0};
     if (n == 0) {
+      // Every piece must be at `clock` before it takes a push for it.
+      if (overlap_) {
+        RETURN_IF_ERROR(InstallAll(clock));
+        RETURN_IF_ERROR(Prefetch(clock + 1));
+      }
       ASSIGN_OR_RETURN(PsClient::Ticket p, client_->PushEmpty(tag));
       pushes_.push_back(p);
       continue;
@@ -316,8 +428,15 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
     const float scale = 1.0f / static_cast<float>(bsp ? plan.StepTotal(k) : n);
     Status push_status;
     model_->SetStepSeed(StepSeed(c.seed, epoch, k, slot));
+    forward_wait_s_ = 0;
+    forward_status_ = OkStatus();
     LossResult l = model_->TrainStep(
-        sparse ? nullptr : input_.data(), labels_.data(), n, scale, [&](int first, int last) {
+        sparse ? nullptr : input_.data(), labels_.data(), n, scale,
+        [&](int first, int last) {
+          if (!push_status.ok()) return;
+          // The next weights are asked for before the first gradient goes
+          // out, so the servers can answer each piece once it is applied.
+          if (overlap_) push_status = Prefetch(clock + 1);
           if (!push_status.ok()) return;
           const TensorLayout& layout = model_->layout();
           const KeyRange range = keys_->Covering(layout[first].offset,
@@ -328,7 +447,10 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
           } else {
             push_status = p.status();
           }
-        });
+        },
+        before_forward_);
+    pull_wait_s_ += forward_wait_s_;
+    RETURN_IF_ERROR(forward_status_);
     RETURN_IF_ERROR(push_status);
     for (const RowBlock& t : model_->tables()) {
       // Applied on arrival: the rows' gradients do not wait for the clock.
@@ -341,7 +463,7 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
                              std::to_string(epoch + 1) + ", step " + std::to_string(k + 1) +
                              " (slot " + std::to_string(slot) + "); lower optimizer.lr");
     }
-    compute_s_ += Seconds(Clock::now() - t1);
+    compute_s_ += Seconds(Clock::now() - t1) - forward_wait_s_;
     loss_sum_ += l.loss_sum;
     correct_ += l.correct;
     done_samples_ += n;
@@ -378,30 +500,63 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
     }
     return OkStatus();
   };
-  auto pull = [&](int64_t clock, int64_t k) -> Status {
-    const auto t0 = Clock::now();
-    while (true) {
-      Status s = Pull(clock);
-      if (s.ok() || s.code() != StatusCode::kAborted || (takeover_.empty() && !rerun_step_)) {
-        pull_wait_s_ += Seconds(Clock::now() - t0);
-        return s;
-      }
-      if (rerun_step_) {
-        // A server died and its backup took over: push this step again to
-        // the new owners (the others drop what they already have).
-        rerun_step_ = false;
-        if (k >= 0) RETURN_IF_ERROR(ComputeSlots(plan, epoch, k, first_clock + k, my_slots_));
-        continue;
-      }
-      RETURN_IF_ERROR(take_over(k));
+  // A wait for the weights after step k was interrupted: redo what step k
+  // now needs.
+  auto resume = [&](int64_t k) -> Status {
+    if (rerun_step_) {
+      // A server died and its backup took over: push this step again to
+      // the new owners (the others drop what they already have).
+      rerun_step_ = false;
+      return k >= 0 ? ComputeSlots(plan, epoch, k, first_clock + k, my_slots_) : OkStatus();
     }
+    return take_over(k);
   };
-  if (!bsp || version_ != first_clock) RETURN_IF_ERROR(pull(first_clock, -1));
+  auto interrupted = [&](const Status& s) {
+    return s.code() == StatusCode::kAborted && (!takeover_.empty() || rerun_step_);
+  };
+  // Gets the weights after step k, redoing what step k needs as often as
+  // the wait (`s`, the first attempt) is interrupted.
+  auto finish = [&](int64_t k, Status s) -> Status {
+    const auto t0 = Clock::now();
+    while (interrupted(s)) {
+      s = resume(k);
+      if (s.ok()) s = Pull(first_clock + k + 1);
+    }
+    pull_wait_s_ += Seconds(Clock::now() - t0);
+    return s;
+  };
+  auto pull = [&](int64_t k) { return finish(k, Pull(first_clock + k + 1)); };
+  // Overlap: waiting for the weights after step k was interrupted (`s`).
+  // Back to step k's weights, finish step k as without overlap.
+  auto recover = [&](int64_t k, Status s) -> Status {
+    Rewind(first_clock + k);
+    return finish(k, std::move(s));
+  };
+  if (!bsp || version_ != first_clock) RETURN_IF_ERROR(pull(-1));
   for (int64_t k = 0; k < steps; ++k) {
     const int64_t clock = first_clock + k;
-    RETURN_IF_ERROR(ComputeSlots(plan, epoch, k, clock, only.empty() ? my_slots_ : only));
+    const std::vector<int>& slots = only.empty() ? my_slots_ : only;
+    Status s = ComputeSlots(plan, epoch, k, clock, slots);
+    while (interrupted(s)) {
+      if (overlap_ && k > 0) {
+        RETURN_IF_ERROR(recover(k - 1, std::move(s)));
+      } else {
+        rerun_step_ = false;  // the weights of step k are complete: redoing step k suffices
+      }
+      s = ComputeSlots(plan, epoch, k, clock, slots);
+    }
+    RETURN_IF_ERROR(s);
     if (!takeover_.empty()) RETURN_IF_ERROR(take_over(k));  // handed over while computing
-    RETURN_IF_ERROR(pull(clock + 1, k));
+    if (!overlap_) {
+      RETURN_IF_ERROR(pull(k));
+    } else if (k + 1 == steps) {
+      // The epoch's last weights, in the model for evaluation.
+      const auto t0 = Clock::now();
+      s = InstallAll(clock + 1);
+      pull_wait_s_ += Seconds(Clock::now() - t0);
+      if (interrupted(s)) s = recover(k, std::move(s));
+      RETURN_IF_ERROR(s);
+    }
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {
       last_idle = Clock::now();
       RETURN_IF_ERROR(Idle());

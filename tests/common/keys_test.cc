@@ -1,5 +1,6 @@
 #include "common/keys.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "common/model.h"
@@ -99,26 +100,36 @@ TEST_CASE("SliceKeys refuses more servers than blocks", "[keys]") {
 namespace pstrain {
 namespace {
 
-TEST_CASE("Split cuts a range into consecutive pieces of at most N blocks", "[keys]") {
+TEST_CASE("Pieces cuts at tensor boundaries and on a grid of kPieceBlocks blocks", "[keys]") {
   const TensorLayout t = SeedLayout();
   const KeyLayout k(t);
-  for (size_t max_blocks : {1u, 4u, 7u, 19u, 64u}) {
-    INFO(max_blocks);
-    for (const KeyRange& r : {k.all(), KeyRange{MakeKey(0, 3), MakeKey(2, 1)}}) {
-      const std::vector<KeyRange> parts = k.Split(r, max_blocks);
-      REQUIRE_FALSE(parts.empty());
-      CHECK(parts.front().begin == r.begin);
-      CHECK(parts.back().end == r.end);
-      size_t floats = 0;
-      for (size_t i = 0; i < parts.size(); ++i) {
-        REQUIRE(k.IsValidRange(parts[i]));
-        CHECK(k.LowerBound(parts[i].end) - k.LowerBound(parts[i].begin) <= max_blocks);
-        if (i > 0) CHECK(parts[i].begin == parts[i - 1].end);
-        floats += k.Flat(parts[i]).size();
-      }
-      CHECK(floats == k.Flat(r).size());
+  // A range starting mid-tensor, off the grid, and one starting on it: both
+  // cut where the whole model is cut.
+  const std::vector<KeyRange> whole = k.Pieces(k.all());
+  for (const KeyRange& r : {k.all(), KeyRange{MakeKey(0, 3), MakeKey(2, 1)}}) {
+    const std::vector<KeyRange> parts = k.Pieces(r);
+    REQUIRE_FALSE(parts.empty());
+    CHECK(parts.front().begin == r.begin);
+    CHECK(parts.back().end == r.end);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      REQUIRE(k.IsValidRange(parts[i]));
+      const size_t first = k.LowerBound(parts[i].begin), last = k.LowerBound(parts[i].end);
+      CHECK(last - first <= kPieceBlocks);
+      // One tensor per piece.
+      CHECK((k.blocks()[first].key >> 32) == (k.blocks()[last - 1].key >> 32));
+      if (i > 0) CHECK(parts[i].begin == parts[i - 1].end);
+      // Each piece lies inside one piece of the whole model's grid.
+      CHECK(std::any_of(whole.begin(), whole.end(), [&](const KeyRange& w) {
+        return w.begin <= parts[i].begin && parts[i].end <= w.end;
+      }));
     }
   }
+  // The seed MLP's first weight (13 blocks) is cut every kPieceBlocks
+  // blocks; its bias is one piece.
+  const size_t first_weight = (13 + kPieceBlocks - 1) / kPieceBlocks;
+  CHECK(whole[0] == KeyRange{MakeKey(0, 0), MakeKey(0, kPieceBlocks)});
+  CHECK(whole[first_weight - 1].end == MakeKey(1, 0));
+  CHECK(whole[first_weight] == KeyRange{MakeKey(1, 0), MakeKey(2, 0)});
 }
 
 }  // namespace

@@ -499,6 +499,35 @@ TEST_CASE("Backward reports each layer's gradients as soon as they are final, la
   CHECK(seen == std::vector<std::pair<int, int>>{{4, 6}, {2, 4}, {0, 2}});
 }
 
+TEST_CASE("Forward asks for each layer's weights just before it reads them, first first",
+          "[common]") {
+  auto m = Model::Build({{"dense", 8}, {"relu"}, {"dense", 5}, {"relu"}, {"dense", 2}}, 4, 2, 2);
+  (*m)->InitParams(1);
+  std::vector<float> x(8, 0.5f);
+  std::vector<int32_t> y = {0, 1};
+  const LossResult plain = (*m)->TrainStep(x.data(), y.data(), 2, 0.5f);
+  std::vector<std::pair<int, int>> needed;
+  int reported = 0;
+  auto grad_ready = [&](int, int) { ++reported; };
+  const LossResult hooked =
+      (*m)->TrainStep(x.data(), y.data(), 2, 0.5f, grad_ready, [&](int first, int last) {
+        needed.emplace_back(first, last);
+        return true;
+      });
+  CHECK(needed == std::vector<std::pair<int, int>>{{0, 2}, {2, 4}, {4, 6}});
+  CHECK(reported == 3);
+  CHECK(hooked.loss_sum == plain.loss_sum);
+  // Saying no stops the step before the layer runs: no gradient reported.
+  needed.clear();
+  reported = 0;
+  (*m)->TrainStep(x.data(), y.data(), 2, 0.5f, grad_ready, [&](int first, int last) {
+    needed.emplace_back(first, last);
+    return first == 0;
+  });
+  CHECK(needed == std::vector<std::pair<int, int>>{{0, 2}, {2, 4}});
+  CHECK(reported == 0);
+}
+
 }  // namespace
 }  // namespace pstrain
 

@@ -88,6 +88,15 @@ TEST_CASE("BSP with 2 servers and 2 workers equals standalone with the doubled b
   CHECK(d["test_accuracy"].get<double>() >= 0.88);
   CHECK(d["epochs"] == 20);
   CHECK(d["params"] == 235146);
+  // Per-piece apply and per-layer pulls (cluster.overlap, the default)
+  // change when things happen, not what is computed: the same weights as
+  // whole-model pulls, bit for bit.
+  RunOutput whole = Train(kFashionJob, dir.File("whole"),
+                          {"--servers", "2", "--workers", "2", "--set", "cluster.overlap=false"});
+  REQUIRE(whole.code == 0);
+  const json w = Events(whole.lines, "final").at(0);
+  CHECK(w["weights_l2"] == d["weights_l2"]);
+  CHECK(w["test_loss"] == d["test_loss"]);
   CheckEverySampleOnce(dist.lines, 60000);
   for (const json& e : Events(dist.lines, "epoch")) {
     CHECK(e["compute_s"].get<double>() > 0);

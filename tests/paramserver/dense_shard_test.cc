@@ -1,7 +1,11 @@
 #include "paramserver/dense_shard.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <vector>
+
+#include "common/rng.h"
+#include "paramserver/range_shard.h"
 
 namespace pstrain {
 namespace {
@@ -223,6 +227,165 @@ TEST_CASE("The weights of a saved shard can be read without building one",
   std::vector<float> three(3);
   CHECK_THAT(DenseShard::ReadSaved(*again, k.Floats(0, 3), three).status().message(),
              Catch::Contains("holds keys"));
+}
+
+}  // namespace
+}  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+// Three tensors of 10, 3 and 4 floats in blocks of 2 (5, 2 and 2 blocks),
+// with padding between them: a is cut into several pieces.
+struct Tensors {
+  Tensors() : keys(Make(), 2) {}
+  static TensorLayout Make() {
+    TensorLayout t;
+    t.Add("a", {10});
+    t.Add("b", {3});
+    t.Add("c", {4});
+    return t;
+  }
+  KeyRange Tensor(uint32_t t) const {
+    return {MakeKey(t, 0), t + 1 < 3 ? MakeKey(t + 1, 0) : keys.end_key()};
+  }
+  size_t floats() const { return keys.Flat(keys.all()).size(); }
+  // Values for every float of `r` from `seed`, zero in the padding between
+  // tensors (as in a model's gradients and weights).
+  std::vector<float> Random(const KeyRange& r, uint64_t seed) const {
+    Rng rng(seed);
+    const size_t base = keys.Flat(r).begin;
+    std::vector<float> v(keys.Flat(r).size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      const size_t at = base + i;
+      const bool used = at < 10 || (at >= 16 && at < 19) || at >= 32;
+      v[i] = used ? rng.Uniform(-1.0f, 1.0f) : 0.0f;
+    }
+    return v;
+  }
+  KeyLayout keys;
+};
+
+// The floats of `frames`, back to back.
+std::vector<float> Joined(const Message& frames) {
+  std::vector<float> out;
+  for (const Frame& f : frames) {
+    const size_t at = out.size();
+    out.resize(at + f.size() / sizeof(float));
+    std::memcpy(out.data() + at, f.data(), f.size());
+  }
+  return out;
+}
+
+std::vector<float> Pulled(RangeShard& s, const KeyRange& r) {
+  Message frames;
+  s.AppendWeights(r, WireType::kFloat32, &frames);
+  return Joined(frames);
+}
+
+std::vector<uint8_t> Saved(const RangeShard& s) {
+  BinaryWriter w;
+  s.Save(w);
+  return w.Finish();
+}
+
+std::vector<float> Initial(const Tensors& t) { return t.Random(t.keys.all(), 9); }
+
+TEST_CASE("A cut range applies each piece once every slot pushed it, and serves it at once",
+          "[paramserver]") {
+  Tensors t;
+  const std::vector<float> w0 = Initial(t);
+  RangeShard s(t.keys, t.keys.all(), w0, Sgd(Consistency::kBsp, 2), /*cut=*/true);
+  REQUIRE(s.pieces().size() == t.keys.Pieces(t.keys.all()).size());
+  REQUIRE(s.pieces().size() >= 4);
+  // The last tensor first, as backward produces it.
+  for (int slot : {0, 1}) {
+    REQUIRE(s.Push(slot, 0, t.Tensor(2), Floats({1, 1, 1, 1}), 3, 7, 0.5f).ok());
+  }
+  CHECK(s.PullReady(t.Tensor(2), 1));
+  CHECK_FALSE(s.PullReady(t.Tensor(0), 1));
+  CHECK_FALSE(s.PullReady(t.keys.all(), 1));
+  CHECK(Pulled(s, t.Tensor(2)) ==
+        std::vector<float>{w0[32] - 1, w0[33] - 1, w0[34] - 1, w0[35] - 1});
+  // Only the first tensor's pieces wait now; a pull spanning them waits too.
+  for (int slot : {0, 1}) REQUIRE(s.Push(slot, 0, t.Tensor(1), Floats({0, 0, 0}), 3, 7, 0.5f).ok());
+  REQUIRE(
+      s.Push(0, 0, t.Tensor(0), Frame::Copy(t.Random(t.Tensor(0), 1).data(), 40), 3, 7, 0.5f).ok());
+  CHECK_FALSE(s.PullReady(t.Tensor(0), 1));
+  REQUIRE(
+      s.Push(1, 0, t.Tensor(0), Frame::Copy(t.Random(t.Tensor(0), 1).data(), 40), 3, 7, 0.5f).ok());
+  CHECK(s.PullReady(t.keys.all(), 1));
+  // A pull across pieces comes back as the whole interval, padding zero.
+  const std::vector<float> all = Pulled(s, t.keys.all());
+  REQUIRE(all.size() == t.floats());
+  CHECK(all[10] == 0.0f);
+  CHECK(all[19] == 0.0f);
+  CHECK(all[16] == w0[16]);
+  for (const auto& piece : s.pieces()) {
+    CHECK(piece->version() == 1);
+    CHECK(piece->TakeSampleStats(0, 1).samples == 6);
+  }
+  CHECK(s.updates_applied() == 1);
+}
+
+TEST_CASE("Cut and uncut ranges compute the same weights and read each other's checkpoints",
+          "[paramserver][checkpoint]") {
+  Tensors t;
+  ShardOptions o = Sgd(Consistency::kBsp, 2);
+  o.optimizer.kind = OptimizerKind::kAdam;
+  const std::vector<float> w0 = Initial(t);
+  RangeShard cut(t.keys, t.keys.all(), w0, o, true), whole(t.keys, t.keys.all(), w0, o, false);
+  // Slot 0 pushes everything in one message (split among the pieces), slot
+  // 1 tensor by tensor from the last.
+  auto step = [&](RangeShard& s, int64_t clock) {
+    std::vector<float> g = t.Random(t.keys.all(), 100 + clock);
+    REQUIRE(s.Push(0, clock, t.keys.all(), Frame::Copy(g.data(), g.size() * 4), 2, 1, 0.1f).ok());
+    for (uint32_t tensor : {2u, 1u, 0u}) {
+      std::vector<float> h = t.Random(t.Tensor(tensor), 200 + clock * 3 + tensor);
+      REQUIRE(
+          s.Push(1, clock, t.Tensor(tensor), Frame::Copy(h.data(), h.size() * 4), 2, 1, 0.1f).ok());
+    }
+  };
+  for (int64_t clock = 0; clock < 3; ++clock) {
+    step(cut, clock);
+    step(whole, clock);
+    CHECK(Pulled(cut, t.keys.all()) == Pulled(whole, t.keys.all()));
+  }
+  // The same file either way.
+  const std::vector<uint8_t> bytes = Saved(cut);
+  CHECK(bytes == Saved(whole));
+  RangeShard cut2(t.keys, t.keys.all(), std::vector<float>(t.floats()), o, true);
+  RangeShard whole2(t.keys, t.keys.all(), std::vector<float>(t.floats()), o, false);
+  auto r1 = BinaryReader::Open("shard", bytes);
+  auto r2 = BinaryReader::Open("shard", bytes);
+  REQUIRE(whole2.Load(*r1).ok());
+  REQUIRE(cut2.Load(*r2).ok());
+  // The next step (Adam's moments and step numbers restored) agrees too.
+  for (RangeShard* s : {&cut, &whole, &cut2, &whole2}) step(*s, 3);
+  CHECK(Pulled(cut2, t.keys.all()) == Pulled(cut, t.keys.all()));
+  CHECK(Pulled(whole2, t.keys.all()) == Pulled(cut, t.keys.all()));
+}
+
+TEST_CASE("A cut range replicates each piece to a backup cut alike", "[paramserver]") {
+  Tensors t;
+  const std::vector<float> w0 = Initial(t);
+  const ShardOptions o = Sgd(Consistency::kBsp, 1);
+  RangeShard primary(t.keys, t.keys.all(), w0, o, true), backup(t.keys, t.keys.all(), w0, o, true);
+  Status replicated;
+  for (const auto& piece : primary.pieces()) {
+    piece->SetReplication([&](const DenseShard::Update& u) {
+      Status s = backup.ApplyReplicated(u);
+      if (replicated.ok()) replicated = s;
+    });
+  }
+  for (int64_t clock = 0; clock < 2; ++clock) {
+    std::vector<float> g = t.Random(t.keys.all(), 300 + clock);
+    REQUIRE(
+        primary.Push(0, clock, t.keys.all(), Frame::Copy(g.data(), g.size() * 4), 1, 1, 0.1f).ok());
+  }
+  REQUIRE(replicated.ok());
+  CHECK(Pulled(backup, t.keys.all()) == Pulled(primary, t.keys.all()));
+  for (const auto& piece : backup.pieces()) CHECK(piece->version() == 2);
 }
 
 }  // namespace

@@ -26,15 +26,25 @@ namespace {
 
 constexpr auto kDeadline = std::chrono::milliseconds(30000);
 
+// The model a fixture's job trains (4 inputs, 3 classes) and more keys of
+// its [cluster] section.
+struct FixtureJob {
+  std::string layers = "[{type=\"dense\",units=3}]";
+  std::vector<LayerSpec> specs = {{"dense", 3}};
+  std::string cluster;
+};
+
 class ServerFixture {
  public:
-  explicit ServerFixture(const std::string& consistency = "bsp") {
+  explicit ServerFixture(const std::string& consistency = "bsp", const FixtureJob& job = {}) {
     for (const char* f : {"a", "b", "c", "d"}) testing::WriteFile(dir_.File(f), "x");
     job_ =
         "[data]\ntrain_images=\"a\"\ntrain_labels=\"b\"\ntest_images=\"c\"\ntest_labels=\"d\"\n"
-        "[model]\nlayers=[{type=\"dense\",units=3}]\n"
+        "[model]\nlayers=" +
+        job.layers +
+        "\n"
         "[optimizer]\ntype=\"sgd\"\nlr=0.5\n[job]\nseed=5\n[cluster]\nworkers=2\nconsistency=\"" +
-        consistency + "\"\n";
+        consistency + "\"\n" + job.cluster;
     router_ = *Socket::Create(ctx_, SocketKind::kRouter, SocketOptions{});
     endpoint_ = *router_->Bind("tcp://127.0.0.1:*");
     thread_ = std::thread([this] {
@@ -53,7 +63,7 @@ class ServerFixture {
               host_key_ = c.getRegister().getHostKey();
               return OkStatus();
             }).ok());
-    model_ = *Model::Build({{"dense", 3}}, 4, 3, 1);
+    model_ = *Model::Build(job.specs, 4, 3, 1);
     model_->InitParams(5);
     keys_ = std::make_unique<KeyLayout>(model_->layout());
     NodeAssignment a;
@@ -455,6 +465,104 @@ TEST_CASE("A client on the server's host reaches it through its ipc:// socket",
   // Another host (or namespace) gets the TCP endpoint.
   e.host_key = "elsewhere/net:1";
   CHECK(BestEndpoint(e) == "tcp://127.0.0.1:1");
+}
+
+}  // namespace
+}  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+// Three dense layers: a pull of the first is answered once the first
+// layer's pushes of the step are in, whatever the others are doing.
+TEST_CASE("A pull of layer 1 is answered before layer 3's pushes arrived", "[paramserver][net]") {
+  for (const bool overlap : {true, false}) {
+    DYNAMIC_SECTION("cluster.overlap=" << overlap) {
+      FixtureJob job;
+      job.layers =
+          "[{type=\"dense\",units=5},{type=\"relu\"},{type=\"dense\",units=4},{type=\"relu\"},"
+          "{type=\"dense\",units=3}]";
+      job.specs = {{"dense", 5}, {"relu"}, {"dense", 4}, {"relu"}, {"dense", 3}};
+      job.cluster = std::string("overlap=") + (overlap ? "true" : "false") + "\n";
+      ServerFixture f("bsp", job);
+      auto c0 = f.Client(0, 100);
+      auto c1 = f.Client(1, 101);
+      const TensorLayout& layout = f.model_->layout();
+      // Layer i holds tensors 2i (weight) and 2i + 1 (bias).
+      auto layer = [&](int i) {
+        const TensorSpec& bias = layout[2 * i + 1];
+        return f.keys_->Covering(layout[2 * i].offset, bias.offset + bias.size);
+      };
+      const size_t n = f.model_->params().size();
+      std::vector<float> g(n, 1.0f), pulled(n, -7.0f);
+      // Both workers' pulls of clock 1 wait first: layer 3's, then layer 1's.
+      auto pull3 = c0->Pull(layer(2), pulled.data(), 1);
+      auto pull1 = c0->Pull(layer(0), pulled.data(), 1);
+      REQUIRE(pull3.ok());
+      REQUIRE(pull1.ok());
+      for (auto* c : {c0.get(), c1.get()}) {
+        const int slot = c == c0.get() ? 0 : 1;
+        for (int i : {1, 0})
+          REQUIRE(c->Wait(*c->Push(layer(i), g.data(), {slot, 0, 0.5f, 4, 0}), kDeadline).ok());
+      }
+      if (overlap) {
+        // Layer 3 has no push yet: only layer 1's weights can come.
+        REQUIRE(c0->Wait(*pull1, kDeadline).ok());
+        const size_t w = layout[0].offset;
+        CHECK(pulled[w] == Approx(f.model_->params()[w] - 0.5f * 2.0f));
+        CHECK(pulled[layout[4].offset] == -7.0f);
+        CHECK(c0->in_flight() > 0);  // layer 3's pull still waits
+      }
+      for (auto* c : {c0.get(), c1.get()}) {
+        const int slot = c == c0.get() ? 0 : 1;
+        REQUIRE(c->Wait(*c->Push(layer(2), g.data(), {slot, 0, 0.5f, 4, 0}), kDeadline).ok());
+      }
+      REQUIRE(c0->Wait(*pull3, kDeadline).ok());
+      if (!overlap) REQUIRE(c0->Wait(*pull1, kDeadline).ok());
+      for (int t : {0, 1, 4, 5}) {  // layers 1 and 3
+        const size_t at = layout[t].offset;
+        CHECK(pulled[at] == Approx(f.model_->params()[at] - 0.5f * 2.0f));
+      }
+      REQUIRE(c0->WaitBuffersReleased(kDeadline).ok());
+      REQUIRE(c1->WaitBuffersReleased(kDeadline).ok());
+    }
+  }
+}
+
+TEST_CASE("A server keeping many pieces counts each step's samples once", "[paramserver][net]") {
+  FixtureJob job;
+  job.layers = "[";
+  for (int i = 0; i < 11; ++i) {
+    job.layers += "{type=\"dense\",units=4},";
+    job.specs.insert(job.specs.begin(), LayerSpec{"dense", 4});
+  }
+  job.layers += "{type=\"dense\",units=3}]";
+  ServerFixture f("bsp", job);
+  auto c0 = f.Client(0, 100);
+  auto c1 = f.Client(1, 101);
+  const size_t n = f.model_->params().size();
+  std::vector<float> g(n, 1.0f), pulled(n);
+  REQUIRE(c0->Wait(*c0->Push(f.keys_->all(), g.data(), {0, 0, 0.5f, 4, 11}), kDeadline).ok());
+  REQUIRE(c1->Wait(*c1->Push(f.keys_->all(), g.data(), {1, 0, 0.5f, 4, 22}), kDeadline).ok());
+  REQUIRE(c0->Wait(*c0->Pull(f.keys_->all(), pulled.data(), 1), kDeadline).ok());
+  // 24 tensors, each its own piece: every piece saw both slots once.
+  capnp::MallocMessageBuilder m;
+  auto q = m.initRoot<msg::Control>().initStatsRequest();
+  q.setToken(3);
+  q.setClockBegin(0);
+  q.setClockEnd(1);
+  f.SendControl(m);
+  Message reply = f.Receive();
+  REQUIRE(WithDecoded<msg::Control>(reply[1], [&](msg::Control::Reader c) {
+            REQUIRE(c.which() == msg::Control::STATS_REPLY);
+            CHECK(c.getStatsReply().getToken() == 3);
+            CHECK(c.getStatsReply().getSamples() == 8);
+            CHECK(c.getStatsReply().getSampleHash() == 33);
+            CHECK(c.getStatsReply().getUpdatesApplied() == 1);
+            return OkStatus();
+          }).ok());
+  REQUIRE(c0->WaitBuffersReleased(kDeadline).ok());
+  REQUIRE(c1->WaitBuffersReleased(kDeadline).ok());
 }
 
 }  // namespace
