@@ -187,9 +187,13 @@ Status DecodeValues(WireType t, const uint8_t* payload, size_t bytes, size_t n,
     case WireType::kFloat16:
     case WireType::kBfloat16: {
       if (bytes != n * 2) break;
-      std::vector<uint16_t> h(n);
-      std::memcpy(h.data(), payload, bytes);
-      (t == WireType::kFloat16 ? HalfToFloat : Bf16ToFloat)(h.data(), out->data(), n);
+      // Frames are not aligned: copy through a small aligned buffer.
+      uint16_t h[2048];
+      for (size_t at = 0; at < n; at += std::size(h)) {
+        const size_t m = std::min(std::size(h), n - at);
+        std::memcpy(h, payload + 2 * at, 2 * m);
+        (t == WireType::kFloat16 ? HalfToFloat : Bf16ToFloat)(h, out->data() + at, m);
+      }
       return OkStatus();
     }
     case WireType::kTopK: {

@@ -1,6 +1,8 @@
 #include "common/tensor.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -58,6 +60,24 @@ double L2Norm(std::span<const float> v) {
   double s = 0;
   for (float x : v) s += static_cast<double>(x) * x;
   return std::sqrt(s);
+}
+
+size_t FirstNonFinite(std::span<const float> v) {
+  constexpr size_t kBlock = 1024;
+  for (size_t at = 0; at < v.size(); at += kBlock) {
+    const size_t m = std::min(kBlock, v.size() - at);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < m; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &v[at + i], sizeof(bits));
+      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);  // exponent all ones
+    }
+    if (bad == 0) continue;
+    for (size_t i = at; i < at + m; ++i) {
+      if (!std::isfinite(v[i])) return i;
+    }
+  }
+  return v.size();
 }
 
 }  // namespace pstrain

@@ -90,4 +90,9 @@ class TensorLayout {
 // sqrt(sum of squares) of a float range, accumulated in double.
 double L2Norm(std::span<const float> v);
 
+// The index of the first NaN or Inf in v, or v.size() when every value is
+// finite. Checks a block at a time with a vectorisable bit test, so a
+// finite gradient costs a fraction of a copy.
+size_t FirstNonFinite(std::span<const float> v);
+
 }  // namespace pstrain

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/check.h"
+
 namespace pstrain {
 
 DenseShard::DenseShard(const KeyLayout& layout, KeyRange keys, std::span<const float> initial,
@@ -194,6 +196,20 @@ std::shared_ptr<const FloatBuffer> DenseShard::Snapshot() {
   current_snapshot_ = buf;
   snapshot_version_ = version_;
   return buf;
+}
+
+std::shared_ptr<const std::vector<uint16_t>> DenseShard::CodedSnapshot(WireType wire) {
+  PSTRAIN_CHECK(wire == WireType::kFloat16 || wire == WireType::kBfloat16)
+      << "weights are coded fp16 or bf16, not " << WireTypeName(wire);
+  if (current_coded_ && coded_version_ == version_ && coded_wire_ == wire) return current_coded_;
+  current_coded_.reset();  // back to the pool, unless a reply still holds it
+  std::shared_ptr<std::vector<uint16_t>> out = coded_pool_.Get(flat_.size());
+  (wire == WireType::kFloat16 ? FloatToHalf : FloatToBf16)(params_.data(), out->data(),
+                                                           flat_.size());
+  current_coded_ = std::move(out);
+  coded_version_ = version_;
+  coded_wire_ = wire;
+  return current_coded_;
 }
 
 double DenseShard::SumSquares() const {

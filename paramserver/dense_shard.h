@@ -26,7 +26,9 @@
 #include <set>
 #include <vector>
 
+#include "common/buffer_pool.h"
 #include "common/checkpoint.h"
+#include "common/compress.h"
 #include "common/keys.h"
 #include "common/net/zmq_socket.h"
 #include "common/optimizer.h"
@@ -98,6 +100,9 @@ class DenseShard {
 
   // The current weights, immutable, shared with replies in flight.
   std::shared_ptr<const FloatBuffer> Snapshot();
+  // The current weights coded as `wire` (kFloat16 or kBfloat16), coded once
+  // per version and shared by every pull of that version.
+  std::shared_ptr<const std::vector<uint16_t>> CodedSnapshot(WireType wire);
   double SumSquares() const;
   int64_t updates_applied() const { return updates_; }
 
@@ -175,6 +180,10 @@ class DenseShard {
   std::vector<std::shared_ptr<FloatBuffer>> snapshots_;
   int64_t snapshot_version_ = -1;
   std::shared_ptr<FloatBuffer> current_snapshot_;
+  VectorPool<uint16_t> coded_pool_;
+  std::shared_ptr<std::vector<uint16_t>> current_coded_;
+  int64_t coded_version_ = -1;
+  WireType coded_wire_ = WireType::kFloat32;
   std::vector<float> scratch_;  // for payloads that arrive unaligned
 };
 

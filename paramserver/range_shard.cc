@@ -76,14 +76,13 @@ void RangeShard::AppendWeights(const KeyRange& part, WireType wire, Message* fra
       frames->push_back(Frame::Share(zeros_->data(), (f.begin - at) * WireBytes(wire), zeros_));
     }
     at = f.end;
-    std::shared_ptr<const FloatBuffer> snap = piece.Snapshot();
-    const float* values = snap->data() + (f.begin - piece.flat().begin);
+    const size_t offset = f.begin - piece.flat().begin;
     if (coded) {
-      auto out = std::make_shared<std::vector<uint16_t>>(f.size());
-      (wire == WireType::kFloat16 ? FloatToHalf : FloatToBf16)(values, out->data(), f.size());
-      frames->push_back(Frame::Share(out->data(), f.size() * 2, out));
+      std::shared_ptr<const std::vector<uint16_t>> snap = piece.CodedSnapshot(wire);
+      frames->push_back(Frame::Share(snap->data() + offset, f.size() * 2, snap));
     } else {
-      frames->push_back(Frame::Share(values, f.size() * sizeof(float), snap));
+      std::shared_ptr<const FloatBuffer> snap = piece.Snapshot();
+      frames->push_back(Frame::Share(snap->data() + offset, f.size() * sizeof(float), snap));
     }
   }
 }

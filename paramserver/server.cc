@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/blas.h"
+#include "common/buffer_pool.h"
 #include "common/compress.h"
 #include "common/job_data.h"
 #include "common/logging.h"
@@ -119,9 +120,11 @@ class Server {
   uint64_t next_replicate_ = 1;
   uint64_t incarnation_ = 0;
   std::vector<float> scratch_;
-  std::vector<float> decoded_;  // compressed pushes, decoded
+  VectorPool<float> decoded_;  // compressed pushes, decoded, held until applied
   std::map<uint32_t, SparseTable> sparse_;
   std::vector<float> row_scratch_;              // a row push's gradients, aligned
+  std::vector<uint64_t> row_ids_;               // the rows a request names
+  VectorPool<float> row_replies_;               // row pull replies in flight
   std::map<int, uint64_t> worker_incarnation_;  // the live workers
   uint64_t routing_epoch_ = 0;  // requests routed by an older membership are refused
   std::map<int, SeqWindow> seqs_;
@@ -639,8 +642,10 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       }
       Frame payload = payload_frames == 1 ? std::move(frames[2]) : Frame();
       if (wire != WireType::kFloat32 && payload.size() > 0) {
-        RETURN_IF_ERROR(DecodeValues(wire, payload.data(), payload.size(), f.size(), &decoded_));
-        payload = Frame::Copy(decoded_.data(), decoded_.size() * sizeof(float));
+        std::shared_ptr<std::vector<float>> decoded = decoded_.Get(f.size());
+        RETURN_IF_ERROR(
+            DecodeValues(wire, payload.data(), payload.size(), f.size(), decoded.get()));
+        payload = Frame::Share(decoded->data(), decoded->size() * sizeof(float), decoded);
       }
       if (payload.size() % sizeof(float) != 0) {
         return InvalidArgument("payload of " + std::to_string(payload.size()) +
@@ -649,14 +654,11 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       // A NaN or Inf would poison every weight it touches: refuse it.
       const float* g = FramedFloats(payload, &scratch_);
       const size_t count = payload.size() / sizeof(float);
-      for (size_t i = 0; i < count; ++i) {
-        if (!std::isfinite(g[i])) {
-          ++nonfinite_;
-          return InvalidArgument("the gradient from worker " + std::to_string(worker) +
-                                 " for keys " + ToString(r) + " holds " +
-                                 (std::isnan(g[i]) ? "NaN" : "Inf") + " at value " +
-                                 std::to_string(i) + "; refused");
-        }
+      if (const size_t i = FirstNonFinite({g, count}); i < count) {
+        ++nonfinite_;
+        return InvalidArgument("the gradient from worker " + std::to_string(worker) + " for keys " +
+                               ToString(r) + " holds " + (std::isnan(g[i]) ? "NaN" : "Inf") +
+                               " at value " + std::to_string(i) + "; refused");
       }
       RETURN_IF_ERROR(shard->Push(h.getSlot(), h.getClock(), r, std::move(payload),
                                   h.getSampleCount(), h.getSampleHash(), lr));
@@ -683,14 +685,14 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
                                std::to_string(it->second.dim()) + " floats, not " +
                                std::to_string(dim));
       }
-      std::vector<uint64_t> rows;
-      rows.reserve(h.getRows().size());
+      std::vector<uint64_t>& rows = row_ids_;
+      rows.clear();
       for (uint64_t row : h.getRows()) rows.push_back(row);
       if (rows.empty()) return InvalidArgument("no rows named");
       const size_t bytes = rows.size() * dim * sizeof(float);
       if (h.getOp() == msg::DataOp::PULL_ROWS) {
         if (payload_frames != 0) return InvalidArgument("a row pull carries no payload");
-        auto buf = std::make_shared<FloatBuffer>(rows.size() * dim);
+        std::shared_ptr<std::vector<float>> buf = row_replies_.Get(rows.size() * dim);
         it->second.Pull(rows, buf->data());
         Message payload;
         payload.push_back(Frame::Share(buf->data(), bytes, buf));
@@ -709,14 +711,12 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       // Frames are not aligned: copy the gradients out (into a reused buffer).
       row_scratch_.resize(rows.size() * dim);
       std::memcpy(row_scratch_.data(), frames[2].data(), bytes);
-      for (size_t i = 0; i < row_scratch_.size(); ++i) {
-        if (!std::isfinite(row_scratch_[i])) {
-          ++nonfinite_;
-          return InvalidArgument("the row gradient from worker " + std::to_string(worker) +
-                                 " for table " + std::to_string(table) + ", row " +
-                                 std::to_string(rows[i / dim]) + " holds " +
-                                 (std::isnan(row_scratch_[i]) ? "NaN" : "Inf") + "; refused");
-        }
+      if (const size_t i = FirstNonFinite(row_scratch_); i < row_scratch_.size()) {
+        ++nonfinite_;
+        return InvalidArgument("the row gradient from worker " + std::to_string(worker) +
+                               " for table " + std::to_string(table) + ", row " +
+                               std::to_string(rows[i / dim]) + " holds " +
+                               (std::isnan(row_scratch_[i]) ? "NaN" : "Inf") + "; refused");
       }
       if (!std::isfinite(h.getLr()) || h.getLr() < 0) {
         return InvalidArgument("a row push with learning rate " + std::to_string(h.getLr()));

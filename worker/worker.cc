@@ -80,20 +80,22 @@ class Worker {
   std::unique_ptr<Model> model_;
   std::unique_ptr<KeyLayout> keys_;
   std::unique_ptr<PsClient> client_;
-  FloatBuffer staging_;   // pulls land here first
+  // Pulls land here first: the weights of clock c in staging_[c % 2]. The
+  // other buffer keeps the clock before, which Rewind puts back.
+  FloatBuffer staging_[2];
+  float* Staging(int64_t clock) { return staging_[clock & 1].data(); }
   int64_t version_ = -1;  // the clock of the weights in the model
   // Overlap: per layer with parameters, its keys and pulls.
   struct LayerPull {
     KeyRange keys;
     FlatRange flat;
     PsClient::Ticket ticket = 0;
-    int64_t pulling = -1;    // the clock the pull in flight brings into staging_; -1: none
+    int64_t pulling = -1;    // the clock the pull in flight brings into Staging(); -1: none
     int64_t installed = -1;  // the clock of this layer's weights in the model
   };
   bool overlap_ = false;
   std::vector<LayerPull> layers_;
   std::vector<size_t> tensor_layer_;  // layout tensor -> its entry in layers_
-  FloatBuffer previous_;              // a layer's weights before its newer ones were installed
   int64_t want_clock_ = 0;            // the forward pass needs the weights of this clock
   Status forward_status_;             // why before_forward_ stopped a step
   double forward_wait_s_ = 0;
@@ -185,7 +187,7 @@ Status Worker::Setup() {
     }
     return OkStatus();
   });
-  staging_ = FloatBuffer(model_->params().size());
+  staging_[0] = FloatBuffer(model_->params().size());
   overlap_ = c.cluster.consistency == "bsp" && c.cluster.overlap;
   if (overlap_) {
     const TensorLayout& layout = model_->layout();
@@ -202,7 +204,7 @@ Status Worker::Setup() {
       }
       layers_.push_back(l);
     }
-    previous_ = FloatBuffer(model_->params().size());
+    staging_[1] = FloatBuffer(model_->params().size());
     before_forward_ = [this](int first_tensor, int) {
       forward_status_ = InstallLayer(tensor_layer_[static_cast<size_t>(first_tensor)]);
       return forward_status_.ok();
@@ -317,12 +319,12 @@ Status Worker::FetchRows(Model& model) {
 
 Status Worker::Pull(int64_t clock) {
   const int64_t want = a_.config.cluster.consistency == "asp" ? 0 : clock;
-  ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging_.data(), want));
+  // Overlap: into this clock's buffer, so the other keeps the replaced
+  // weights for Rewind (without overlap there is one buffer).
+  float* staging = overlap_ ? Staging(clock) : staging_[0].data();
+  ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging, want));
   RETURN_IF_ERROR(client_->Wait(t, kWaitDeadline));
-  // Overlap: the replaced weights stay at hand for Rewind, as InstallLayer's.
-  if (overlap_)
-    std::memcpy(previous_.data(), model_->params().data(), previous_.size() * sizeof(float));
-  std::memcpy(model_->params().data(), staging_.data(), staging_.size() * sizeof(float));
+  std::memcpy(model_->params().data(), staging, model_->params().size() * sizeof(float));
   version_ = clock;
   for (LayerPull& l : layers_) {
     l.installed = clock;
@@ -334,7 +336,7 @@ Status Worker::Pull(int64_t clock) {
 Status Worker::Prefetch(int64_t clock) {
   for (LayerPull& l : layers_) {
     if (l.pulling >= 0 || l.installed >= clock) continue;
-    ASSIGN_OR_RETURN(l.ticket, client_->Pull(l.keys, staging_.data(), clock));
+    ASSIGN_OR_RETURN(l.ticket, client_->Pull(l.keys, Staging(clock), clock));
     l.pulling = clock;
   }
   return OkStatus();
@@ -353,10 +355,10 @@ Status Worker::InstallLayer(size_t i) {
   forward_wait_s_ += Seconds(Clock::now() - t0);
   l.pulling = -1;
   RETURN_IF_ERROR(s);
-  // Kept until the step that used them is pushed for good (Rewind).
-  const size_t bytes = l.flat.size() * sizeof(float);
-  std::memcpy(previous_.data() + l.flat.begin, model_->params().data() + l.flat.begin, bytes);
-  std::memcpy(model_->params().data() + l.flat.begin, staging_.data() + l.flat.begin, bytes);
+  // The replaced weights stay in the other buffer until the pull of the
+  // clock after this one, by when the step that used them is pushed (Rewind).
+  std::memcpy(model_->params().data() + l.flat.begin, Staging(want_clock_) + l.flat.begin,
+              l.flat.size() * sizeof(float));
   l.installed = want_clock_;
   return OkStatus();
 }
@@ -372,7 +374,7 @@ Status Worker::InstallAll(int64_t clock) {
 void Worker::Rewind(int64_t clock) {
   for (LayerPull& l : layers_) {
     if (l.installed > clock) {
-      std::memcpy(model_->params().data() + l.flat.begin, previous_.data() + l.flat.begin,
+      std::memcpy(model_->params().data() + l.flat.begin, Staging(clock) + l.flat.begin,
                   l.flat.size() * sizeof(float));
       l.installed = clock;
     }

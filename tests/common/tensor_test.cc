@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "common/blas.h"
@@ -31,6 +32,22 @@ TEST_CASE("TensorLayout aligns every tensor and counts parameters without paddin
 TEST_CASE("L2Norm is the square root of the sum of squares", "[common]") {
   std::vector<float> v = {3, 4, 0, 0};
   CHECK(L2Norm(v) == Approx(5.0));
+}
+
+TEST_CASE("FirstNonFinite finds the first NaN or Inf, in any block", "[common]") {
+  std::vector<float> v(5000, 1.5f);
+  CHECK(FirstNonFinite(v) == v.size());
+  CHECK(FirstNonFinite({v.data(), 0}) == 0);
+  v[4999] = -std::numeric_limits<float>::infinity();
+  CHECK(FirstNonFinite(v) == 4999);
+  v[1030] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(FirstNonFinite(v) == 1030);
+  v[3] = std::numeric_limits<float>::infinity();
+  CHECK(FirstNonFinite(v) == 3);
+  // The largest finite values and subnormals are finite.
+  std::vector<float> edge = {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                             std::numeric_limits<float>::denorm_min(), -0.0f};
+  CHECK(FirstNonFinite(edge) == edge.size());
 }
 
 // The reference every OpenBLAS kernel must agree with (a wrong kernel for the

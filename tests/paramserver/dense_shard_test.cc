@@ -58,6 +58,51 @@ TEST_CASE("BSP sums every live worker's gradient and applies once", "[paramserve
   CHECK(s.updates_applied() == 1);
 }
 
+TEST_CASE("Coded weights are coded once per version and shared by its pulls", "[paramserver]") {
+  std::vector<float> w0 = {1.0f, -2.5f, 0.1f, 3.0f};
+  Keys k(4);
+  DenseShard s(k.keys, k.Floats(0, 4), w0, Sgd(Consistency::kBsp, 1));
+  auto a = s.CodedSnapshot(WireType::kBfloat16);
+  auto b = s.CodedSnapshot(WireType::kBfloat16);
+  CHECK(a == b);  // one coding for every pull of the version
+  std::vector<uint16_t> want(4);
+  FloatToBf16(w0.data(), want.data(), 4);
+  CHECK(*a == want);
+  auto h = s.CodedSnapshot(WireType::kFloat16);  // another coding: coded anew
+  FloatToHalf(w0.data(), want.data(), 4);
+  CHECK(*h == want);
+  REQUIRE(*s.Push(0, 0, k.Floats(0, 4), Floats({1, 1, 1, 1}), 1, 0, 1.0f) ==
+          DenseShard::PushOutcome::kApplied);
+  auto c = s.CodedSnapshot(WireType::kFloat16);
+  const std::vector<float> w1 = Weights(s);
+  FloatToHalf(w1.data(), want.data(), 4);
+  CHECK(*c == want);
+  CHECK(c != h);  // h is still held (a reply in flight): not overwritten
+  FloatToHalf(w0.data(), want.data(), 4);
+  CHECK(*h == want);
+}
+
+TEST_CASE("VectorPool lends a vector again only once nobody else holds it", "[paramserver]") {
+  VectorPool<float> pool;
+  auto a = pool.Get(100);
+  auto b = pool.Get(50);
+  CHECK(a != b);
+  CHECK(a->size() == 100);
+  CHECK(b->size() == 50);
+  const float* where = a->data();
+  a.reset();
+  auto c = pool.Get(80);  // fits in a's capacity: a's storage, no allocation
+  CHECK(c->data() == where);
+  CHECK(c->size() == 80);
+  CHECK(pool.size() == 2);
+  for (int i = 0; i < 10; ++i) {
+    auto d = pool.Get(10);  // released at the end of each iteration
+    CHECK(d != b);
+    CHECK(d != c);
+  }
+  CHECK(pool.size() == 3);
+}
+
 TEST_CASE("BSP applies a push at most once and refuses running ahead", "[paramserver]") {
   Keys k_s(2);
   DenseShard s(k_s.keys, k_s.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 1));
