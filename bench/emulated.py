@@ -16,6 +16,7 @@ Configurations (--configs, comma-separated; default no-overlap,overlap,overlap+b
   no-overlap      float32, cluster.overlap=false
   overlap         float32, per-piece apply and per-layer pulls (cluster.overlap=true)
   overlap+bf16    the same with bf16 gradients and weights
+  overlap+bf16/fp16  bf16 gradients, fp16 weights (3 more mantissa bits)
   plain, bf16, topk1%+bf16, topk5%+bf16   the job's defaults (overlap on) with
                   those codings
 
@@ -40,6 +41,8 @@ CONFIGS = {
     "no-overlap": ["--set", "cluster.overlap=false"],
     "overlap": ["--set", "cluster.overlap=true"],
     "overlap+bf16": ["--set", "cluster.overlap=true"] + BF16,
+    "overlap+bf16/fp16": ["--set", "cluster.overlap=true", "--set", 'compression.gradients="bf16"',
+                          "--set", 'compression.weights="fp16"'],
     "plain": [],
     "bf16": BF16,
     "topk1%+bf16": ["--set", 'compression.gradients="topk"', "--set", "compression.topk_ratio=0.01",

@@ -527,7 +527,12 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
     pull_wait_s_ += Seconds(Clock::now() - t0);
     return s;
   };
-  auto pull = [&](int64_t k) { return finish(k, Pull(first_clock + k + 1)); };
+  auto pull = [&](int64_t k) {
+    const auto t0 = Clock::now();
+    Status s = Pull(first_clock + k + 1);
+    pull_wait_s_ += Seconds(Clock::now() - t0);
+    return finish(k, std::move(s));
+  };
   // Overlap: waiting for the weights after step k was interrupted (`s`).
   // Back to step k's weights, finish step k as without overlap.
   auto recover = [&](int64_t k, Status s) -> Status {

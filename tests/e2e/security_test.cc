@@ -107,15 +107,35 @@ TEST_CASE("a keyed job refuses every client without its key on every port and tr
 TEST_CASE("a job given another job's key cannot join it", "[e2e][security]") {
   TempDir dir;
   const std::string mine = MakeKey(dir, "mine.key"), theirs = MakeKey(dir, "theirs.key");
-  // A coordinator with one key; a worker started by hand with another.
-  Process job({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "1", "--epochs", "1",
-               "--key", mine, "--metrics", dir.File("m"), "--progress", "never"});
+  // A coordinator with one key (a job long enough to outlast the test); a
+  // worker started by hand with another.
+  Process job({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "1", "--epochs",
+               "1000", "--key", mine, "--metrics", dir.File("m"), "--progress", "never"});
   const json membership = WaitForMembership(dir.File("m"), job);
-  Process stranger({kPstrain, "worker", "--join", membership["coordinator"], "--key", theirs});
-  REQUIRE(job.Wait(std::chrono::seconds(600)) == 0);
-  for (const json& m : Events(ReadJsonLines(dir.File("m")), "membership")) {
-    CHECK(m["workers"].size() == 1);
+  const std::string coordinator = membership["coordinator"];
+  Process stranger({kPstrain, "worker", "--join", coordinator, "--key", theirs});
+  // The coordinator refuses the stranger's handshake and says so.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  auto refused = [&] { return Count(job.Stderr(), "refused a connection") > 0; };
+  while (!refused() && job.Running() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  INFO(job.Stderr());
+  REQUIRE(refused());
+  // The job goes on training with its own worker: an epoch ends after the
+  // refusal.
+  const size_t epochs = Events(ReadJsonLines(dir.File("m")), "epoch").size();
+  while (Events(ReadJsonLines(dir.File("m")), "epoch").size() == epochs && job.Running() &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(job.Running());
+  REQUIRE(Events(ReadJsonLines(dir.File("m")), "epoch").size() > epochs);
+  job.Signal(SIGTERM);
+  REQUIRE(job.Wait(std::chrono::seconds(120)).has_value());
+  const std::vector<json> memberships = Events(ReadJsonLines(dir.File("m")), "membership");
+  REQUIRE_FALSE(memberships.empty());
+  for (const json& m : memberships) CHECK(m["workers"].size() == 1);
   stranger.Signal(SIGKILL);
 }
 
