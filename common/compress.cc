@@ -130,15 +130,13 @@ void HalfToFloat(const uint16_t* in, float* out, size_t n) {
 }
 
 void FloatToBf16(const float* in, uint16_t* out, size_t n) {
+  // Branch-free, so the compiler vectorises it.
   for (size_t i = 0; i < n; ++i) {
     uint32_t x;
     std::memcpy(&x, &in[i], 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) {
-      out[i] = static_cast<uint16_t>((x >> 16) | 0x40u);  // NaN stays NaN
-      continue;
-    }
-    x += 0x7fffu + ((x >> 16) & 1u);  // round to nearest even
-    out[i] = static_cast<uint16_t>(x >> 16);
+    const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;  // to nearest even
+    const uint32_t nan = (x >> 16) | 0x40u;                           // NaN stays NaN
+    out[i] = static_cast<uint16_t>((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
   }
 }
 

@@ -70,6 +70,29 @@ TEST_CASE("bf16 coding keeps the top half of a float, rounded to nearest even", 
   CHECK(std::isnan(f));
 }
 
+TEST_CASE("bf16 coding of long runs (the vectorised loop) equals value by value", "[compress]") {
+  Rng rng(11);
+  std::vector<float> in(1003);
+  for (float& x : in) x = static_cast<float>(rng.Normal()) * 100.0f;
+  in[17] = std::numeric_limits<float>::quiet_NaN();
+  in[18] = -std::numeric_limits<float>::infinity();
+  in[500] = std::numeric_limits<float>::max();
+  in[501] = std::numeric_limits<float>::denorm_min();
+  std::vector<uint16_t> bulk(in.size());
+  FloatToBf16(in.data(), bulk.data(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    uint16_t one;
+    FloatToBf16(&in[i], &one, 1);
+    INFO(i);
+    CHECK(bulk[i] == one);
+  }
+  float back;
+  Bf16ToFloat(&bulk[17], &back, 1);
+  CHECK(std::isnan(back));
+  Bf16ToFloat(&bulk[18], &back, 1);
+  CHECK(back == -std::numeric_limits<float>::infinity());
+}
+
 TEST_CASE("top-k sends the largest entries and carries the rest: nothing is lost", "[compress]") {
   Rng rng(3);
   for (size_t n : {1000u, 100000u}) {
