@@ -9,7 +9,8 @@
 - PyTorch DDP (gloo, 2 processes) and a PyTorch RPC parameter server (1 server,
   2 trainers), same model, data, batch and optimizer (bench/torch_ddp.py,
   bench/torch_rpc_ps.py), with the same OpenBLAS kernel as pstrain.
-- ratios: pstrain 1 server + 2 workers against both.
+- ratios: pstrain 1 server + 2 workers against both, as configured by default
+  (float32) and with fp16 transfer both ways (compression.gradients/weights).
 
 Medians of --runs interleaved runs of --epochs epochs each. Not a test: the
 machine is shared and noisy; compare figures of the same run only.
@@ -26,6 +27,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 JOB = os.path.join(ROOT, "examples/fashion_mlp.toml")
+FP16 = ["--set", 'compression.gradients="fp16"', "--set", 'compression.weights="fp16"']
 
 
 def pstrain_run(binary, servers, workers, epochs, extra=()):
@@ -78,16 +80,21 @@ def main():
 
     configs = [(s, w) for s in (1, 2) for w in (1, 2, 4)]
     ours = {c: [] for c in configs}
+    fp16 = []  # 1 server + 2 workers, gradients and weights sent as fp16
     ddp, rpc = [], []
     for _ in range(a.runs):  # interleaved: noise hits every side alike
         for c in configs:
             ours[c].append(pstrain_run(a.pstrain, c[0], c[1], a.epochs))
+        fp16.append(pstrain_run(a.pstrain, 1, 2, a.epochs, FP16))
         ddp.append(torch_run("torch_ddp.py", ["--processes", "2"], core, a.epochs))
         rpc.append(torch_run("torch_rpc_ps.py", ["--trainers", "2"], core, a.epochs))
     for (s, w), rs in ours.items():
         print(json.dumps({"bench": "pstrain_bsp", "servers": s, "workers": w, "batch": 64,
                           "runs": a.runs, "epochs": a.epochs,
                           **{k: median_of(rs, k) for k in rs[0]}}), flush=True)
+    print(json.dumps({"bench": "pstrain_bsp", "servers": 1, "workers": 2, "batch": 64,
+                      "compression": "fp16", "runs": a.runs, "epochs": a.epochs,
+                      **{k: median_of(fp16, k) for k in fp16[0]}}), flush=True)
     for name, rs, extra in (("torch_ddp", ddp, {"processes": 2}),
                             ("torch_rpc_ps", rpc, {"servers": 1, "trainers": 2})):
         print(json.dumps({"bench": name, **extra, "batch": 64, "runs": a.runs,
@@ -95,6 +102,10 @@ def main():
                           "test_accuracy": median_of(rs, "test_accuracy")}), flush=True)
     base = median_of(ours[(1, 2)], "samples_per_s")
     print(json.dumps({"bench": "ratios", "pstrain": "1 server + 2 workers, bsp",
+                      "vs_torch_ddp_2": base / median_of(ddp, "samples_per_s"),
+                      "vs_torch_rpc_ps_1x2": base / median_of(rpc, "samples_per_s")}), flush=True)
+    base = median_of(fp16, "samples_per_s")
+    print(json.dumps({"bench": "ratios", "pstrain": "1 server + 2 workers, bsp, fp16 transfer",
                       "vs_torch_ddp_2": base / median_of(ddp, "samples_per_s"),
                       "vs_torch_rpc_ps_1x2": base / median_of(rpc, "samples_per_s")}), flush=True)
 

@@ -198,6 +198,10 @@ void Model::InitParams(uint64_t seed) {
   }
 }
 
+void Model::BindLayerParams(int i, float* params) {
+  layers_[static_cast<size_t>(i)]->Bind(layout_, params, grads_.data());
+}
+
 std::string Model::Describe() const {
   std::string s;
   for (const auto& layer : layers_) {

@@ -78,6 +78,11 @@ class Model {
   std::span<float> params() { return params_.span(); }
   std::span<const float> params() const { return params_.span(); }
   std::span<float> grads() { return grads_.span(); }
+  // Points layer i at the parameters in `params` (a buffer laid out as
+  // params(), which must outlive the binding) instead of params(), whose
+  // values for that layer are then not read. A worker binds each layer to
+  // the buffer its pulled weights landed in, rather than copying them.
+  void BindLayerParams(int i, float* params);
   int input_dim() const { return input_dim_; }
   int num_classes() const { return num_classes_; }
   int max_batch() const { return max_batch_; }

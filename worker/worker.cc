@@ -80,15 +80,17 @@ class Worker {
   std::unique_ptr<Model> model_;
   std::unique_ptr<KeyLayout> keys_;
   std::unique_ptr<PsClient> client_;
-  // Pulls land here first: the weights of clock c in staging_[c % 2]. The
-  // other buffer keeps the clock before, which Rewind puts back.
+  // Pulls land here: the weights of clock c in staging_[c % 2]. With
+  // overlap the model's layers read their weights from these buffers (a
+  // layer is bound to the buffer of its clock: nothing is copied), and the
+  // other buffer keeps the clock before, which Rewind binds back.
   FloatBuffer staging_[2];
   float* Staging(int64_t clock) { return staging_[clock & 1].data(); }
   int64_t version_ = -1;  // the clock of the weights in the model
   // Overlap: per layer with parameters, its keys and pulls.
   struct LayerPull {
+    int model_layer = 0;  // its index in the model
     KeyRange keys;
-    FlatRange flat;
     PsClient::Ticket ticket = 0;
     int64_t pulling = -1;    // the clock the pull in flight brings into Staging(); -1: none
     int64_t installed = -1;  // the clock of this layer's weights in the model
@@ -197,8 +199,8 @@ Status Worker::Setup() {
       if (layer.first_tensor() < 0) continue;
       const TensorSpec& last = layout[layer.last_tensor() - 1];
       LayerPull l;
+      l.model_layer = i;
       l.keys = keys_->Covering(layout[layer.first_tensor()].offset, last.offset + last.size);
-      l.flat = keys_->Flat(l.keys);
       for (int t = layer.first_tensor(); t < layer.last_tensor(); ++t) {
         tensor_layer_[static_cast<size_t>(t)] = layers_.size();
       }
@@ -319,12 +321,17 @@ Status Worker::FetchRows(Model& model) {
 
 Status Worker::Pull(int64_t clock) {
   const int64_t want = a_.config.cluster.consistency == "asp" ? 0 : clock;
-  // Overlap: into this clock's buffer, so the other keeps the replaced
-  // weights for Rewind (without overlap there is one buffer).
+  // Overlap: into this clock's buffer, which every layer then reads, so the
+  // other keeps the replaced weights for Rewind. Without overlap: copied
+  // into the model.
   float* staging = overlap_ ? Staging(clock) : staging_[0].data();
   ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging, want));
   RETURN_IF_ERROR(client_->Wait(t, kWaitDeadline));
-  std::memcpy(model_->params().data(), staging, model_->params().size() * sizeof(float));
+  if (overlap_) {
+    for (const LayerPull& l : layers_) model_->BindLayerParams(l.model_layer, staging);
+  } else {
+    std::memcpy(model_->params().data(), staging, model_->params().size() * sizeof(float));
+  }
   version_ = clock;
   for (LayerPull& l : layers_) {
     l.installed = clock;
@@ -357,8 +364,7 @@ Status Worker::InstallLayer(size_t i) {
   RETURN_IF_ERROR(s);
   // The replaced weights stay in the other buffer until the pull of the
   // clock after this one, by when the step that used them is pushed (Rewind).
-  std::memcpy(model_->params().data() + l.flat.begin, Staging(want_clock_) + l.flat.begin,
-              l.flat.size() * sizeof(float));
+  model_->BindLayerParams(l.model_layer, Staging(want_clock_));
   l.installed = want_clock_;
   return OkStatus();
 }
@@ -374,8 +380,7 @@ Status Worker::InstallAll(int64_t clock) {
 void Worker::Rewind(int64_t clock) {
   for (LayerPull& l : layers_) {
     if (l.installed > clock) {
-      std::memcpy(model_->params().data() + l.flat.begin, Staging(clock) + l.flat.begin,
-                  l.flat.size() * sizeof(float));
+      model_->BindLayerParams(l.model_layer, Staging(clock));
       l.installed = clock;
     }
     l.pulling = -1;
