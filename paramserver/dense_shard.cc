@@ -100,19 +100,50 @@ void DenseShard::ApplyAsync(size_t begin, size_t n, const float* g, float lr) {
   ++updates_;
 }
 
+bool DenseShard::SumWholeParts() {
+  const size_t n = accum_.size();
+  const float* g[2] = {nullptr, nullptr};
+  for (int s = 0; s < options_.slots; ++s) {
+    const std::vector<Part>& parts = pending_[s];
+    if (parts.size() != 1 || parts[0].begin != 0 || parts[0].n != n ||
+        parts[0].payload.size() != n * sizeof(float) ||
+        reinterpret_cast<uintptr_t>(parts[0].payload.data()) % alignof(float) != 0) {
+      return false;
+    }
+    if (s < 2) g[s] = reinterpret_cast<const float*>(parts[0].payload.data());
+  }
+  // The same sums as adding each slot to zeros in turn: 0 + g0 keeps the
+  // sign of a zero as that does.
+  float* __restrict a = accum_.data();
+  const float* __restrict g0 = g[0];
+  if (options_.slots == 1) {
+    for (size_t i = 0; i < n; ++i) a[i] = 0.0f + g0[i];
+    return true;
+  }
+  const float* __restrict g1 = g[1];
+  for (size_t i = 0; i < n; ++i) a[i] = (0.0f + g0[i]) + g1[i];
+  for (int s = 2; s < options_.slots; ++s) {
+    const float* __restrict gs = reinterpret_cast<const float*>(pending_[s][0].payload.data());
+    for (size_t i = 0; i < n; ++i) a[i] += gs[i];
+  }
+  return true;
+}
+
 void DenseShard::MaybeCompleteBsp() {
   for (int s = 0; s < options_.slots; ++s) {
     auto it = seen_.find({version_, s});
     if (it == seen_.end() || it->second.received < blocks_) return;
   }
   // Sum in slot order so the result does not depend on arrival order.
-  std::fill(accum_.data(), accum_.data() + accum_.size(), 0.0f);
-  for (int s = 0; s < options_.slots; ++s) {
-    for (const Part& p : pending_[s]) {
-      if (p.payload.size() == 0) continue;
-      const float* g = FramedFloats(p.payload, &scratch_);
-      float* __restrict a = accum_.data() + p.begin;
-      for (size_t i = 0; i < p.n; ++i) a[i] += g[i];
+  if (!SumWholeParts()) {
+    std::fill(accum_.data(), accum_.data() + accum_.size(), 0.0f);
+    for (int s = 0; s < options_.slots; ++s) {
+      for (const Part& p : pending_[s]) {
+        if (p.payload.size() == 0) continue;
+        const float* g = FramedFloats(p.payload, &scratch_);
+        float* __restrict a = accum_.data() + p.begin;
+        for (size_t i = 0; i < p.n; ++i) a[i] += g[i];
+      }
     }
   }
   optimizer_->Apply(params_.span(), accum_.span(), pending_lr_, 0, version_ + 1);

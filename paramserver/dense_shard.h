@@ -184,6 +184,10 @@ class DenseShard {
   std::shared_ptr<std::vector<uint16_t>> current_coded_;
   int64_t coded_version_ = -1;
   WireType coded_wire_ = WireType::kFloat32;
+  // BSP: accum_ = the slots' gradients summed in slot order, in one pass
+  // when every slot sent the whole range in one aligned frame; false (and
+  // nothing done) otherwise.
+  bool SumWholeParts();
   std::vector<float> scratch_;  // for payloads that arrive unaligned
 };
 
