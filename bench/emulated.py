@@ -66,14 +66,16 @@ def run(name, binary, key, extra, epochs, target, workdir):
     lines = [json.loads(l) for l in open(metrics)]
     epochs_ = [l for l in lines if l.get("event") == "epoch"]
     final = [l for l in lines if l.get("event") == "final"][-1]
-    elapsed, reached = 0.0, None
+    elapsed, reached, reached_epoch = 0.0, None, None
     for e in epochs_:
         elapsed += e["seconds"]
         if reached is None and e["test_accuracy"] >= target:
-            reached = elapsed
+            reached, reached_epoch = elapsed, e["epoch"]
     steps = sum(e["samples"] for e in epochs_) / (64 * 4)
     return {
         "seconds_to_target": reached,
+        "epoch_reached": reached_epoch,
+        "test_accuracy_per_epoch": [e["test_accuracy"] for e in epochs_],
         "final_test_accuracy": final["test_accuracy"],
         "seconds": final["seconds"],
         "samples_per_s": sum(e["samples"] for e in epochs_) / sum(e["train_seconds"] for e in epochs_),
