@@ -262,8 +262,9 @@ StatusOr<PsClient::Ticket> PsClient::PushRows(uint32_t table, uint32_t dim,
     h.setDim(dim);
     h.setLr(lr);
     auto list = h.initRows(static_cast<unsigned>(group.size()));
-    // The rows of one server are scattered in `grads`: gather them (a copy).
-    auto buf = std::make_shared<std::vector<float>>(group.size() * dim);
+    // The rows of one server are scattered in `grads`: gather them (a copy,
+    // into a buffer reused once ZeroMQ has sent it).
+    std::shared_ptr<std::vector<float>> buf = row_pushes_.Get(group.size() * dim);
     for (size_t j = 0; j < group.size(); ++j) {
       list.set(static_cast<unsigned>(j), rows[group[j]]);
       std::memcpy(buf->data() + j * dim, grads + group[j] * dim, dim * sizeof(float));

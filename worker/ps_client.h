@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/buffer_pool.h"
 #include "common/compress.h"
 #include "common/keys.h"
 #include "common/net/zmq_socket.h"
@@ -165,6 +166,7 @@ class PsClient {
   std::vector<float> residual_;
   std::vector<float> topk_values_, topk_scratch_;
   std::vector<uint16_t> reply16_;
+  VectorPool<float> row_pushes_;  // gathered row gradients, lent to ZeroMQ
   std::function<Status()> idle_hook_;
   std::function<Status(int, Message&, const SendFn&)> transport_;
   std::vector<float> scratch_;
