@@ -421,6 +421,13 @@ Status PsClient::Wait(Ticket ticket, std::chrono::milliseconds deadline) {
   }
 }
 
+void PsClient::Abandon(Ticket ticket) {
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    it = it->second.ticket == ticket ? requests_.erase(it) : std::next(it);
+  }
+  tickets_.erase(ticket);
+}
+
 Status PsClient::WaitAll(std::chrono::milliseconds deadline) {
   std::vector<Ticket> all;
   for (const auto& [t, s] : tickets_) all.push_back(t);

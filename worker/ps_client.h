@@ -89,6 +89,10 @@ class PsClient {
   void SetCompression(const Compression& c);
 
   Status Wait(Ticket ticket, std::chrono::milliseconds deadline);
+  // Forgets the requests of `ticket` still in flight: replies that come
+  // later are dropped, and nothing is written where a pull would have put
+  // its weights.
+  void Abandon(Ticket ticket);
   Status WaitAll(std::chrono::milliseconds deadline);
   Status WaitBuffersReleased(std::chrono::milliseconds deadline);
   void SetIdleHook(std::function<Status()> hook) { idle_hook_ = std::move(hook); }

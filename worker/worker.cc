@@ -65,6 +65,8 @@ class Worker {
   // forgets the pulls in flight. The model is at `clock` or one later in
   // every layer.
   void Rewind(int64_t clock);
+  // Abandons the layer pulls in flight, so no late reply overwrites weights.
+  void ForgetPulls();
   // Sends heartbeats and handles control messages while waiting.
   Status Idle();
   // Sparse models: pulls the rows of the gathered batch from the servers.
@@ -325,6 +327,7 @@ Status Worker::Pull(int64_t clock) {
   // other keeps the replaced weights for Rewind. Without overlap: copied
   // into the model.
   float* staging = overlap_ ? Staging(clock) : staging_[0].data();
+  ForgetPulls();
   ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging, want));
   RETURN_IF_ERROR(client_->Wait(t, kWaitDeadline));
   if (overlap_) {
@@ -333,10 +336,7 @@ Status Worker::Pull(int64_t clock) {
     std::memcpy(model_->params().data(), staging, model_->params().size() * sizeof(float));
   }
   version_ = clock;
-  for (LayerPull& l : layers_) {
-    l.installed = clock;
-    l.pulling = -1;  // a late reply brings the same weights
-  }
+  for (LayerPull& l : layers_) l.installed = clock;
   return OkStatus();
 }
 
@@ -378,11 +378,19 @@ Status Worker::InstallAll(int64_t clock) {
 }
 
 void Worker::Rewind(int64_t clock) {
+  ForgetPulls();
   for (LayerPull& l : layers_) {
     if (l.installed > clock) {
       model_->BindLayerParams(l.model_layer, Staging(clock));
       l.installed = clock;
     }
+  }
+}
+
+void Worker::ForgetPulls() {
+  // A late reply of clock c + 2 would land in the buffer that holds clock c.
+  for (LayerPull& l : layers_) {
+    if (l.pulling >= 0) client_->Abandon(l.ticket);
     l.pulling = -1;
   }
 }

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <limits>
 #include <optional>
@@ -166,6 +167,38 @@ TEST_CASE("A server starts from the seeded weights and applies a BSP step", "[pa
   const TensorSpec& w = f.model_->layout()[0];
   CHECK(pulled[w.offset] == Approx(f.model_->params()[w.offset] - 0.5f * 4.0f));
   REQUIRE(c0->WaitBuffersReleased(kDeadline).ok());
+}
+
+TEST_CASE("An abandoned pull writes nothing when its answer comes", "[paramserver][net]") {
+  ServerFixture f;
+  auto c0 = f.Client(0, 100);
+  auto c1 = f.Client(1, 101);
+  const size_t n = f.model_->params().size();
+  std::vector<float> g(n, 1.0f), abandoned(n, -7.0f), fresh(n, -7.0f);
+  REQUIRE(c0->Wait(*c0->Push(f.keys_->all(), g.data(), {0, 0, 0.5f, 4, 0}), kDeadline).ok());
+  // Waits for worker 1's push; abandoned before it is answered.
+  auto old = c0->Pull(f.keys_->all(), abandoned.data(), 1);
+  REQUIRE(old.ok());
+  c0->Abandon(*old);
+  auto now = c0->Pull(f.keys_->all(), fresh.data(), 1);
+  REQUIRE(now.ok());
+  REQUIRE(c1->Wait(*c1->Push(f.keys_->all(), g.data(), {1, 0, 0.5f, 4, 0}), kDeadline).ok());
+  // The server answers both, the abandoned one first, on the same socket.
+  REQUIRE(c0->Wait(*now, kDeadline).ok());
+  const TensorSpec& w = f.model_->layout()[0];
+  CHECK(fresh[w.offset] == Approx(f.model_->params()[w.offset] - 0.5f * 2.0f));
+  // (A pull zeroes the padding between tensors when it is asked; the
+  // tensors' values come only with the answer.)
+  for (int t = 0; t < f.model_->layout().count(); ++t) {
+    const TensorSpec& spec = f.model_->layout()[t];
+    INFO(spec.name);
+    CHECK(std::all_of(abandoned.begin() + static_cast<long>(spec.offset),
+                      abandoned.begin() + static_cast<long>(spec.offset + spec.size),
+                      [](float v) { return v == -7.0f; }));
+  }
+  CHECK_FALSE(c0->Wait(*old, kDeadline).ok());  // forgotten: an unknown ticket
+  REQUIRE(c0->WaitBuffersReleased(kDeadline).ok());
+  REQUIRE(c1->WaitBuffersReleased(kDeadline).ok());
 }
 
 TEST_CASE("A gradient holding NaN or Inf is refused and names its worker", "[paramserver][net]") {
