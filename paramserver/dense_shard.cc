@@ -397,6 +397,8 @@ Status DenseShard::LoadRange(BinaryReader& r, std::span<DenseShard* const> piece
     p->pending_.clear();
     p->current_snapshot_.reset();
     p->snapshot_version_ = -1;
+    p->current_coded_.reset();
+    p->coded_version_ = -1;
   }
   return OkStatus();
 }

@@ -329,7 +329,10 @@ Status Worker::Pull(int64_t clock) {
   float* staging = overlap_ ? Staging(clock) : staging_[0].data();
   ForgetPulls();
   ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging, want));
-  RETURN_IF_ERROR(client_->Wait(t, kWaitDeadline));
+  if (Status s = client_->Wait(t, kWaitDeadline); !s.ok()) {
+    client_->Abandon(t);
+    return s;
+  }
   if (overlap_) {
     for (const LayerPull& l : layers_) model_->BindLayerParams(l.model_layer, staging);
   } else {
@@ -361,7 +364,10 @@ Status Worker::InstallLayer(size_t i) {
   Status s = client_->Wait(l.ticket, kWaitDeadline);
   forward_wait_s_ += Seconds(Clock::now() - t0);
   l.pulling = -1;
-  RETURN_IF_ERROR(s);
+  if (!s.ok()) {
+    client_->Abandon(l.ticket);  // its answers, if they still come, land nowhere
+    return s;
+  }
   // The replaced weights stay in the other buffer until the pull of the
   // clock after this one, by when the step that used them is pushed (Rewind).
   model_->BindLayerParams(l.model_layer, Staging(want_clock_));
