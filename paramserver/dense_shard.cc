@@ -210,23 +210,14 @@ bool DenseShard::PullReady(int64_t clock) const {
   return true;
 }
 
-std::shared_ptr<const FloatBuffer> DenseShard::Snapshot() {
+std::shared_ptr<const std::vector<float>> DenseShard::Snapshot() {
   if (current_snapshot_ && snapshot_version_ == version_) return current_snapshot_;
-  std::shared_ptr<FloatBuffer> buf;
-  for (auto& s : snapshots_) {
-    if (s.use_count() == 1) {  // only the pool holds it: no reply in flight
-      buf = s;
-      break;
-    }
-  }
-  if (!buf) {
-    buf = std::make_shared<FloatBuffer>(flat_.size());
-    snapshots_.push_back(buf);
-  }
+  current_snapshot_.reset();  // back to the pool, unless a reply still holds it
+  std::shared_ptr<std::vector<float>> buf = snapshots_.Get(flat_.size());
   std::memcpy(buf->data(), params_.data(), flat_.size() * sizeof(float));
-  current_snapshot_ = buf;
+  current_snapshot_ = std::move(buf);
   snapshot_version_ = version_;
-  return buf;
+  return current_snapshot_;
 }
 
 std::shared_ptr<const std::vector<uint16_t>> DenseShard::CodedSnapshot(WireType wire) {

@@ -99,7 +99,7 @@ class DenseShard {
   Status ApplyReplicated(const Update& u);
 
   // The current weights, immutable, shared with replies in flight.
-  std::shared_ptr<const FloatBuffer> Snapshot();
+  std::shared_ptr<const std::vector<float>> Snapshot();
   // The current weights coded as `wire` (kFloat16 or kBfloat16), coded once
   // per version and shared by every pull of that version.
   std::shared_ptr<const std::vector<uint16_t>> CodedSnapshot(WireType wire);
@@ -177,9 +177,9 @@ class DenseShard {
   std::vector<int64_t> completed_;
   std::map<size_t, int64_t> async_steps_;  // Adam's step count per pushed part
   // Snapshots handed to replies; reused once no reply holds them.
-  std::vector<std::shared_ptr<FloatBuffer>> snapshots_;
+  VectorPool<float> snapshots_;
   int64_t snapshot_version_ = -1;
-  std::shared_ptr<FloatBuffer> current_snapshot_;
+  std::shared_ptr<std::vector<float>> current_snapshot_;
   VectorPool<uint16_t> coded_pool_;
   std::shared_ptr<std::vector<uint16_t>> current_coded_;
   int64_t coded_version_ = -1;

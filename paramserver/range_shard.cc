@@ -81,7 +81,7 @@ void RangeShard::AppendWeights(const KeyRange& part, WireType wire, Message* fra
       std::shared_ptr<const std::vector<uint16_t>> snap = piece.CodedSnapshot(wire);
       frames->push_back(Frame::Share(snap->data() + offset, f.size() * 2, snap));
     } else {
-      std::shared_ptr<const FloatBuffer> snap = piece.Snapshot();
+      std::shared_ptr<const std::vector<float>> snap = piece.Snapshot();
       frames->push_back(Frame::Share(snap->data() + offset, f.size() * sizeof(float), snap));
     }
   }

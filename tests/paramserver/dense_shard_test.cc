@@ -199,9 +199,9 @@ TEST_CASE("SSP holds back a worker that runs more than `staleness` steps ahead",
 TEST_CASE("Snapshots stay unchanged while a reply holds them", "[paramserver]") {
   Keys k_s(1);
   DenseShard s(k_s.keys, k_s.Floats(0, 1), std::vector<float>{0}, Sgd(Consistency::kAsp, 1));
-  std::shared_ptr<const FloatBuffer> held = s.Snapshot();
+  std::shared_ptr<const std::vector<float>> held = s.Snapshot();
   REQUIRE(s.Push(0, 0, k_s.Floats(0, 1), Floats({1}), 1, 0, 1.0f).ok());
-  std::shared_ptr<const FloatBuffer> fresh = s.Snapshot();
+  std::shared_ptr<const std::vector<float>> fresh = s.Snapshot();
   CHECK((*held)[0] == 0.0f);
   CHECK((*fresh)[0] == -1.0f);
   CHECK(held.get() != fresh.get());
