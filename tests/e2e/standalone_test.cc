@@ -55,7 +55,7 @@ TEST_CASE("The seed MLP reaches 95.5% on the MNIST digits within 20 epochs", "[e
   CHECK(final_lines[0]["test_accuracy"].get<double>() >= 0.955);
 }
 
-TEST_CASE("A seed fixes the result of a run; another seed changes it", "[e2e]") {
+TEST_CASE("A seed fixes the result of a run, and another seed changes it", "[e2e]") {
   TempDir dir;
   auto run = [&](const std::string& seed, const std::string& name) {
     RunResult r = Run({kPstrain, "train", kMnistJob, "--standalone", "--epochs", "2", "--seed",

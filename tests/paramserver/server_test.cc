@@ -413,7 +413,7 @@ TEST_CASE("Duplicated and reordered pushes leave BSP weights exactly as a clean 
   CHECK_FALSE(std::equal(clean.begin(), clean.end(), m->params().begin()));
 }
 
-TEST_CASE("A worker may have only so many pulls waiting; other workers are not affected",
+TEST_CASE("A worker may have only so many pulls waiting, and other workers are not affected",
           "[paramserver][net]") {
   ServerFixture f;
   auto c0 = f.Client(0, 100);
@@ -443,7 +443,7 @@ int ConnectTcp(const std::string& endpoint) {
   return fd;
 }
 
-TEST_CASE("A 2 GB length header costs that connection; the server serves everyone else",
+TEST_CASE("A 2 GB length header costs that connection, and the server serves everyone else",
           "[paramserver][net]") {
   ServerFixture f;
   const int fd = ConnectTcp(f.data_endpoint_);

@@ -73,7 +73,7 @@ TEST_CASE("Standalone training learns, visits every sample and reports each epoc
   CHECK(rec.last_progress.done == 500);
 }
 
-TEST_CASE("The same seed gives bit-identical weights; another seed does not", "[worker]") {
+TEST_CASE("The same seed gives bit-identical weights, another seed other weights", "[worker]") {
   Recorder a, b, c;
   JobConfig job = SmallJob();
   const FinalStats fa = Train(job, a);
