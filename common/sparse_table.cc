@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/rng.h"
+#include "common/weights_digest.h"
 
 namespace pstrain {
 
@@ -104,6 +105,12 @@ void SparseTable::Push(std::span<const uint64_t> rows, const float* grads, float
   }
 }
 
+uint64_t SparseTable::Digest() const {
+  uint64_t sum = 0;  // a sum: the unordered map's order does not matter
+  for (const auto& [row, at] : index_) sum += RowDigest(table_, row, {values_.data() + at, dim_});
+  return sum;
+}
+
 void SparseTable::Save(BinaryWriter& w) const {
   w.U32(table_);
   w.U32(dim_);
@@ -122,9 +129,26 @@ void SparseTable::Save(BinaryWriter& w) const {
 
 StatusOr<SparseTable> SparseTable::Load(BinaryReader& r, const OptimizerOptions& opt,
                                         uint64_t seed) {
+  return LoadWith(r, &opt, seed);
+}
+
+StatusOr<SparseTable> SparseTable::LoadSaved(BinaryReader& r) { return LoadWith(r, nullptr, 0); }
+
+StatusOr<SparseTable> SparseTable::LoadWith(BinaryReader& r, const OptimizerOptions* job_opt,
+                                            uint64_t seed) {
   ASSIGN_OR_RETURN(const uint32_t table, r.U32());
   ASSIGN_OR_RETURN(const uint32_t dim, r.U32());
   ASSIGN_OR_RETURN(const uint32_t kind, r.U32());
+  if (kind > static_cast<uint32_t>(OptimizerKind::kAdagrad)) {
+    return DataLoss(r.name() + ": sparse table " + std::to_string(table) +
+                    " names no known optimizer (" + std::to_string(kind) + ")");
+  }
+  OptimizerOptions opt;
+  if (job_opt != nullptr) {
+    opt = *job_opt;
+  } else {
+    opt.kind = static_cast<OptimizerKind>(kind);
+  }
   ASSIGN_OR_RETURN(SparseTable t, Create(table, dim, opt, seed));
   if (kind != static_cast<uint32_t>(opt.kind)) {
     return DataLoss(r.name() + ": sparse table " + std::to_string(table) +

@@ -41,7 +41,12 @@ class SparseTable {
   // A table Save wrote; refused if its width or optimizer differ from the
   // job's (opt).
   static StatusOr<SparseTable> Load(BinaryReader& r, const OptimizerOptions& opt, uint64_t seed);
+  // The same with the optimizer kind it was saved with (other settings at
+  // their defaults), for tools that read checkpoints without the job.
+  static StatusOr<SparseTable> LoadSaved(BinaryReader& r);
   uint32_t table() const { return table_; }
+  // The sum of RowDigest over the rows that exist (common/weights_digest.h).
+  uint64_t Digest() const;
 
  private:
   SparseTable(uint32_t table, uint32_t dim, const OptimizerOptions& opt, uint64_t seed,
@@ -50,6 +55,9 @@ class SparseTable {
   // The row's offset in values_, created if new.
   size_t Row(uint64_t row);
   int state_per_value() const;
+  // Load's body; opt null: the kind the table was saved with.
+  static StatusOr<SparseTable> LoadWith(BinaryReader& r, const OptimizerOptions* opt,
+                                        uint64_t seed);
 
   uint32_t table_;
   uint32_t dim_;

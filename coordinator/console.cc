@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <utility>
 
+#include "common/weights_digest.h"
+
 namespace pstrain {
 
 Console::Console(const std::string& progress_mode)
@@ -67,9 +69,9 @@ void Console::Final(const FinalStats& f) {
   ClearProgress();
   std::printf(
       "final: test accuracy %.2f%%  test loss %.4f  after %d epochs in %.1fs  "
-      "(%lld parameters, weights L2 %.4f)\n",
+      "(%lld parameters, weights L2 %.4f, digest %s)\n",
       f.test_accuracy * 100, f.test_loss, f.epochs, f.seconds, static_cast<long long>(f.params),
-      f.weights_l2);
+      f.weights_l2, DigestHex(f.weights_digest).c_str());
   std::fputs(SummaryTable(f, epochs_).c_str(), stdout);
   std::fflush(stdout);
 }
@@ -98,7 +100,8 @@ std::string SummaryTable(const FinalStats& f, const std::vector<EpochStats>& epo
                                      (epochs.size() == 1 ? " epoch)" : " epochs)")});
   }
   rows.push_back(
-      {"parameters", std::to_string(f.params) + Format(" (weights L2 %.4f)", f.weights_l2)});
+      {"parameters", std::to_string(f.params) + Format(" (weights L2 %.4f, digest ", f.weights_l2) +
+                         DigestHex(f.weights_digest) + ")"});
   for (const WorkerTotals& w : f.workers) {
     rows.push_back(
         {"worker " + std::to_string(w.id),

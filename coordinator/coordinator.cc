@@ -12,6 +12,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/model.h"
+#include "common/weights_digest.h"
 
 namespace pstrain {
 namespace {
@@ -897,8 +898,10 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
         RETURN_IF_ERROR(WriteCheckpoint(epoch + 1));
       }
     }
-    // weights_l2 from the servers' sums of squares.
+    // weights_l2 from the servers' sums of squares, the digest from theirs.
     std::map<int, double> sums;
+    uint64_t digest = 0;
+    int64_t digest_blocks = 0;
     std::string refusals = "[";  // becomes a JSON array, one object per server
     const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 2;
     std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
@@ -909,7 +912,11 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
                                 if (m.which() == msg::Control::STATS_REPLY &&
                                     m.getStatsReply().getToken() == token) {
                                   auto r = m.getStatsReply();
-                                  sums[n.id] = r.getSumSquares();
+                                  if (!sums.emplace(n.id, r.getSumSquares()).second) {
+                                    return OkStatus();  // a repeated reply
+                                  }
+                                  digest += r.getWeightsDigest();
+                                  digest_blocks += r.getDigestBlocks();
                                   refusals += JsonObject()
                                                   .Add("id", n.id)
                                                   .Add("updates_applied", r.getUpdatesApplied())
@@ -933,6 +940,12 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
                      Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
                                   SparseOptionsOf(c, nullptr)));
     f.params = static_cast<int64_t>(model->layout().parameter_count());
+    const size_t blocks = KeyLayout(model->layout()).blocks().size();
+    if (digest_blocks != static_cast<int64_t>(blocks)) {
+      return Internal("the servers' weights digests cover " + std::to_string(digest_blocks) +
+                      " blocks of the model's " + std::to_string(blocks));
+    }
+    f.weights_digest = digest;
     f.epochs = c.epochs;
     f.seconds = Since(run_start_);
     AddRunTotals(f);

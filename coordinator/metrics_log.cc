@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/weights_digest.h"
 #include "coordinator/plot_svg.h"
 
 namespace pstrain {
@@ -130,7 +131,10 @@ Status MetricsLog::WriteFinal(const FinalStats& f) {
       .Add("test_accuracy", f.test_accuracy);
   if (f.test_auc >= 0) line.Add("test_auc", f.test_auc);
   return Write(
-      line.Add("weights_l2", f.weights_l2).Add("params", f.params).Add("seconds", f.seconds));
+      line.Add("weights_l2", f.weights_l2)
+          .Add("weights_digest", DigestHex(f.weights_digest))
+          .Add("params", f.params)
+          .Add("seconds", f.seconds));
 }
 
 }  // namespace pstrain

@@ -11,6 +11,8 @@
 #include "common/job_data.h"
 #include "common/keys.h"
 #include "common/model.h"
+#include "common/sparse_table.h"
+#include "common/weights_digest.h"
 #include "paramserver/dense_shard.h"
 
 namespace pstrain {
@@ -103,6 +105,20 @@ std::vector<FileResult> ReadWeights(const std::string& folder, const Manifest& m
   return out;
 }
 
+// The weights digest contribution of the embedding rows in a server's
+// sparse file, and how many rows it holds.
+StatusOr<std::pair<uint64_t, uint64_t>> SparseDigest(const std::string& path) {
+  ASSIGN_OR_RETURN(BinaryReader reader, BinaryReader::OpenFile(path));
+  ASSIGN_OR_RETURN(const uint32_t tables, reader.U32());
+  uint64_t digest = 0, rows = 0;
+  for (uint32_t i = 0; i < tables; ++i) {
+    ASSIGN_OR_RETURN(SparseTable t, SparseTable::LoadSaved(reader));
+    digest += t.Digest();
+    rows += t.row_count();
+  }
+  return std::make_pair(digest, rows);
+}
+
 bool Covered(const std::vector<bool>& loaded, const TensorSpec& t) {
   return std::all_of(loaded.begin() + static_cast<std::ptrdiff_t>(t.offset),
                      loaded.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size),
@@ -176,7 +192,31 @@ int RunInspect(const CommandLine& cl) {
       total += l2 * l2;
       std::printf("    %-16s %-12s L2 %.6f\n", t.name.c_str(), Shape(t.shape).c_str(), l2);
     }
-    if (all) std::printf("  weights L2 %.6f\n", std::sqrt(total));
+    if (all) {
+      std::printf("  weights L2 %.6f\n", std::sqrt(total));
+      // The digest of the final metrics line of the run that wrote it.
+      uint64_t digest = ModelDigest(KeyLayout(layout), params.span());
+      uint64_t rows = 0;
+      bool rows_ok = true;
+      for (size_t i = 0; i < m->files.size(); ++i) {
+        const ManifestFile& f = m->files[i];
+        if (f.key_begin != f.key_end || !files[i].status.ok()) continue;
+        StatusOr<std::pair<uint64_t, uint64_t>> s = SparseDigest(*folder + "/" + f.name);
+        if (!s.ok()) {
+          rows_ok = false;
+          ok = false;
+          std::printf("  %s: BAD: %s\n", f.name.c_str(), s.status().message().c_str());
+          continue;
+        }
+        digest += s->first;
+        rows += s->second;
+      }
+      if (rows_ok) {
+        std::printf("  weights digest %s", DigestHex(digest).c_str());
+        if (rows > 0) std::printf(" (with %llu embedding rows)", static_cast<unsigned long long>(rows));
+        std::printf("\n");
+      }
+    }
   }
   std::printf("%s\n", ok ? "verified: every file matches its size and checksum"
                          : "DAMAGED: this checkpoint would be skipped by --resume");

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "common/weights_digest.h"
 
 namespace pstrain {
 
@@ -238,6 +239,8 @@ double DenseShard::SumSquares() const {
   const double n = L2Norm(params_.span());
   return n * n;
 }
+
+uint64_t DenseShard::Digest() const { return RangeDigest(layout_, keys_, params_.span()); }
 
 DenseShard::SampleStats DenseShard::TakeSampleStats(int64_t clock_begin, int64_t clock_end) {
   SampleStats st;

@@ -104,6 +104,9 @@ class DenseShard {
   // per version and shared by every pull of that version.
   std::shared_ptr<const std::vector<uint16_t>> CodedSnapshot(WireType wire);
   double SumSquares() const;
+  // The weights digest of this shard's blocks (common/weights_digest.h).
+  uint64_t Digest() const;
+  size_t block_count() const { return blocks_; }
   int64_t updates_applied() const { return updates_; }
 
   // Samples and sample-hash sum over (slot, clock) with clock in [begin,

@@ -102,6 +102,18 @@ double RangeShard::SumSquares() const {
   return sum;
 }
 
+uint64_t RangeShard::Digest() const {
+  uint64_t sum = 0;
+  for (const auto& p : pieces_) sum += p->Digest();
+  return sum;
+}
+
+size_t RangeShard::block_count() const {
+  size_t n = 0;
+  for (const auto& p : pieces_) n += p->block_count();
+  return n;
+}
+
 int64_t RangeShard::updates_applied() const {
   int64_t n = 0;
   for (const auto& p : pieces_) n = std::max(n, p->updates_applied());

@@ -49,6 +49,9 @@ class RangeShard {
   Status ApplyReplicated(const DenseShard::Update& u);
 
   double SumSquares() const;
+  // The weights digest of the range's blocks, and how many blocks it has.
+  uint64_t Digest() const;
+  size_t block_count() const;
   int64_t updates_applied() const;
   void Save(BinaryWriter& w) const;
   Status Load(BinaryReader& r);

@@ -465,6 +465,8 @@ Status Server::OnControl(msg::Control::Reader c) {
       capnp::MallocMessageBuilder m;
       auto r = m.initRoot<msg::Control>().initStatsReply();
       double sum = 0;
+      uint64_t digest = 0;
+      int64_t digest_blocks = 0;
       int64_t updates = 0;
       int64_t samples = -1;
       uint64_t hash = 0;
@@ -474,6 +476,8 @@ Status Server::OnControl(msg::Control::Reader c) {
       const int64_t clock_end = c.getStatsRequest().getClockEnd();
       for (const auto& s : shards_) {
         sum += s->SumSquares();
+        digest += s->Digest();
+        digest_blocks += static_cast<int64_t>(s->block_count());
         updates += s->updates_applied();
         // Every piece saw every (slot, clock): they must agree.
         for (const auto& piece : s->pieces()) {
@@ -499,7 +503,10 @@ Status Server::OnControl(msg::Control::Reader c) {
       for (const auto& [id, t] : sparse_) {
         rows += static_cast<int64_t>(t.row_count());
         bytes += static_cast<int64_t>(t.bytes());
+        digest += t.Digest();
       }
+      r.setWeightsDigest(digest);
+      r.setDigestBlocks(digest_blocks);
       r.setSparseRows(rows);
       r.setSparseBytes(bytes);
       return control_->Send(m);

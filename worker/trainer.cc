@@ -9,6 +9,7 @@
 #include "common/optimizer.h"
 #include "common/sampler.h"
 #include "common/sparse_table.h"
+#include "common/weights_digest.h"
 
 namespace pstrain {
 namespace {
@@ -94,7 +95,8 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
     float lr = config.optimizer.lr;
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
       if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
-        return Cancelled("training stopped by a signal in epoch " + std::to_string(epoch + 1));
+        return Cancelled("training stopped by a signal in epoch " + std::to_string(epoch + 1) +
+                         ", before step " + std::to_string(step + 1));
       }
       const int64_t first = step * batch;
       const int n = static_cast<int>(std::min<int64_t>(batch, train.count - first));
@@ -170,6 +172,8 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
   f.epochs = config.epochs;
   RETURN_IF_ERROR(EvaluateTest(model, test, fetch, &f));
   f.weights_l2 = L2Norm(model.params());
+  f.weights_digest = ModelDigest(KeyLayout(model.layout()), model.params());
+  for (const SparseTable& t : tables) f.weights_digest += t.Digest();
   f.params = static_cast<int64_t>(model.layout().parameter_count());
   f.seconds = Since(run_start);
   return f;

@@ -215,6 +215,9 @@ struct StatsReply {
   nonFiniteRefused @9 :Int64;  # pushes refused for holding NaN or Inf
   sparseRows @10 :Int64;       # embedding rows it holds
   sparseBytes @11 :Int64;      # their values and optimizer state
+  weightsDigest @12 :UInt64;   # the weights digest (common/weights_digest.h) of the
+                               # blocks of the ranges it owns and of its embedding rows
+  digestBlocks @13 :Int64;     # how many blocks that digest covers
 }
 
 # coordinator -> node: exit now with this code.

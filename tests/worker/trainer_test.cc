@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/rng.h"
+#include "common/weights_digest.h"
 
 namespace pstrain {
 namespace {
@@ -78,11 +79,11 @@ TEST_CASE("The same seed gives bit-identical weights, another seed other weights
   JobConfig job = SmallJob();
   const FinalStats fa = Train(job, a);
   const FinalStats fb = Train(job, b);
-  CHECK(fa.weights_l2 == fb.weights_l2);
+  CHECK(DigestHex(fa.weights_digest) == DigestHex(fb.weights_digest));
   CHECK(fa.test_loss == fb.test_loss);
   job.seed = 4;
   const FinalStats fc = Train(job, c);
-  CHECK(fa.weights_l2 != fc.weights_l2);
+  CHECK(DigestHex(fa.weights_digest) != DigestHex(fc.weights_digest));
 }
 
 TEST_CASE("Each optimizer trains the blobs", "[worker]") {
@@ -100,15 +101,55 @@ TEST_CASE("Each optimizer trains the blobs", "[worker]") {
   }
 }
 
+// Stops in the middle of an epoch: the request is seen before the next step,
+// and no step runs after it.
+class StopAfter : public Recorder {
+ public:
+  StopAfter(int epoch, int64_t done, std::atomic<bool>* stop)
+      : epoch_(epoch), done_(done), stop_(stop) {}
+  void OnProgress(const ProgressStats& p) override {
+    Recorder::OnProgress(p);
+    ++reports;
+    if (p.epoch == epoch_ && p.done == done_) stop_->store(true);
+  }
+  int reports = 0;
+
+ private:
+  int epoch_;
+  int64_t done_;
+  std::atomic<bool>* stop_;
+};
+
 TEST_CASE("Training stops at the next step when asked", "[worker]") {
+  // 2000 samples in batches of 30: 67 steps an epoch, progress every 16.
+  Dataset train = Blobs(2000, 1), test = Blobs(10, 2);
+  auto m = Model::Build({{"dense", 4}}, 8, 4, 64);
+  REQUIRE(m.ok());
+  (*m)->InitParams(1);
+  std::atomic<bool> stop{false};
+  StopAfter rec(2, 16 * 30, &stop);
+  auto f = TrainStandalone(SmallJob(), train, test, **m, rec, &stop);
+  REQUIRE_FALSE(f.ok());
+  CHECK(f.status().code() == StatusCode::kCancelled);
+  CHECK_THAT(f.status().message(), Catch::Contains("epoch 2, before step 17"));
+  CHECK(rec.epochs.size() == 1);
+  // Epoch 1 reported at steps 16, 32, 48, 64 and 67; epoch 2 once, at 16.
+  CHECK(rec.reports == 6);
+  CHECK(rec.last_progress.done == 16 * 30);
+}
+
+TEST_CASE("A stop asked before training runs no step", "[worker]") {
   Dataset train = Blobs(100, 1), test = Blobs(10, 2);
   auto m = Model::Build({{"dense", 4}}, 8, 4, 64);
+  REQUIRE(m.ok());
   (*m)->InitParams(1);
   std::atomic<bool> stop{true};
   Recorder rec;
   auto f = TrainStandalone(SmallJob(), train, test, **m, rec, &stop);
   REQUIRE_FALSE(f.ok());
-  CHECK(f.status().code() == StatusCode::kCancelled);
+  CHECK_THAT(f.status().message(), Catch::Contains("epoch 1, before step 1"));
+  CHECK(rec.epochs.empty());
+  CHECK(rec.last_progress.done == 0);
 }
 
 }  // namespace
