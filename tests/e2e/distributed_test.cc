@@ -79,10 +79,11 @@ TEST_CASE("BSP with 2 servers and 2 workers equals standalone with the doubled b
   const json d = Events(dist.lines, "final").at(0), s = Events(solo.lines, "final").at(0),
              p = Events(plain.lines, "final").at(0);
   INFO("distributed " << d.dump() << "\nstandalone " << s.dump() << "\nplain " << p.dump());
-  CHECK(Rel(d["test_loss"], s["test_loss"]) < 1e-3);
-  CHECK(Rel(d["weights_l2"], s["weights_l2"]) < 1e-3);
+  CHECK(Digest(d) == Digest(s));
+  CHECK(d["test_loss"] == s["test_loss"]);
   // Rounding alone moves 20 epochs of training by well under 2%; a wrong
   // aggregation (a missing worker, a doubled or unscaled sum) by far more.
+  CHECK(Digest(d) != Digest(p));
   CHECK(Rel(d["test_loss"], p["test_loss"]) < 2e-2);
   CHECK(Rel(d["weights_l2"], p["weights_l2"]) < 2e-3);
   CHECK(d["test_accuracy"].get<double>() >= 0.88);
@@ -95,7 +96,7 @@ TEST_CASE("BSP with 2 servers and 2 workers equals standalone with the doubled b
                           {"--servers", "2", "--workers", "2", "--set", "cluster.overlap=false"});
   REQUIRE(whole.code == 0);
   const json w = Events(whole.lines, "final").at(0);
-  CHECK(w["weights_l2"] == d["weights_l2"]);
+  CHECK(Digest(w) == Digest(d));
   CHECK(w["test_loss"] == d["test_loss"]);
   CheckEverySampleOnce(dist.lines, 60000);
   // Every BSP step waits for the servers' weights, with overlap or without:
@@ -155,9 +156,9 @@ TEST_CASE("A CNN with dropout: BSP with 2 servers and 2 workers equals standalon
   const json d = Events(dist.lines, "final").at(0), s = Events(solo.lines, "final").at(0),
              o = Events(other.lines, "final").at(0);
   INFO("distributed " << d.dump() << "\nstandalone " << s.dump() << "\nseed 2 " << o.dump());
-  CHECK(Rel(d["test_loss"], s["test_loss"]) < 1e-4);
-  CHECK(Rel(d["weights_l2"], s["weights_l2"]) < 1e-4);
-  CHECK(Rel(o["weights_l2"], s["weights_l2"]) > 1e-3);
+  CHECK(Digest(d) == Digest(s));
+  CHECK(d["test_loss"] == s["test_loss"]);
+  CHECK(Digest(o) != Digest(s));
   CHECK(d["params"] == 80 + 584 + 8 * 6 * 6 * 10 + 10);
   CHECK(d["test_accuracy"].get<double>() >= 0.85);
   CheckEverySampleOnce(dist.lines, 8000);
@@ -207,8 +208,14 @@ TEST_CASE("mpirun trains to the same result as the local launcher and leaves not
   REQUIRE(r.code == 0);
   const auto lines = ReadJsonLines(metrics);
   const json m = Events(lines, "final").at(0), l = Events(local.lines, "final").at(0);
-  CHECK(Rel(m["weights_l2"], l["weights_l2"]) < 1e-6);
-  CHECK(Rel(m["test_loss"], l["test_loss"]) < 1e-6);
+  CHECK(Digest(m) == Digest(l));
+  CHECK(m["test_loss"] == l["test_loss"]);
+  // How the keys are cut over servers changes where the sums happen, not
+  // what they are: one server gives the same weights as two.
+  RunOutput one =
+      Train(kMnistJob, dir.File("one"), {"--servers", "1", "--workers", "2", "--epochs", "3"});
+  REQUIRE(one.code == 0);
+  CHECK(Digest(Events(one.lines, "final").at(0)) == Digest(l));
   const json membership = Events(lines, "membership").at(0);
   CHECK(membership["servers"].size() == 2);
   CHECK(membership["workers"].size() == 2);
@@ -288,7 +295,7 @@ TEST_CASE("Garbage sent to the servers during training changes nothing", "[e2e][
   CHECK_THAT(job.Stderr(), Catch::Contains("refused a data message"));
   const json a = Events(ReadJsonLines(metrics), "final").at(0);
   const json c = Events(clean.lines, "final").at(0);
-  CHECK(a["weights_l2"] == c["weights_l2"]);
+  CHECK(Digest(a) == Digest(c));
   CHECK(a["test_accuracy"] == c["test_accuracy"]);
 }
 
@@ -336,7 +343,7 @@ TEST_CASE("compressed gradients and weights train to about the same accuracy",
     REQUIRE(r.code == 0);
     const json f = Events(r.lines, "final").at(0);
     CHECK(f["test_accuracy"].get<double>() > base - 0.015);
-    CHECK(f["weights_l2"] != Events(plain.lines, "final").at(0)["weights_l2"]);
+    CHECK(Digest(f) != Digest(Events(plain.lines, "final").at(0)));
     CheckEverySampleOnce(r.lines, 60000);
   }
 }

@@ -2,6 +2,7 @@
 // reading a metrics file.
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -37,6 +38,17 @@ inline std::vector<nlohmann::json> Events(const std::vector<nlohmann::json>& lin
     if (l.value("event", "") == event) out.push_back(l);
   }
   return out;
+}
+
+// The weights digest of a "final" line: 16 hex digits that change with any
+// bit of any weight. Equal weights are claimed by equal digests, never by
+// close norms.
+inline std::string Digest(const nlohmann::json& final_line) {
+  const std::string d = final_line.value("weights_digest", "");
+  INFO("final line " << final_line.dump());
+  REQUIRE(d.size() == 16);
+  REQUIRE(d.find_first_not_of("0123456789abcdef") == std::string::npos);
+  return d;
 }
 
 }  // namespace pstrain::testing

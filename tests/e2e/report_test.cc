@@ -64,6 +64,7 @@ TEST_CASE("A run leaves a plot, and inspect and eval read its checkpoints", "[e2
     const double acc = Number(run.out, R"(\| test accuracy\s*\| ([0-9.]+)%)");
     CHECK(acc == Approx(final_line["test_accuracy"].get<double>() * 100).margin(0.006));
     CHECK(Number(run.out, R"(\| failures survived\s*\| ([0-9]+))") == 0);
+    CHECK_THAT(run.out, Catch::Contains("digest " + Digest(final_line) + ")"));
   }
 
   SECTION("inspect") {
@@ -79,6 +80,8 @@ TEST_CASE("A run leaves a plot, and inspect and eval read its checkpoints", "[e2
     CHECK(Number(r.out, R"(\n  weights L2 ([0-9.]+))") ==
           Approx(final_line["weights_l2"].get<double>()).epsilon(1e-5));
     CHECK_THAT(r.out, Catch::Contains("verified"));
+    // The newest checkpoint holds the final weights: the same digest.
+    CHECK_THAT(r.out, Catch::Contains("weights digest " + Digest(final_line)));
 
     // One flipped byte in a shard file of the newest checkpoint.
     const std::string folder = ckpt + "/ckpt-000003";
