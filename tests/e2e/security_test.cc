@@ -299,13 +299,24 @@ FloodResult RunUnderFlood(TempDir& dir, const std::string& name, bool flood) {
   FloodResult result;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> sent{0};
+  // Catch2 2.x assertions are not thread-safe: the flooder only records what
+  // went wrong, and the test's thread asserts on it.
+  std::string flooder_error;
   std::thread flooder([&] {
     if (!flood) return;
     ZmqContext ctx;
     SocketOptions o;
     o.max_message_bytes = -1;
-    auto s = *Socket::Create(ctx, SocketKind::kDealer, o);
-    REQUIRE(s->Connect(endpoint).ok());
+    auto created = Socket::Create(ctx, SocketKind::kDealer, o);
+    if (!created.ok()) {
+      flooder_error = "socket: " + std::string(created.status().message());
+      return;
+    }
+    auto s = std::move(*created);
+    if (Status c = s->Connect(endpoint); !c.ok()) {
+      flooder_error = "connect: " + std::string(c.message());
+      return;
+    }
     auto junk = std::make_shared<std::vector<float>>((15u << 20) / sizeof(float), 1.0f);
     while (!stop.load()) {
       capnp::MallocMessageBuilder b;
@@ -331,6 +342,8 @@ FloodResult RunUnderFlood(TempDir& dir, const std::string& name, bool flood) {
   }
   stop = true;
   flooder.join();
+  INFO(flooder_error);
+  CHECK(flooder_error.empty());
   result.sent = sent.load();
   const auto code = job.Wait(std::chrono::seconds(600));
   INFO(job.Stderr());
