@@ -16,6 +16,7 @@ struct EpochStats {
   double test_loss = 0;       // mean over the test set, after the epoch
   double test_accuracy = 0;   // fraction of the test set
   double test_auc = -1;       // binary models: area under the ROC curve (-1: none)
+  int64_t test_samples = 0;   // test samples the test figures cover (the whole set)
   int64_t samples = 0;        // training samples processed in the epoch
   double train_seconds = 0;   // wall time of the training part
   double seconds = 0;         // wall time of the epoch, evaluation included

@@ -159,8 +159,10 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
   recovering_role_ = "worker";
 
   // The epoch running: a survivor that had already finished gets the dead
-  // worker's slots to complete; work the dead one was evaluating moves on.
-  if (current_.epoch >= 0) {
+  // worker's slots to complete (during training; once the epoch is
+  // evaluated every slot is done), and every range the dead one had to
+  // evaluate moves to the survivor with the fewest.
+  if (current_.epoch >= 0 && !current_.evaluating) {
     current_.training.erase(gone.id);
     std::map<int, std::vector<int>> redo;
     for (int s : taken) {
@@ -185,21 +187,36 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
         RETURN_IF_ERROR(SendTo(*n, m));
       }
     }
-    auto ev = current_.evals.find(gone.id);
-    if (ev != current_.evals.end()) {
-      const auto rows = ev->second;
-      current_.evals.erase(ev);
-      Node* to = NodesOf(msg::Role::WORKER).front();
-      capnp::MallocMessageBuilder m;
-      auto e = m.initRoot<msg::Control>().initEvaluate();
-      e.setEpoch(current_.epoch);
-      e.setBegin(rows.first);
-      e.setEnd(rows.second);
-      RETURN_IF_ERROR(SendTo(*to, m));
-      current_.evals[to->id + 1000000] = rows;  // a second range for the same worker
+  }
+  if (current_.epoch >= 0) {
+    std::vector<Node*> survivors;
+    for (Node* w : NodesOf(msg::Role::WORKER)) {
+      if (w->ready) survivors.push_back(w);
+    }
+    for (auto& r : current_.evals) {
+      if (r.worker != gone.id || survivors.empty()) continue;
+      auto held = [&](const Node* n) {
+        return std::count_if(current_.evals.begin(), current_.evals.end(),
+                             [&](const EpochState::EvalRange& e) { return e.worker == n->id; });
+      };
+      Node* to = *std::min_element(survivors.begin(), survivors.end(),
+                                   [&](Node* a, Node* b) { return held(a) < held(b); });
+      r.worker = to->id;
+      PSTRAIN_LOG(INFO) << "test rows " << r.begin << ".." << r.end << " of worker " << gone.id
+                        << " go to worker " << to->id;
+      RETURN_IF_ERROR(SendEvaluate(*to, r.begin, r.end));
     }
   }
   return OkStatus();
+}
+
+Status Coordinator::SendEvaluate(const Node& n, int64_t begin, int64_t end) {
+  capnp::MallocMessageBuilder m;
+  auto e = m.initRoot<msg::Control>().initEvaluate();
+  e.setEpoch(current_.epoch);
+  e.setBegin(begin);
+  e.setEnd(end);
+  return SendTo(n, m);
 }
 
 Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reader r) {
@@ -649,21 +666,16 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
 
   // Evaluation: the test set split evenly across the live workers.
   PublishPhase("evaluating", 0);
-  std::vector<int> evaluators = LiveWorkerIds();
-  std::map<int, std::tuple<double, int64_t, int64_t>> evals;
+  current_.evaluating = true;
+  std::vector<Node*> evaluators;
+  for (Node* w : NodesOf(msg::Role::WORKER)) {
+    if (w->ready) evaluators.push_back(w);
+  }
   const int w_count = static_cast<int>(evaluators.size());
   for (int i = 0; i < w_count; ++i) {
     const int64_t begin = test_count_ * i / w_count, end = test_count_ * (i + 1) / w_count;
-    for (Node* w : NodesOf(msg::Role::WORKER)) {
-      if (w->id != evaluators[i]) continue;
-      capnp::MallocMessageBuilder m;
-      auto ev = m.initRoot<msg::Control>().initEvaluate();
-      ev.setEpoch(epoch);
-      ev.setBegin(begin);
-      ev.setEnd(end);
-      RETURN_IF_ERROR(SendTo(*w, m));
-      current_.evals[w->id] = {begin, end};
-    }
+    current_.evals.push_back({evaluators[i]->id, begin, end});
+    RETURN_IF_ERROR(SendEvaluate(*evaluators[i], begin, end));
   }
   double loss = 0;
   int64_t correct = 0, count = 0, scored = 0;
@@ -671,6 +683,20 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   auto eval_handler = [&](Node& n, msg::Control::Reader m) -> Status {
     if (m.which() == msg::Control::EVAL_DONE && m.getEvalDone().getEpoch() == epoch) {
       auto d = m.getEvalDone();
+      // The outstanding range this answers; a report of anything else (a
+      // range already counted, rows it was not given) is dropped.
+      auto r = std::find_if(current_.evals.begin(), current_.evals.end(),
+                            [&](const EpochState::EvalRange& x) {
+                              return x.worker == n.id && x.begin == d.getBegin() &&
+                                     x.end - x.begin == d.getCount();
+                            });
+      if (r == current_.evals.end()) {
+        PSTRAIN_LOG(WARNING) << "worker " << n.id << " reported " << d.getCount()
+                             << " test rows from " << d.getBegin()
+                             << " that it does not hold; ignored";
+        return OkStatus();
+      }
+      current_.evals.erase(r);
       loss += d.getLossSum();
       correct += d.getCorrect();
       count += d.getCount();
@@ -680,14 +706,17 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
         for (unsigned i = 0; i < s.size(); ++i) scores[d.getBegin() + i] = s[i];
         scored += s.size();
       }
-      // One outstanding range of this worker is done (a survivor may hold two).
-      if (current_.evals.erase(n.id) == 0) current_.evals.erase(n.id + 1000000);
     }
     return OkStatus();
   };
   RETURN_IF_ERROR(WaitUntil([&] { return current_.evals.empty(); },
                             "the workers to evaluate epoch " + std::to_string(epoch + 1),
                             std::chrono::hours(24), eval_handler));
+  e.test_samples = count;
+  if (count != test_count_) {
+    PSTRAIN_LOG(ERROR) << "epoch " << epoch + 1 << ": the test metrics cover " << count << " of "
+                       << test_count_ << " test samples";
+  }
   e.test_loss = loss / std::max<int64_t>(count, 1);
   e.test_accuracy = static_cast<double>(correct) / std::max<int64_t>(count, 1);
   if (scored > 0 && scored == test_count_) {

@@ -164,9 +164,18 @@ class Coordinator {
   struct EpochState {
     int epoch = -1;
     int64_t first_clock = 0, steps = 0;
-    std::map<int, bool> training;                      // worker id -> done
-    std::map<int, std::pair<int64_t, int64_t>> evals;  // worker id -> test rows, outstanding
+    std::map<int, bool> training;  // worker id -> done
+    // Evaluation: every range of test rows not reported yet, and who has it
+    // (a survivor holds the ranges of the workers that died holding them).
+    bool evaluating = false;
+    struct EvalRange {
+      int worker = -1;
+      int64_t begin = 0, end = 0;
+    };
+    std::vector<EvalRange> evals;
   } current_;
+  // Asks worker n to evaluate test rows [begin, end) of the current epoch.
+  Status SendEvaluate(const Node& n, int64_t begin, int64_t end);
   StatusBoard board_;
   std::unique_ptr<HttpServer> http_;  // after board_: stopped before it goes
 };

@@ -98,6 +98,7 @@ Status MetricsLog::WriteEpoch(const EpochStats& e) {
       .Add("train_accuracy", e.train_accuracy)
       .Add("test_loss", e.test_loss)
       .Add("test_accuracy", e.test_accuracy)
+      .Add("test_samples", e.test_samples)
       .Add("samples", e.samples)
       .Add("samples_per_s", e.samples_per_s)
       .Add("train_seconds", e.train_seconds)

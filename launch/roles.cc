@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -292,6 +293,9 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
     o.coordinator = join->second;
     o.requested_id = id;
     o.key = *key;
+    if (const char* gate = std::getenv("PSTRAIN_FAULT_EVAL_GATE"); gate != nullptr) {
+      o.eval_gate = gate;
+    }
     SetLogPrefix("worker");
     s = RunWorker(o, stop, &exit_code);
   }

@@ -19,7 +19,7 @@ double Since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 StatusOr<EvalResult> EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end,
-                                   const RowFetch& fetch) {
+                                   const RowFetch& fetch, const std::function<Status()>& between) {
   EvalResult r;
   if (end <= begin) return r;
   if (model.sparse() && !fetch) return Internal("a sparse model needs a row source to evaluate");
@@ -38,6 +38,7 @@ StatusOr<EvalResult> EvaluateRange(Model& model, const Dataset& data, int64_t be
                             r.scores.empty() ? nullptr : r.scores.data() + (at - begin));
     r.loss_sum += l.loss_sum;
     r.correct += l.correct;
+    if (between) RETURN_IF_ERROR(between());
   }
   r.count = end - begin;
   return r;
@@ -51,6 +52,7 @@ Status EvaluateTest(Model& model, const Dataset& test, const RowFetch& fetch, St
   ASSIGN_OR_RETURN(EvalResult ev, EvaluateRange(model, test, 0, test.count, fetch));
   e->test_loss = ev.loss_sum / std::max<int64_t>(ev.count, 1);
   e->test_accuracy = static_cast<double>(ev.correct) / std::max<int64_t>(ev.count, 1);
+  if constexpr (requires { e->test_samples; }) e->test_samples = ev.count;
   if (!ev.scores.empty()) e->test_auc = BinaryAuc(ev.scores, ev.labels);
   return OkStatus();
 }

@@ -39,8 +39,11 @@ struct EvalResult {
 // Sparse models: fills the model's tables() values for its rows() (from
 // the servers, or a local table).
 using RowFetch = std::function<Status(Model&)>;
+// `between`, when given, runs after each batch (a worker answers its
+// control channel there); an error from it ends the evaluation.
 StatusOr<EvalResult> EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end,
-                                   const RowFetch& fetch = nullptr);
+                                   const RowFetch& fetch = nullptr,
+                                   const std::function<Status()>& between = nullptr);
 
 // Trains `model` (already initialised) for config.epochs epochs. Returns
 // kCancelled if *stop becomes true (checked every step).

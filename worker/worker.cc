@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <filesystem>
 #include <set>
 
 #include "common/blas.h"
@@ -118,12 +120,20 @@ class Worker {
   uint64_t hash_ = 0;
   bool done_ = false;
   int exit_code_ = 0;
+  // What the coordinator asked for, in the order it asked: an epoch's
+  // training, or the evaluation of a range of test rows (a survivor may be
+  // handed the ranges of workers that died while it was busy).
   struct Task {
-    enum Kind { kNone, kEpoch, kEval } kind = kNone;
+    enum Kind { kEpoch, kEval } kind = kEpoch;
     int epoch = 0;
-    int64_t a = 0, b = 0;
-    std::vector<int> only;
-  } task_;
+    int64_t first_clock = 0, steps = 0;  // kEpoch
+    std::vector<int> only;               // kEpoch: just these slots, when not empty
+    int64_t begin = 0, end = 0;          // kEval: test rows [begin, end)
+  };
+  std::deque<Task> tasks_;
+  bool evaluating_ = false;
+  Status WaitForEvalGate();
+  Status EvaluateRows(int epoch, int64_t begin, int64_t end);
 };
 
 Status Worker::Run(int* exit_code) {
@@ -145,11 +155,11 @@ Status Worker::Run(int* exit_code) {
     Status idle = Idle();
     if (done_) break;
     RETURN_IF_ERROR(idle);
-    const Task t = task_;
-    task_ = Task{};
-    Status s;
-    if (t.kind == Task::kEpoch) s = RunEpoch(t.epoch, t.a, t.b, t.only);
-    if (t.kind == Task::kEval) s = Evaluate(t.epoch, t.a, t.b);
+    if (tasks_.empty()) continue;
+    const Task t = std::move(tasks_.front());
+    tasks_.pop_front();
+    Status s = t.kind == Task::kEpoch ? RunEpoch(t.epoch, t.first_clock, t.steps, t.only)
+                                      : Evaluate(t.epoch, t.begin, t.end);
     if (!s.ok() && !done_) return s;  // after a shutdown, an interrupted wait is expected
   }
   *exit_code = exit_code_;
@@ -243,12 +253,19 @@ Status Worker::OnControl(msg::Control::Reader c) {
         return InvalidArgument("bad StartEpoch");
       }
       SetSlotOwners(ToVector(e.getSlotOwners()));
+      // A new epoch: slots handed over before it are in its slot owners.
       takeover_.clear();
-      task_ = {Task::kEpoch, e.getEpoch(), e.getFirstClock(), e.getSteps(),
-               ToVector(e.getOnlySlots())};
-      for (int s : task_.only) {
+      abort_waits_ = false;
+      Task t;
+      t.kind = Task::kEpoch;
+      t.epoch = e.getEpoch();
+      t.first_clock = e.getFirstClock();
+      t.steps = e.getSteps();
+      t.only = ToVector(e.getOnlySlots());
+      for (int s : t.only) {
         if (s < 0 || s >= a_.config.cluster.workers) return InvalidArgument("bad slot");
       }
+      tasks_.push_back(std::move(t));
       return OkStatus();
     }
     case msg::Control::MEMBERSHIP: {
@@ -258,7 +275,9 @@ Status Worker::OnControl(msg::Control::Reader c) {
       }
       const std::vector<int> before = my_slots_;
       SetSlotOwners(ToVector(m.getSlotOwners()));
-      for (int s : my_slots_) {
+      // While evaluating, every slot of the epoch is done: the new slots
+      // are this worker's from the next epoch on, nothing to take over.
+      for (int s : evaluating_ ? std::vector<int>{} : my_slots_) {
         if (std::find(before.begin(), before.end(), s) == before.end()) {
           takeover_.push_back(s);
           abort_waits_ = true;
@@ -293,7 +312,12 @@ Status Worker::OnControl(msg::Control::Reader c) {
       if (e.getBegin() < 0 || e.getEnd() > data_.test.count || e.getBegin() > e.getEnd()) {
         return InvalidArgument("evaluation rows outside the test set");
       }
-      task_ = {Task::kEval, e.getEpoch(), e.getBegin(), e.getEnd(), {}};
+      Task t;
+      t.kind = Task::kEval;
+      t.epoch = e.getEpoch();
+      t.begin = e.getBegin();
+      t.end = e.getEnd();
+      tasks_.push_back(std::move(t));
       return OkStatus();
     }
     case msg::Control::SHUTDOWN:
@@ -621,7 +645,27 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   return control_->Send(m);
 }
 
+Status Worker::WaitForEvalGate() {
+  if (options_.eval_gate.empty() || std::filesystem::exists(options_.eval_gate)) return OkStatus();
+  PSTRAIN_LOG(INFO) << "waiting for " << options_.eval_gate << " before evaluating";
+  while (!std::filesystem::exists(options_.eval_gate)) {
+    ASSIGN_OR_RETURN(bool readable,
+                     control_->socket()->WaitReadable(std::chrono::milliseconds(50)));
+    (void)readable;
+    RETURN_IF_ERROR(Idle());
+  }
+  return OkStatus();
+}
+
 Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
+  evaluating_ = true;
+  Status s = EvaluateRows(epoch, begin, end);
+  evaluating_ = false;
+  return s;
+}
+
+Status Worker::EvaluateRows(int epoch, int64_t begin, int64_t end) {
+  RETURN_IF_ERROR(WaitForEvalGate());
   if (a_.config.cluster.consistency != "bsp" || rerun_step_) {
     rerun_step_ = false;
     Status s;
@@ -630,8 +674,12 @@ Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
     } while (s.code() == StatusCode::kAborted && !done_);
     RETURN_IF_ERROR(s);
   }
-  ASSIGN_OR_RETURN(const EvalResult r, EvaluateRange(*model_, data_.test, begin, end,
-                                                     [this](Model& m) { return FetchRows(m); }));
+  // Between batches the worker answers the coordinator (heartbeats, a
+  // membership change, more ranges to evaluate), however long the range.
+  ASSIGN_OR_RETURN(const EvalResult r,
+                   EvaluateRange(
+                       *model_, data_.test, begin, end, [this](Model& m) { return FetchRows(m); },
+                       [this] { return Idle(); }));
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEvalDone();
   d.setNodeId(a_.node_id);

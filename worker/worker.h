@@ -19,6 +19,10 @@ struct WorkerOptions {
   std::string coordinator;
   int requested_id = -1;
   std::optional<CurveKeyPair> key;  // the job key: every socket uses CurveZMQ
+  // For fault tests: evaluation waits (answering the coordinator and
+  // sending heartbeats) until this file exists. Set from the environment
+  // variable PSTRAIN_FAULT_EVAL_GATE; empty in real jobs.
+  std::string eval_gate;
 };
 
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop, int* exit_code);

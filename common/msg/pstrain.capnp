@@ -174,6 +174,8 @@ struct EpochDone {
 }
 
 # coordinator -> worker: evaluate test rows [begin, end) with the newest weights.
+# A worker may be sent several (the ranges of workers that died holding
+# them); it evaluates them in order and answers each with an EvalDone.
 struct Evaluate {
   epoch @0 :Int32;
   begin @1 :Int64;

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <iostream>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
@@ -47,21 +48,40 @@ void CheckEveryEpochComplete(const std::string& metrics, int epochs, int64_t sam
   }
 }
 
+// Prints, when the test ends for any reason, what a failure needs to be
+// understood: every metrics line and the job's own stderr. ctest shows it
+// only for a test that failed (--output-on-failure).
+class DumpOnExit {
+ public:
+  DumpOnExit(std::string metrics, const Process* job) : metrics_(std::move(metrics)), job_(job) {}
+  ~DumpOnExit() {
+    std::cerr << "--- metrics " << metrics_ << "\n" << ReadFile(metrics_) << "--- job stderr\n"
+              << (job_ != nullptr ? job_->Stderr() : std::string()) << "--- end\n";
+  }
+
+ private:
+  std::string metrics_;
+  const Process* job_;
+};
+
+// Runs `job` with `flags` to the end, fault-free, and returns its final line.
+json CleanFinal(const std::string& job, const std::string& metrics,
+                const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {kPstrain, "train", job, "--metrics", metrics};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  RunResult r = Run(argv);
+  INFO("fault-free run: " << r.err);
+  REQUIRE(r.code == 0);
+  return Final(metrics);
+}
+
 const std::vector<std::string> kThreeWorkers = {"--servers", "2", "--workers",  "3",
                                                 "--epochs",  "4", "--progress", "never"};
-
-json CleanRun(TempDir& dir) {
-  std::vector<std::string> argv = {kPstrain, "train", kFashionJob, "--metrics", dir.File("clean")};
-  argv.insert(argv.end(), kThreeWorkers.begin(), kThreeWorkers.end());
-  RunResult r = Run(argv);
-  REQUIRE(r.code == 0);
-  return Final(dir.File("clean"));
-}
 
 TEST_CASE("kill -9 of one of 3 workers in epoch 2: the job finishes as if nothing happened",
           "[e2e][fault]") {
   TempDir dir;
-  const json clean = CleanRun(dir);
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), kThreeWorkers);
   const std::string metrics = dir.File("m");
   std::vector<std::string> argv = {kPstrain, "train", kFashionJob, "--metrics", metrics};
   argv.insert(argv.end(), kThreeWorkers.begin(), kThreeWorkers.end());
@@ -69,11 +89,8 @@ TEST_CASE("kill -9 of one of 3 workers in epoch 2: the job finishes as if nothin
   REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
   const int victim = WorkerPid(metrics, 1);
   REQUIRE(victim > 0);
-  const auto killed = std::chrono::steady_clock::now();
   REQUIRE(::kill(victim, SIGKILL) == 0);
   REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
-  const double detected =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
   auto code = job.Wait(std::chrono::seconds(600));
   INFO(job.Stderr());
   REQUIRE(code.has_value());
@@ -82,7 +99,10 @@ TEST_CASE("kill -9 of one of 3 workers in epoch 2: the job finishes as if nothin
   const json failed = Events(ReadJsonLines(metrics), "node_failed").at(0);
   CHECK(failed["role"] == "worker");
   CHECK(failed["id"] == 1);
-  CHECK(detected <= 3.0);
+  // Noticed from the exit, not from the silence timeout (how soon is a
+  // figure of the metrics line, not something a busy machine can promise).
+  INFO("detected after " << failed["detect_seconds"] << " s");
+  CHECK_THAT(failed["reason"].get<std::string>(), !Catch::Contains("silent"));
   CHECK(Events(ReadJsonLines(metrics), "recovered").size() == 1);
   const json f = Final(metrics);
   // The survivors computed the dead worker's share with the same weights:
@@ -97,10 +117,69 @@ TEST_CASE("kill -9 of one of 3 workers in epoch 2: the job finishes as if nothin
           R"((.|\n)*\| worker 1 +\| [0-9]+ samples/s \([0-9]+ samples\), died during the run(.|\n)*)"));
 }
 
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// Waits (bounded) until the job's stderr holds `needle` `times` times.
+bool WaitForStderr(Process& job, const std::string& needle, size_t times) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (job.Running() && std::chrono::steady_clock::now() < until) {
+    if (Count(job.Stderr(), needle) >= times) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+TEST_CASE("Two of three workers die while evaluating: the test metrics still cover every row",
+          "[e2e][fault]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "3",
+                                          "--epochs",  "1", "--progress", "never"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const json clean_epoch = Events(ReadJsonLines(dir.File("clean")), "epoch").at(0);
+  CHECK(clean_epoch["test_samples"] == 10000);
+
+  // Every worker holds its range of test rows until the gate file exists:
+  // the deaths happen during the evaluation, whatever the machine's speed.
+  const std::string metrics = dir.File("m"), gate = dir.File("gate");
+  std::vector<std::string> argv = {kPstrain,  "train",       kFashionJob, "--metrics",
+                                   metrics,   "--log-level", "info"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Process job(argv, {{"PSTRAIN_FAULT_EVAL_GATE", gate}});
+  const DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForStderr(job, "waiting for " + gate + " before evaluating", 3));
+  auto failures = [&] { return Events(ReadJsonLines(metrics), "node_failed").size(); };
+  // Worker 2's range goes to worker 0 (the survivors hold one each, the
+  // lower id wins); then worker 0 dies holding two, and both go to worker 1.
+  REQUIRE(::kill(WorkerPid(metrics, 2), SIGKILL) == 0);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
+  REQUIRE(WaitForStderr(job, "of worker 2 go to worker 0", 1));
+  REQUIRE(::kill(WorkerPid(metrics, 0), SIGKILL) == 0);
+  REQUIRE(WaitForStderr(job, "of worker 0 go to worker 1", 2));
+  CHECK(failures() == 2);
+  WriteFile(gate, "");
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  const json epoch = Events(ReadJsonLines(metrics), "epoch").at(0);
+  CHECK(epoch["test_samples"] == 10000);
+  CHECK(epoch["samples"] == 60000);
+  CHECK(epoch["sample_set_ok"] == true);
+  // The deaths came after training: the same weights, the same figures
+  // (the loss summed over the ranges in another order).
+  const json f = Final(metrics);
+  CHECK(Digest(f) == Digest(clean));
+  CHECK(f["test_accuracy"] == clean["test_accuracy"]);
+  CHECK(std::abs(f["test_loss"].get<double>() / clean["test_loss"].get<double>() - 1) < 1e-12);
+}
+
 TEST_CASE("A worker paused past the timeout is dropped and its late pushes are not applied",
           "[e2e][fault]") {
   TempDir dir;
-  const json clean = CleanRun(dir);
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), kThreeWorkers);
   const std::string metrics = dir.File("m");
   std::vector<std::string> argv = {kPstrain, "train", kFashionJob, "--metrics", metrics};
   argv.insert(argv.end(), kThreeWorkers.begin(), kThreeWorkers.end());
@@ -141,7 +220,8 @@ TEST_CASE("Under pstrain-mpirun, kill -9 of a worker rank: the job finishes", "[
   CheckEveryEpochComplete(metrics, 3, 60000);
   const json failed = Events(ReadJsonLines(metrics), "node_failed").at(0);
   CHECK(failed["id"] == 1);
-  CHECK(failed["detect_seconds"].get<double>() <= 3.0);
+  INFO("detected after " << failed["detect_seconds"] << " s");
+  CHECK_THAT(failed["reason"].get<std::string>(), !Catch::Contains("silent"));
 }
 
 TEST_CASE("A replacement worker joins a running job and trains from the next epoch",
@@ -175,11 +255,7 @@ TEST_CASE("kill -9 of every process mid-run, then --resume: the result of the un
   TempDir dir;
   const std::vector<std::string> flags = {"--servers", "2", "--workers",  "2",
                                           "--epochs",  "4", "--progress", "never"};
-  std::vector<std::string> clean_argv = {kPstrain, "train", kFashionJob, "--metrics",
-                                         dir.File("clean")};
-  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
-  REQUIRE(Run(clean_argv).code == 0);
-  const json clean = Final(dir.File("clean"));
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
 
   const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
   std::vector<std::string> argv = {kPstrain,           "train", kFashionJob, "--metrics", metrics,
@@ -252,11 +328,7 @@ TEST_CASE("kill -9 of a server with replication 2 mid-run loses no update", "[e2
   const std::vector<std::string> flags = {"--servers",  "2",    "--workers",     "2",
                                           "--epochs",   "3",    "--replication", "2",
                                           "--progress", "never"};
-  std::vector<std::string> clean_argv = {kPstrain, "train", kFashionJob, "--metrics",
-                                         dir.File("clean")};
-  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
-  REQUIRE(Run(clean_argv).code == 0);
-  const json clean = Final(dir.File("clean"));
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
 
   const std::string metrics = dir.File("m");
   std::vector<std::string> argv = {kPstrain, "train", kFashionJob, "--metrics", metrics};
@@ -275,7 +347,8 @@ TEST_CASE("kill -9 of a server with replication 2 mid-run loses no update", "[e2
   CheckEveryEpochComplete(metrics, 3, 60000);
   const json failed = Events(ReadJsonLines(metrics), "node_failed").at(0);
   CHECK(failed["role"] == "server");
-  CHECK(failed["detect_seconds"].get<double>() <= 3.0);
+  INFO("detected after " << failed["detect_seconds"] << " s");
+  CHECK_THAT(failed["reason"].get<std::string>(), !Catch::Contains("silent"));
   const auto recovered = Events(ReadJsonLines(metrics), "recovered");
   REQUIRE(recovered.size() == 1);
   CHECK(recovered[0]["role"] == "server");
@@ -309,20 +382,17 @@ TEST_CASE("kill -9 of a worker in a sparse job: the job finishes with the AUC it
   const std::string job = SparseJob(dir, "");
   const std::vector<std::string> flags = {"--servers", "2", "--workers",  "3",
                                           "--epochs",  "3", "--progress", "never"};
-  std::vector<std::string> clean_argv = {kPstrain, "train", job, "--metrics", dir.File("clean")};
-  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
-  REQUIRE(Run(clean_argv).code == 0);
-  const json clean = Final(dir.File("clean"));
+  const json clean = CleanFinal(job, dir.File("clean"), flags);
   const std::string metrics = dir.File("m");
   std::vector<std::string> argv = {kPstrain, "train", job, "--metrics", metrics};
   argv.insert(argv.end(), flags.begin(), flags.end());
   Process run(argv);
+  const DumpOnExit dump(metrics, &run);
   REQUIRE(WaitForLine(metrics, run, [](const json& l) { return l["event"] == "epoch"; }));
   const int victim = WorkerPid(metrics, 1);
   REQUIRE(victim > 0);
   REQUIRE(::kill(victim, SIGKILL) == 0);
   auto code = run.Wait(std::chrono::seconds(600));
-  INFO(run.Stderr());
   REQUIRE(code.has_value());
   CHECK(*code == 0);
   CheckEveryEpochComplete(metrics, 3, 200000);
@@ -342,10 +412,7 @@ TEST_CASE("A sparse job killed whole and resumed gets its embedding rows back fr
   // run is deterministic and the resumed run must match it exactly.
   const std::vector<std::string> flags = {"--servers", "2", "--workers",  "1",
                                           "--epochs",  "3", "--progress", "never"};
-  std::vector<std::string> clean_argv = {kPstrain, "train", job, "--metrics", dir.File("clean")};
-  clean_argv.insert(clean_argv.end(), flags.begin(), flags.end());
-  REQUIRE(Run(clean_argv).code == 0);
-  const json clean = Final(dir.File("clean"));
+  const json clean = CleanFinal(job, dir.File("clean"), flags);
   const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
   std::vector<std::string> argv = {kPstrain,           "train", job, "--metrics", metrics,
                                    "--checkpoint-dir", ckpt};
