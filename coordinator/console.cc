@@ -99,9 +99,9 @@ std::string SummaryTable(const FinalStats& f, const std::vector<EpochStats>& epo
                                      std::to_string(epochs.size()) +
                                      (epochs.size() == 1 ? " epoch)" : " epochs)")});
   }
-  rows.push_back(
-      {"parameters", std::to_string(f.params) + Format(" (weights L2 %.4f, digest ", f.weights_l2) +
-                         DigestHex(f.weights_digest) + ")"});
+  rows.push_back({"parameters", std::to_string(f.params) +
+                                    Format(" (weights L2 %.4f, digest ", f.weights_l2) +
+                                    DigestHex(f.weights_digest) + ")"});
   for (const WorkerTotals& w : f.workers) {
     rows.push_back(
         {"worker " + std::to_string(w.id),

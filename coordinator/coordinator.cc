@@ -685,11 +685,10 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
       auto d = m.getEvalDone();
       // The outstanding range this answers; a report of anything else (a
       // range already counted, rows it was not given) is dropped.
-      auto r = std::find_if(current_.evals.begin(), current_.evals.end(),
-                            [&](const EpochState::EvalRange& x) {
-                              return x.worker == n.id && x.begin == d.getBegin() &&
-                                     x.end - x.begin == d.getCount();
-                            });
+      auto r = std::find_if(
+          current_.evals.begin(), current_.evals.end(), [&](const EpochState::EvalRange& x) {
+            return x.worker == n.id && x.begin == d.getBegin() && x.end - x.begin == d.getCount();
+          });
       if (r == current_.evals.end()) {
         PSTRAIN_LOG(WARNING) << "worker " << n.id << " reported " << d.getCount()
                              << " test rows from " << d.getBegin()

@@ -131,11 +131,10 @@ Status MetricsLog::WriteFinal(const FinalStats& f) {
       .Add("test_loss", f.test_loss)
       .Add("test_accuracy", f.test_accuracy);
   if (f.test_auc >= 0) line.Add("test_auc", f.test_auc);
-  return Write(
-      line.Add("weights_l2", f.weights_l2)
-          .Add("weights_digest", DigestHex(f.weights_digest))
-          .Add("params", f.params)
-          .Add("seconds", f.seconds));
+  return Write(line.Add("weights_l2", f.weights_l2)
+                   .Add("weights_digest", DigestHex(f.weights_digest))
+                   .Add("params", f.params)
+                   .Add("seconds", f.seconds));
 }
 
 }  // namespace pstrain

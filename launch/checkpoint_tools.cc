@@ -213,7 +213,8 @@ int RunInspect(const CommandLine& cl) {
       }
       if (rows_ok) {
         std::printf("  weights digest %s", DigestHex(digest).c_str());
-        if (rows > 0) std::printf(" (with %llu embedding rows)", static_cast<unsigned long long>(rows));
+        if (rows > 0)
+          std::printf(" (with %llu embedding rows)", static_cast<unsigned long long>(rows));
         std::printf("\n");
       }
     }

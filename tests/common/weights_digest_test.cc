@@ -62,8 +62,8 @@ TEST_CASE("Any change of any float's bits changes the weights digest", "[digest]
   const uint64_t base = ModelDigest(k, v);
   CHECK(ModelDigest(k, Values(t, 2)) != base);
   std::set<uint64_t> seen = {base};
-  for (const size_t at : {size_t{0}, size_t{16383}, size_t{16384}, t[1].offset + 6,
-                          t[2].offset + 19999}) {
+  for (const size_t at :
+       {size_t{0}, size_t{16383}, size_t{16384}, t[1].offset + 6, t[2].offset + 19999}) {
     std::vector<float> w = v;
     uint32_t bits;
     std::memcpy(&bits, &w[at], 4);

@@ -55,7 +55,8 @@ class DumpOnExit {
  public:
   DumpOnExit(std::string metrics, const Process* job) : metrics_(std::move(metrics)), job_(job) {}
   ~DumpOnExit() {
-    std::cerr << "--- metrics " << metrics_ << "\n" << ReadFile(metrics_) << "--- job stderr\n"
+    std::cerr << "--- metrics " << metrics_ << "\n"
+              << ReadFile(metrics_) << "--- job stderr\n"
               << (job_ != nullptr ? job_->Stderr() : std::string()) << "--- end\n";
   }
 
@@ -145,8 +146,8 @@ TEST_CASE("Two of three workers die while evaluating: the test metrics still cov
   // Every worker holds its range of test rows until the gate file exists:
   // the deaths happen during the evaluation, whatever the machine's speed.
   const std::string metrics = dir.File("m"), gate = dir.File("gate");
-  std::vector<std::string> argv = {kPstrain,  "train",       kFashionJob, "--metrics",
-                                   metrics,   "--log-level", "info"};
+  std::vector<std::string> argv = {kPstrain, "train",       kFashionJob, "--metrics",
+                                   metrics,  "--log-level", "info"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   Process job(argv, {{"PSTRAIN_FAULT_EVAL_GATE", gate}});
   const DumpOnExit dump(metrics, &job);

@@ -145,8 +145,7 @@ class Namespace {
  public:
   Namespace() : name_("pstrain-cap-" + std::to_string(::getpid())) {
     ok_ = Run({kIp, "netns", "add", name_}, std::chrono::seconds(60)).code == 0 &&
-          Run({kIp, "-n", name_, "link", "set", "lo", "up"}, std::chrono::seconds(60))
-                  .code == 0;
+          Run({kIp, "-n", name_, "link", "set", "lo", "up"}, std::chrono::seconds(60)).code == 0;
   }
   ~Namespace() { Run({kIp, "netns", "del", name_}, std::chrono::seconds(60)); }
   bool ok() const { return ok_; }
