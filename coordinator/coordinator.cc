@@ -62,11 +62,17 @@ std::vector<Coordinator::Node*> Coordinator::NodesOf(msg::Role role) {
   return out;
 }
 
+std::vector<Coordinator::Node*> Coordinator::LiveWorkers() {
+  std::vector<Node*> live;
+  for (Node* w : NodesOf(msg::Role::WORKER)) {
+    if (w->ready) live.push_back(w);
+  }
+  return live;
+}
+
 std::vector<int> Coordinator::LiveWorkerIds() {
   std::vector<int> ids;
-  for (Node* w : NodesOf(msg::Role::WORKER)) {
-    if (w->ready) ids.push_back(w->id);
-  }
+  for (Node* w : LiveWorkers()) ids.push_back(w->id);
   return ids;
 }
 
@@ -189,16 +195,13 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
     }
   }
   if (current_.epoch >= 0) {
-    std::vector<Node*> survivors;
-    for (Node* w : NodesOf(msg::Role::WORKER)) {
-      if (w->ready) survivors.push_back(w);
-    }
+    const std::vector<Node*> survivors = LiveWorkers();
+    auto held = [&](const Node* n) {
+      return std::count_if(current_.evals.begin(), current_.evals.end(),
+                           [&](const EpochState::EvalRange& e) { return e.worker == n->id; });
+    };
     for (auto& r : current_.evals) {
       if (r.worker != gone.id || survivors.empty()) continue;
-      auto held = [&](const Node* n) {
-        return std::count_if(current_.evals.begin(), current_.evals.end(),
-                             [&](const EpochState::EvalRange& e) { return e.worker == n->id; });
-      };
       Node* to = *std::min_element(survivors.begin(), survivors.end(),
                                    [&](Node* a, Node* b) { return held(a) < held(b); });
       r.worker = to->id;
@@ -667,10 +670,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   // Evaluation: the test set split evenly across the live workers.
   PublishPhase("evaluating", 0);
   current_.evaluating = true;
-  std::vector<Node*> evaluators;
-  for (Node* w : NodesOf(msg::Role::WORKER)) {
-    if (w->ready) evaluators.push_back(w);
-  }
+  const std::vector<Node*> evaluators = LiveWorkers();
   const int w_count = static_cast<int>(evaluators.size());
   for (int i = 0; i < w_count; ++i) {
     const int64_t begin = test_count_ * i / w_count, end = test_count_ * (i + 1) / w_count;

@@ -96,6 +96,7 @@ class Coordinator {
   // A worker died: drop it, hand its slots to the survivors, tell everyone.
   Status OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why);
   Status BroadcastMembership();
+  std::vector<Node*> LiveWorkers();  // ready workers, by id
   std::vector<int> LiveWorkerIds();
   double SinceStart() const;
   void ShutdownAll(int code, const std::string& reason);
