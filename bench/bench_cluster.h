@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "common/msg/codec.h"
-#include "common/node.h"
+#include "common/net/node.h"
 #include "paramserver/server.h"
 
 namespace pstrain::bench {

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "bench/bench_cluster.h"
-#include "common/json.h"
-#include "common/model.h"
+#include "common/base/json.h"
+#include "common/nn/model.h"
 #include "common/msg/codec.h"
 #include "worker/ps_client.h"
 

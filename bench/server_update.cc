@@ -20,11 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "common/json.h"
-#include "common/keys.h"
-#include "common/optimizer.h"
-#include "common/rng.h"
-#include "common/tensor.h"
+#include "common/base/json.h"
+#include "common/ps/keys.h"
+#include "common/nn/optimizer.h"
+#include "common/base/rng.h"
+#include "common/nn/tensor.h"
 #include "paramserver/dense_shard.h"
 #include "paramserver/range_shard.h"
 

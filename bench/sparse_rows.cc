@@ -29,10 +29,10 @@
 #include <vector>
 
 #include "bench/bench_cluster.h"
-#include "common/handout.h"
-#include "common/json.h"
-#include "common/model.h"
-#include "common/rng.h"
+#include "common/data/handout.h"
+#include "common/base/json.h"
+#include "common/nn/model.h"
+#include "common/base/rng.h"
 #include "worker/ps_client.h"
 
 namespace pstrain {

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <utility>
 
-#include "common/weights_digest.h"
+#include "common/ps/weights_digest.h"
 
 namespace pstrain {
 

@@ -6,13 +6,13 @@
 #include <cmath>
 #include <filesystem>
 
-#include "common/handout.h"
-#include "common/job_data.h"
-#include "common/keys.h"
-#include "common/logging.h"
-#include "common/metrics.h"
-#include "common/model.h"
-#include "common/weights_digest.h"
+#include "common/data/handout.h"
+#include "common/data/job_data.h"
+#include "common/ps/keys.h"
+#include "common/base/logging.h"
+#include "common/nn/metrics.h"
+#include "common/nn/model.h"
+#include "common/ps/weights_digest.h"
 
 namespace pstrain {
 namespace {

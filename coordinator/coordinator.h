@@ -18,13 +18,13 @@
 #include <string>
 #include <vector>
 
-#include "common/checkpoint.h"
-#include "common/config.h"
+#include "common/ckpt/checkpoint.h"
+#include "common/job/config.h"
 #include "common/msg/codec.h"
 #include "common/net/zmq_socket.h"
-#include "common/node.h"
-#include "common/status.h"
-#include "common/training_stats.h"
+#include "common/net/node.h"
+#include "common/base/status.h"
+#include "common/job/training_stats.h"
 #include "coordinator/console.h"
 #include "coordinator/http_server.h"
 #include "coordinator/metrics_log.h"

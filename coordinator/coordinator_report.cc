@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 #include "coordinator/coordinator.h"
 
 namespace pstrain {

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/weights_digest.h"
+#include "common/ps/weights_digest.h"
 #include "coordinator/plot_svg.h"
 
 namespace pstrain {

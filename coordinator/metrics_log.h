@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "common/json.h"
-#include "common/status.h"
-#include "common/training_stats.h"
+#include "common/base/json.h"
+#include "common/base/status.h"
+#include "common/job/training_stats.h"
 
 namespace pstrain {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "common/training_stats.h"
+#include "common/job/training_stats.h"
 
 namespace pstrain {
 

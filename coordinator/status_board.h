@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "common/training_stats.h"
+#include "common/job/training_stats.h"
 
 namespace pstrain {
 

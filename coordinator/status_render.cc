@@ -3,7 +3,7 @@
 #include <limits>
 #include <sstream>
 
-#include "common/json.h"
+#include "common/base/json.h"
 #include "coordinator/status_board.h"
 
 namespace pstrain {

@@ -5,14 +5,14 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "common/blas.h"
-#include "common/checkpoint.h"
-#include "common/config.h"
-#include "common/job_data.h"
-#include "common/keys.h"
-#include "common/model.h"
-#include "common/sparse_table.h"
-#include "common/weights_digest.h"
+#include "common/nn/blas.h"
+#include "common/ckpt/checkpoint.h"
+#include "common/job/config.h"
+#include "common/data/job_data.h"
+#include "common/ps/keys.h"
+#include "common/nn/model.h"
+#include "common/ps/sparse_table.h"
+#include "common/ps/weights_digest.h"
 #include "paramserver/dense_shard.h"
 
 namespace pstrain {

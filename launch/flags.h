@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
-#include "common/status.h"
+#include "common/job/config.h"
+#include "common/base/status.h"
 
 namespace pstrain {
 

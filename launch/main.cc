@@ -11,11 +11,11 @@
 #include <cstdlib>
 #include <string>
 
-#include "common/blas.h"
-#include "common/config.h"
-#include "common/json.h"
-#include "common/logging.h"
-#include "common/synthetic_ctr.h"
+#include "common/nn/blas.h"
+#include "common/job/config.h"
+#include "common/base/json.h"
+#include "common/base/logging.h"
+#include "common/data/synthetic_ctr.h"
 #include "launch/checkpoint_tools.h"
 #include "launch/flags.h"
 #include "launch/roles.h"

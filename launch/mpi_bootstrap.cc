@@ -11,7 +11,7 @@
 #include <set>
 #include <vector>
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 #include "common/net/zmq_socket.h"
 #include "coordinator/console.h"
 #include "coordinator/coordinator.h"

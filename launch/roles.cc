@@ -18,7 +18,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 #include "common/net/zmq_socket.h"
 #include "coordinator/console.h"
 #include "coordinator/coordinator.h"

@@ -1,8 +1,8 @@
 #include "launch/standalone.h"
 
-#include "common/blas.h"
-#include "common/job_data.h"
-#include "common/model.h"
+#include "common/nn/blas.h"
+#include "common/data/job_data.h"
+#include "common/nn/model.h"
 #include "coordinator/console.h"
 #include "coordinator/metrics_log.h"
 #include "worker/trainer.h"

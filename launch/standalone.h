@@ -4,8 +4,8 @@
 
 #include <atomic>
 
-#include "common/config.h"
-#include "common/status.h"
+#include "common/job/config.h"
+#include "common/base/status.h"
 
 namespace pstrain {
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "common/check.h"
-#include "common/weights_digest.h"
+#include "common/base/check.h"
+#include "common/ps/weights_digest.h"
 
 namespace pstrain {
 

@@ -26,14 +26,14 @@
 #include <set>
 #include <vector>
 
-#include "common/buffer_pool.h"
-#include "common/checkpoint.h"
-#include "common/compress.h"
-#include "common/keys.h"
+#include "common/base/buffer_pool.h"
+#include "common/ckpt/checkpoint.h"
+#include "common/ps/compress.h"
+#include "common/ps/keys.h"
 #include "common/net/zmq_socket.h"
-#include "common/optimizer.h"
-#include "common/status.h"
-#include "common/tensor.h"
+#include "common/nn/optimizer.h"
+#include "common/base/status.h"
+#include "common/nn/tensor.h"
 
 namespace pstrain {
 

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "common/compress.h"
+#include "common/ps/compress.h"
 #include "paramserver/dense_shard.h"
 
 namespace pstrain {

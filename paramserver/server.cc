@@ -11,15 +11,15 @@
 #include <map>
 #include <set>
 
-#include "common/blas.h"
-#include "common/buffer_pool.h"
-#include "common/compress.h"
-#include "common/job_data.h"
-#include "common/logging.h"
-#include "common/model.h"
+#include "common/nn/blas.h"
+#include "common/base/buffer_pool.h"
+#include "common/ps/compress.h"
+#include "common/data/job_data.h"
+#include "common/base/logging.h"
+#include "common/nn/model.h"
 #include "common/msg/codec.h"
-#include "common/node.h"
-#include "common/sparse_table.h"
+#include "common/net/node.h"
+#include "common/ps/sparse_table.h"
 #include "paramserver/dense_shard.h"
 #include "paramserver/range_shard.h"
 

@@ -26,12 +26,12 @@
 #include <string>
 #include <vector>
 
-#include "common/buffer_pool.h"
-#include "common/compress.h"
-#include "common/keys.h"
+#include "common/base/buffer_pool.h"
+#include "common/ps/compress.h"
+#include "common/ps/keys.h"
 #include "common/net/zmq_socket.h"
-#include "common/node.h"
-#include "common/status.h"
+#include "common/net/node.h"
+#include "common/base/status.h"
 
 namespace pstrain {
 

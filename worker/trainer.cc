@@ -5,11 +5,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/metrics.h"
-#include "common/optimizer.h"
-#include "common/sampler.h"
-#include "common/sparse_table.h"
-#include "common/weights_digest.h"
+#include "common/nn/metrics.h"
+#include "common/nn/optimizer.h"
+#include "common/data/sampler.h"
+#include "common/ps/sparse_table.h"
+#include "common/ps/weights_digest.h"
 
 namespace pstrain {
 namespace {

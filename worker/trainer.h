@@ -11,11 +11,11 @@
 #include <functional>
 #include <vector>
 
-#include "common/config.h"
-#include "common/dataset.h"
-#include "common/model.h"
-#include "common/status.h"
-#include "common/training_stats.h"
+#include "common/job/config.h"
+#include "common/data/dataset.h"
+#include "common/nn/model.h"
+#include "common/base/status.h"
+#include "common/job/training_stats.h"
 
 namespace pstrain {
 

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "common/net/zmq_socket.h"
-#include "common/status.h"
+#include "common/base/status.h"
 
 namespace pstrain {
 

@@ -14,7 +14,7 @@
 
 #include "common/msg/pstrain.capnp.h"
 #include "common/net/zmq_socket.h"
-#include "common/status.h"
+#include "common/base/status.h"
 
 namespace pstrain {
 

@@ -11,7 +11,7 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "common/logging.h"
+#include "common/base/logging.h"
 
 namespace pstrain {
 namespace {

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
+#include "common/base/status.h"
 
 namespace zmq {
 class context_t;

@@ -1,4 +1,4 @@
-#include "common/checkpoint.h"
+#include "common/ckpt/checkpoint.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "common/rng.h"
+#include "common/base/rng.h"
 #include "tests/test_util.h"
 
 namespace pstrain {

@@ -1,11 +1,11 @@
-#include "common/compress.h"
+#include "common/ps/compress.h"
 
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-#include "common/rng.h"
+#include "common/base/rng.h"
 
 namespace pstrain {
 namespace {

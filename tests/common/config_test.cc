@@ -1,4 +1,4 @@
-#include "common/config.h"
+#include "common/job/config.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "common/dataset.h"
+#include "common/data/dataset.h"
 
 #include <catch2/catch.hpp>
 #include <cstdint>

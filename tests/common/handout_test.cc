@@ -1,9 +1,9 @@
-#include "common/handout.h"
+#include "common/data/handout.h"
 
 #include <catch2/catch.hpp>
 #include <vector>
 
-#include "common/sampler.h"
+#include "common/data/sampler.h"
 
 namespace pstrain {
 namespace {

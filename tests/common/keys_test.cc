@@ -1,9 +1,9 @@
-#include "common/keys.h"
+#include "common/ps/keys.h"
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 
-#include "common/model.h"
+#include "common/nn/model.h"
 
 namespace pstrain {
 namespace {

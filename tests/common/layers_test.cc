@@ -1,11 +1,11 @@
-#include "common/layers.h"
+#include "common/nn/layers.h"
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 
-#include "common/model.h"
+#include "common/nn/model.h"
 
 namespace pstrain {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/optimizer.h"
+#include "common/nn/optimizer.h"
 
 #include <catch2/catch.hpp>
 #include <cmath>

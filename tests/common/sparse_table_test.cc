@@ -1,4 +1,4 @@
-#include "common/sparse_table.h"
+#include "common/ps/sparse_table.h"
 
 #include <catch2/catch.hpp>
 #include <cmath>

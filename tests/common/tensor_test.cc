@@ -1,13 +1,13 @@
-#include "common/tensor.h"
+#include "common/nn/tensor.h"
 
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
-#include "common/blas.h"
-#include "common/rng.h"
-#include "common/sampler.h"
+#include "common/nn/blas.h"
+#include "common/base/rng.h"
+#include "common/data/sampler.h"
 
 namespace pstrain {
 namespace {

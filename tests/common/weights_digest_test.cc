@@ -1,12 +1,12 @@
-#include "common/weights_digest.h"
+#include "common/ps/weights_digest.h"
 
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <set>
 
-#include "common/keys.h"
-#include "common/rng.h"
-#include "common/sparse_table.h"
+#include "common/ps/keys.h"
+#include "common/base/rng.h"
+#include "common/ps/sparse_table.h"
 #include "paramserver/range_shard.h"
 
 namespace pstrain {

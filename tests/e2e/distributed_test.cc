@@ -11,7 +11,7 @@
 
 #include "common/msg/codec.h"
 #include "common/net/zmq_socket.h"
-#include "common/rng.h"
+#include "common/base/rng.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
 

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/checkpoint.h"
-#include "common/keys.h"
-#include "common/sparse_table.h"
+#include "common/ckpt/checkpoint.h"
+#include "common/ps/keys.h"
+#include "common/ps/sparse_table.h"
 #include "paramserver/dense_shard.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -3,7 +3,7 @@
 #include <cstdint>
 
 #include "common/msg/codec.h"
-#include "common/node.h"
+#include "common/net/node.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const pstrain::Frame frame = pstrain::Frame::Copy(data, size);

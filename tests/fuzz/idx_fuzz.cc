@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/dataset.h"
+#include "common/data/dataset.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)pstrain::ParseIdx("fuzz.idx", std::vector<uint8_t>(data, data + size));

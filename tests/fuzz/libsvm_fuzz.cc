@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "common/dataset.h"
+#include "common/data/dataset.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "common/rng.h"
+#include "common/base/rng.h"
 #include "paramserver/range_shard.h"
 
 namespace pstrain {

@@ -3,8 +3,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "common/rng.h"
-#include "common/weights_digest.h"
+#include "common/base/rng.h"
+#include "common/ps/weights_digest.h"
 
 namespace pstrain {
 namespace {

@@ -1,0 +1,22 @@
+// Loads the training and test sets a job's [data] section names, and checks
+// that they agree in shape. Errors name the file and what is wrong.
+#pragma once
+
+#include "common/job/config.h"
+#include "common/data/dataset.h"
+
+namespace pstrain {
+
+struct JobData {
+  Dataset train;
+  Dataset test;
+};
+
+StatusOr<JobData> LoadJobData(const DataConfig& data);
+
+// How the job's model takes its input: sparse for LibSVM data, with
+// max_active from `data` when given (1 otherwise: enough to lay the
+// parameters out, not to train).
+SparseOptions SparseOptionsOf(const JobConfig& config, const JobData* data);
+
+}  // namespace pstrain
