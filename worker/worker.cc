@@ -93,7 +93,7 @@ class Worker {
   int64_t version_ = -1;  // the clock of the weights in the model
   // Overlap: per layer with parameters, its keys and pulls.
   struct LayerPull {
-    int model_layer = 0;  // its index in the model
+    int group = 0;  // its parameter group in the model
     KeyRange keys;
     PsClient::Ticket ticket = 0;
     int64_t pulling = -1;    // the clock the pull in flight brings into Staging(); -1: none
@@ -206,14 +206,14 @@ Status Worker::Setup() {
   if (overlap_) {
     const TensorLayout& layout = model_->layout();
     tensor_layer_.assign(static_cast<size_t>(layout.count()), 0);
-    for (int i = 0; i < model_->layer_count(); ++i) {
-      const Layer& layer = model_->layer(i);
-      if (layer.first_tensor() < 0) continue;
-      const TensorSpec& last = layout[layer.last_tensor() - 1];
+    const std::vector<ParamGroup>& groups = model_->param_groups();
+    for (size_t i = 0; i < groups.size(); ++i) {
+      const ParamGroup& group = groups[i];
+      const TensorSpec& last = layout[group.last_tensor - 1];
       LayerPull l;
-      l.model_layer = i;
-      l.keys = keys_->Covering(layout[layer.first_tensor()].offset, last.offset + last.size);
-      for (int t = layer.first_tensor(); t < layer.last_tensor(); ++t) {
+      l.group = static_cast<int>(i);
+      l.keys = keys_->Covering(layout[group.first_tensor].offset, last.offset + last.size);
+      for (int t = group.first_tensor; t < group.last_tensor; ++t) {
         tensor_layer_[static_cast<size_t>(t)] = layers_.size();
       }
       layers_.push_back(l);
@@ -358,7 +358,7 @@ Status Worker::Pull(int64_t clock) {
     return s;
   }
   if (overlap_) {
-    for (const LayerPull& l : layers_) model_->BindLayerParams(l.model_layer, staging);
+    for (const LayerPull& l : layers_) model_->BindParams(l.group, staging);
   } else {
     std::memcpy(model_->params().data(), staging, model_->params().size() * sizeof(float));
   }
@@ -394,7 +394,7 @@ Status Worker::InstallLayer(size_t i) {
   }
   // The replaced weights stay in the other buffer until the pull of the
   // clock after this one, by when the step that used them is pushed (Rewind).
-  model_->BindLayerParams(l.model_layer, Staging(want_clock_));
+  model_->BindParams(l.group, Staging(want_clock_));
   l.installed = want_clock_;
   return OkStatus();
 }
@@ -411,7 +411,7 @@ void Worker::Rewind(int64_t clock) {
   ForgetPulls();
   for (LayerPull& l : layers_) {
     if (l.installed > clock) {
-      model_->BindLayerParams(l.model_layer, Staging(clock));
+      model_->BindParams(l.group, Staging(clock));
       l.installed = clock;
     }
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/job/config.h"
+#include "common/nn/model.h"
 #include "common/data/dataset.h"
 
 namespace pstrain {

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/nn/ops/registry.h"
+
 namespace pstrain {
 namespace {
 
@@ -109,9 +111,14 @@ const std::vector<KeySpec>& Schema() {
        "list of {type = \"dense\", units = N [, init = \"he\"|\"torch\"|\"xavier\"]}, {type = "
        "\"relu\"}, {type = \"conv2d\", filters = N, kernel = K [, stride = 1, padding = 0, init]}, "
        "{type = \"maxpool\", size = N [, stride = size]}, {type = \"flatten\"} and {type = "
-       "\"dropout\", rate = R}; the last dense layer has one unit per class (or one unit for a "
-       "binary task, trained with the logistic loss); sparse data starts with {type = "
-       "\"embedding\", dim = D}, whose rows live on the parameter servers"},
+       "\"dropout\", rate = R}, {type = \"add\"}, {type = \"concat\"}, {type = \"layer_norm\"}, "
+       "{type = \"gelu\"}, {type = \"sigmoid\"}, {type = \"tanh\"}; any node may add name = "
+       "\"N\" (its parameters are N.weight, ...; unnamed nodes are dense1, conv1, relu1, ...), "
+       "inputs = [\"A\", \"B\"] (the nodes it reads, \"input\" being the data; default: the node "
+       "before it) and share = \"A\" (use node A's parameters); the last node is the output and "
+       "has one unit per class (or one unit for a binary task, trained with the logistic loss); "
+       "sparse data starts with {type = \"embedding\", dim = D}, whose rows live on the "
+       "parameter servers"},
       {"model.wide",
        KeyType::kBool,
        "false",
@@ -592,33 +599,6 @@ Status CheckValue(const KeySpec& k, const toml::node& n, const Where& where) {
   return OkStatus();
 }
 
-// The keys each layer type takes besides `type`, and the ones it needs.
-struct LayerKeys {
-  const char* type;
-  std::vector<std::string> keys;
-  std::vector<std::string> required;
-};
-
-const std::vector<LayerKeys>& LayerTypes() {
-  static const std::vector<LayerKeys> types = {
-      {"dense", {"units", "init"}, {"units"}},
-      {"relu", {}, {}},
-      {"conv2d", {"filters", "kernel", "stride", "padding", "init"}, {"filters", "kernel"}},
-      {"maxpool", {"size", "stride"}, {"size"}},
-      {"flatten", {}, {}},
-      {"dropout", {"rate"}, {"rate"}},
-      {"embedding", {"dim"}, {"dim"}},
-  };
-  return types;
-}
-
-std::string LayerTypesText() {
-  std::string s;
-  for (const LayerKeys& t : LayerTypes())
-    s += std::string(s.empty() ? "" : ", ") + "\"" + t.type + "\"";
-  return s;
-}
-
 std::string JoinKeys(const std::vector<std::string>& keys) {
   std::string s;
   for (const std::string& k : keys) s += (s.empty() ? "" : ", ") + k;
@@ -671,7 +651,31 @@ Status ParseLayerValue(const std::string& name, const toml::node& v, const std::
   }
   return InvalidArgument(
       "unknown key " + full +
-      " (a layer has: type, units, init, filters, kernel, stride, padding, size, rate)");
+      " (a layer has: type, name, inputs, share, units, init, filters, kernel, stride, padding, "
+      "size, rate, dim)");
+}
+
+// A node's name, inputs or share: names of nodes.
+Status ParseNodeLink(const std::string& name, const toml::node& v, const std::string& key,
+                     LayerSpec* spec) {
+  const std::string full = key + "." + name;
+  auto node_name = [&](const toml::node& e, std::string* out) {
+    if (!e.is_string() || e.value<std::string>()->empty()) {
+      return InvalidArgument(full + " must be a node's name (a non-empty string), got " +
+                             NodeText(e));
+    }
+    *out = *e.value<std::string>();
+    return OkStatus();
+  };
+  if (name == "name") return node_name(v, &spec->name);
+  if (name == "share") return node_name(v, &spec->share);
+  const toml::array* arr = v.as_array();
+  if (arr == nullptr || arr->empty()) {
+    return InvalidArgument(full + " must be a list of node names, e.g. [\"conv2\", \"pool1\"], got " +
+                           NodeText(v));
+  }
+  for (const toml::node& e : *arr) RETURN_IF_ERROR(node_name(e, &spec->inputs.emplace_back()));
+  return OkStatus();
 }
 
 Status ParseLayers(const toml::node* n, const Where& where, std::vector<LayerSpec>* out) {
@@ -697,21 +701,25 @@ Status ParseLayers(const toml::node* n, const Where& where, std::vector<LayerSpe
     LayerSpec spec;
     const toml::node* type = t->get("type");
     if (type == nullptr) {
-      return InvalidArgument(eat + key + " has no type; valid types: " + LayerTypesText());
+      return InvalidArgument(eat + key + " has no type; valid types: " + OpTypesText());
     }
     if (!type->is_string()) {
       return InvalidArgument(eat + key + ".type must be a string, got " + NodeText(*type));
     }
     spec.type = *type->value<std::string>();
-    const auto kind = std::find_if(LayerTypes().begin(), LayerTypes().end(),
-                                   [&](const LayerKeys& k) { return spec.type == k.type; });
-    if (kind == LayerTypes().end()) {
+    const OpType* kind = FindOpType(spec.type);
+    if (kind == nullptr) {
       return InvalidArgument(eat + key + ".type is \"" + spec.type +
-                             "\"; valid types: " + LayerTypesText());
+                             "\"; valid types: " + OpTypesText());
     }
     for (const auto& [k, v] : *t) {
       const std::string name(k.str());
       if (name == "type") continue;
+      if (name == "name" || name == "inputs" || name == "share") {
+        Status parsed = ParseNodeLink(name, v, key, &spec);
+        if (!parsed.ok()) return InvalidArgument(eat + parsed.message());
+        continue;
+      }
       Status parsed = ParseLayerValue(name, v, key, &spec);
       if (!parsed.ok()) return InvalidArgument(eat + parsed.message());
       if (std::find(kind->keys.begin(), kind->keys.end(), name) == kind->keys.end()) {

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/nn/model.h"
+#include "common/nn/graph_spec.h"
 #include "common/nn/optimizer.h"
 #include "common/base/status.h"
 

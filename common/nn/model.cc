@@ -7,26 +7,6 @@
 
 namespace pstrain {
 
-namespace {
-
-std::string At(size_t i) { return "model.layers[" + std::to_string(i) + "]"; }
-
-Status NeedsImage(size_t i, const std::string& type, int dim) {
-  return InvalidArgument(At(i) + " is a " + type +
-                         " layer, which needs an image, but its input is " + std::to_string(dim) +
-                         " flat features (after a flatten or dense layer, or data without an "
-                         "image shape: give data.image_shape for CSV data)");
-}
-
-// An error naming model.layers[i].`key` unless value >= min.
-Status AtLeast(size_t i, const char* key, int value, int min) {
-  if (value >= min) return OkStatus();
-  return InvalidArgument(At(i) + "." + key + " must be >= " + std::to_string(min) + ", got " +
-                         std::to_string(value));
-}
-
-}  // namespace
-
 uint64_t StepSeed(uint64_t job_seed, int epoch, int64_t step, int part) {
   uint64_t h = job_seed;
   for (uint64_t v :
@@ -40,116 +20,38 @@ StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& spec
                                               int num_classes, int max_batch,
                                               const ImageShape& image,
                                               const SparseOptions& sparse) {
-  if (specs.empty()) return InvalidArgument("model.layers is empty: list at least one dense layer");
-  if (max_batch < 1) return InvalidArgument("batch size must be >= 1");
   if (image.known() && image.size() != input_dim) {
     return InvalidArgument("the data's image shape " + image.Text() + " has " +
                            std::to_string(image.size()) + " values but a sample has " +
                            std::to_string(input_dim));
   }
+  if (sparse.max_active < 1) return InvalidArgument("no sample has any feature");
   std::unique_ptr<Model> m(new Model());
   m->input_dim_ = input_dim;
   m->num_classes_ = num_classes;
   m->max_batch_ = max_batch;
-  int dim = input_dim;
-  ImageShape shape = image;  // channels = 0 once the values are flat
-  int dense_count = 0, conv_count = 0;
-  if (sparse.enabled && specs[0].type != "embedding") {
-    return InvalidArgument(At(0) + ".type is \"" + specs[0].type +
-                           "\" but sparse (LibSVM) data starts with an embedding layer, e.g. "
-                           "{type = \"embedding\", dim = 1} for logistic regression");
-  }
-  if (sparse.max_active < 1) return InvalidArgument("no sample has any feature");
+  // Reserved once: the graph's embedding points into it.
   m->tables_.reserve(2);
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const LayerSpec& s = specs[i];
-    const bool relu_next = i + 1 < specs.size() && specs[i + 1].type == "relu";
-    if (s.type == "embedding") {
-      if (!sparse.enabled || i != 0) {
-        return InvalidArgument(At(i) + " is an embedding layer, which only sparse (LibSVM) data " +
-                               "takes, as the first layer");
-      }
-      RETURN_IF_ERROR(AtLeast(i, "dim", s.dim, 1));
-      RowBlock& block = m->tables_.emplace_back();
-      block.table = kEmbeddingTable;
-      block.dim = s.dim;
-      auto layer = std::make_unique<EmbeddingLayer>(input_dim, s.dim, &m->sparse_, &block);
-      layer->DeclareParams("embedding", &m->layout_);
-      m->layers_.push_back(std::move(layer));
-      dim = s.dim;
-      ++dense_count;
-    } else if (s.type == "dense") {
-      RETURN_IF_ERROR(AtLeast(i, "units", s.units, 1));
-      // On an image, a dense layer sees its values flat, as after a flatten.
-      shape = ImageShape{};
-      auto layer = std::make_unique<DenseLayer>(dim, s.units, relu_next, s.init);
-      layer->DeclareParams("dense" + std::to_string(++dense_count), &m->layout_);
-      m->layers_.push_back(std::move(layer));
-      dim = s.units;
-      if (relu_next) ++i;
-    } else if (s.type == "conv2d") {
-      if (!shape.known()) return NeedsImage(i, s.type, dim);
-      RETURN_IF_ERROR(AtLeast(i, "filters", s.filters, 1));
-      RETURN_IF_ERROR(AtLeast(i, "kernel", s.kernel, 1));
-      RETURN_IF_ERROR(AtLeast(i, "stride", s.stride, 0));  // 0: the default, 1
-      if (s.padding < 0 || s.padding >= s.kernel) {
-        return InvalidArgument(At(i) + ".padding must be >= 0 and < the kernel (" +
-                               std::to_string(s.kernel) + "), got " + std::to_string(s.padding));
-      }
-      const ConvOptions o{s.filters, s.kernel, s.stride == 0 ? 1 : s.stride, s.padding};
-      const ImageShape out = Conv2DLayer::OutputShape(shape, o);
-      if (!out.known()) {
-        return InvalidArgument(At(i) + ".kernel is " + std::to_string(s.kernel) +
-                               ", larger than its " + shape.Text() + " input with padding " +
-                               std::to_string(s.padding));
-      }
-      if (out.size() > (int64_t{1} << 26)) {
-        return InvalidArgument(At(i) + ".filters: the output " + out.Text() +
-                               " is too large (more than 2^26 values a sample)");
-      }
-      auto layer = std::make_unique<Conv2DLayer>(shape, o, relu_next, s.init);
-      layer->DeclareParams("conv" + std::to_string(++conv_count), &m->layout_);
-      m->layers_.push_back(std::move(layer));
-      shape = out;
-      dim = static_cast<int>(out.size());
-      if (relu_next) ++i;
-    } else if (s.type == "maxpool") {
-      if (!shape.known()) return NeedsImage(i, s.type, dim);
-      RETURN_IF_ERROR(AtLeast(i, "size", s.size, 1));
-      RETURN_IF_ERROR(AtLeast(i, "stride", s.stride, 0));  // 0: the default, the size
-      const int stride = s.stride == 0 ? s.size : s.stride;
-      const ImageShape out = MaxPool2DLayer::OutputShape(shape, s.size, stride);
-      if (!out.known()) {
-        return InvalidArgument(At(i) + ".size is " + std::to_string(s.size) + ", larger than its " +
-                               shape.Text() + " input");
-      }
-      m->layers_.push_back(std::make_unique<MaxPool2DLayer>(shape, s.size, stride));
-      shape = out;
-      dim = static_cast<int>(out.size());
-    } else if (s.type == "flatten") {
-      // Already flat values need no layer.
-      if (shape.known()) m->layers_.push_back(std::make_unique<FlattenLayer>(shape));
-      shape = ImageShape{};
-    } else if (s.type == "dropout") {
-      if (!(s.rate >= 0.0 && s.rate < 1.0)) {
-        return InvalidArgument(At(i) + ".rate must be >= 0 and < 1, got " + std::to_string(s.rate));
-      }
-      m->layers_.push_back(std::make_unique<DropoutLayer>(dim, s.rate, 1000 + i));
-    } else if (s.type == "relu") {
-      m->layers_.push_back(std::make_unique<ReluLayer>(dim));
-    } else {
-      return InvalidArgument(
-          At(i) + ".type is \"" + s.type +
-          "\"; valid types: dense, relu, conv2d, maxpool, flatten, dropout, embedding");
-    }
+  GraphInput input;
+  if (sparse.enabled) {
+    RowBlock& block = m->tables_.emplace_back();
+    block.table = kEmbeddingTable;
+    block.dim = specs.empty() ? 0 : specs[0].dim;
+    input.sparse_batch = &m->sparse_;
+    input.rows = &block;
+    input.sparse_features = input_dim;
+  } else {
+    input.input = image.known() ? ValueShape::Of(image) : ValueShape::Flat(input_dim);
   }
-  if (dense_count + conv_count == 0) {
+  ASSIGN_OR_RETURN(m->graph_, Graph::Build(specs, input, max_batch, &m->layout_));
+  if (m->graph_->groups().empty()) {
     return InvalidArgument("model.layers has no dense layer (nor conv2d): nothing to train");
   }
-  m->binary_ = dim == 1 && num_classes == 2;
-  if (dim != num_classes && !m->binary_) {
+  const int64_t out = m->graph_->output_shape().size;
+  m->binary_ = out == 1 && num_classes == 2;
+  if (out != num_classes && !m->binary_) {
     return InvalidArgument(
-        "model.layers: the last layer has " + std::to_string(dim) + " outputs but the data has " +
+        "model.layers: the last layer has " + std::to_string(out) + " outputs but the data has " +
         std::to_string(num_classes) + " classes; make the last dense layer's units " +
         std::to_string(num_classes) + (num_classes == 2 ? " (or 1, for the logistic loss)" : ""));
   }
@@ -177,56 +79,30 @@ StatusOr<std::unique_ptr<Model>> Model::Build(const std::vector<LayerSpec>& spec
   }
   m->params_ = FloatBuffer(m->layout_.total_floats());
   m->grads_ = FloatBuffer(m->layout_.total_floats());
-  // A sparse input is never a dense array.
-  int widest = sparse.enabled ? 1 : input_dim;
-  for (auto& layer : m->layers_) {
-    layer->Bind(m->layout_, m->params_.data(), m->grads_.data());
-    layer->Reserve(max_batch);
-    m->acts_.emplace_back(static_cast<size_t>(max_batch) * layer->out_dim());
-    widest = std::max(widest, layer->out_dim());
-  }
-  for (FloatBuffer& b : m->dbuf_) b = FloatBuffer(static_cast<size_t>(max_batch) * widest);
+  m->graph_->Bind(m->layout_, m->params_.data(), m->grads_.data());
   return m;
 }
 
 void Model::InitParams(uint64_t seed) {
   step_seed_ = seed;
   params_.Fill(0.0f);
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    Rng rng(seed, 1000 + i);
-    layers_[i]->InitParams(rng);
-  }
+  graph_->InitParams(layout_, params_.data(), seed);
 }
 
-void Model::BindLayerParams(int i, float* params) {
-  layers_[static_cast<size_t>(i)]->Bind(layout_, params, grads_.data());
+void Model::BindParams(int g, const float* params) {
+  const ParamGroup& group = graph_->groups()[static_cast<size_t>(g)];
+  graph_->BindTensors(layout_, group.first_tensor, group.last_tensor, params);
 }
 
-std::string Model::Describe() const {
-  std::string s;
-  for (const auto& layer : layers_) {
-    if (!s.empty()) s += ", ";
-    s += layer->Describe();
-  }
-  return s;
-}
+std::string Model::Describe() const { return graph_->Describe(); }
 
 const float* Model::Forward(const float* input, int batch) { return Run(input, batch, false); }
 
 const float* Model::Run(const float* input, int batch, bool training,
                         const WeightsNeededFn& before_forward) {
-  const float* in = input;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    if (before_forward && layers_[i]->first_tensor() >= 0 &&
-        !before_forward(layers_[i]->first_tensor(), layers_[i]->last_tensor())) {
-      return nullptr;
-    }
-    layers_[i]->SetMode(training, step_seed_);
-    layers_[i]->Forward(in, acts_[i].data(), batch);
-    in = acts_[i].data();
-  }
-  if (wide_) PoolRows(sparse_, batch, tables_.back(), acts_.back().data(), true);
-  return in;
+  float* logits = graph_->Forward(input, batch, training, step_seed_, before_forward);
+  if (logits != nullptr && wide_) PoolRows(sparse_, batch, tables_.back(), logits, true);
+  return logits;
 }
 
 LossResult Model::Loss(const float* logits, const int32_t* labels, int batch, float* dlogits,
@@ -273,19 +149,16 @@ LossResult Model::TrainStep(const float* input, const int32_t* labels, int batch
                             const WeightsNeededFn& before_forward) {
   const float* logits = Run(input, batch, true, before_forward);
   if (logits == nullptr) return LossResult{};
-  float* dcur = dbuf_[0].data();
-  LossResult loss = Loss(logits, labels, batch, dcur, grad_scale);
-  if (wide_) ScatterRowGrads(sparse_, batch, dcur, &tables_.back());
-  for (int i = layer_count() - 1; i >= 0; --i) {
-    const float* in = i == 0 ? input : acts_[i - 1].data();
-    // The first layer's input gradient is never needed.
-    float* dnext = i == 0 ? nullptr : dbuf_[(layer_count() - i) % 2].data();
-    layers_[i]->Backward(in, acts_[i].data(), dcur, dnext, batch);
-    if (on_grad_ready && layers_[i]->first_tensor() >= 0) {
-      on_grad_ready(layers_[i]->first_tensor(), layers_[i]->last_tensor());
-    }
-    dcur = dnext;
+  // zero_grad: every backward adds into its gradients.
+  grads_.Fill(0.0f);
+  for (RowBlock& t : tables_) {
+    std::fill(t.grads.data(), t.grads.data() + sparse_.rows.size() * t.dim, 0.0f);
   }
+  graph_->ZeroValueGrads(batch);
+  float* dlogits = graph_->output_grad();
+  LossResult loss = Loss(logits, labels, batch, dlogits, grad_scale);
+  if (wide_) ScatterRowGrads(sparse_, batch, dlogits, &tables_.back());
+  graph_->Backward(batch, on_grad_ready);
   return loss;
 }
 

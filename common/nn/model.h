@@ -1,11 +1,11 @@
-// A feed-forward network built from the job file's list of layers, with its
+// A network built from the job file's node list (graph.h) with its
 // parameters and gradients in two flat arrays laid out by one TensorLayout
-// (tensor.h), and activation buffers sized once for the largest batch.
-// Nothing is allocated after Build().
+// (tensor.h), the loss of its output, and for sparse data the batch's
+// embedding rows. Nothing is allocated after Build().
 //
 // Not thread-safe: one Model per worker thread. Parameters may be replaced
-// wholesale (params()) between steps, which is how a worker installs weights
-// pulled from the parameter servers.
+// wholesale (params()) between steps, or a group at a time (BindParams),
+// which is how a worker installs weights pulled from the parameter servers.
 #pragma once
 
 #include <functional>
@@ -14,24 +14,14 @@
 #include <vector>
 
 #include "common/data/dataset.h"
-#include "common/nn/layers.h"
+#include "common/nn/graph.h"
+#include "common/nn/graph_spec.h"
+#include "common/nn/loss.h"
+#include "common/nn/ops/embedding.h"
 #include "common/base/status.h"
 #include "common/nn/tensor.h"
 
 namespace pstrain {
-
-struct LayerSpec {
-  std::string type;               // "dense" | "relu" | "conv2d" | "maxpool" | "flatten" | "dropout"
-  int units = 0;                  // dense only: output width
-  InitKind init = InitKind::kHe;  // dense, conv2d
-  int filters = 0;                // conv2d: output channels
-  int kernel = 0;                 // conv2d: kernel side
-  int stride = 0;                 // conv2d (0: 1), maxpool (0: the window's size)
-  int padding = 0;                // conv2d: zeros on every side
-  int size = 0;                   // maxpool: window side
-  double rate = 0;                // dropout: probability of zeroing a value, in [0, 1)
-  int dim = 0;                    // embedding: floats per row
-};
 
 // The seed of one training step's randomness (dropout masks): a function of
 // the job's seed, the epoch, the step and which part of the step's batch
@@ -53,11 +43,11 @@ inline constexpr uint32_t kWideTable = 1;
 
 class Model {
  public:
-  // Validates the layer list against the data's shape: the last layer must
-  // produce `num_classes` outputs; image layers (conv2d, maxpool) need
+  // Validates the node list against the data's shape: the last node must
+  // produce `num_classes` outputs; image ops (conv2d, maxpool) need
   // `image`, the shape of a sample (its size must be input_dim); a dense
-  // layer sees an image as flat values. A Dense or Conv2D directly followed by
-  // a ReLU is fused into one layer. Errors name model.layers[i] and its key.
+  // layer sees an image as flat values. Errors name model.layers[i] and its
+  // key (Graph::Build).
   //
   // A model whose last layer has one output on two-class data is binary: it
   // is trained with the logistic loss and scores each sample with
@@ -78,16 +68,18 @@ class Model {
   std::span<float> params() { return params_.span(); }
   std::span<const float> params() const { return params_.span(); }
   std::span<float> grads() { return grads_.span(); }
-  // Points layer i at the parameters in `params` (a buffer laid out as
+  // The parameters a node at a time, in node order: the pieces a worker
+  // pulls, installs and pushes separately.
+  const std::vector<ParamGroup>& param_groups() const { return graph_->groups(); }
+  // Points group g at the parameters in `params` (a buffer laid out as
   // params(), which must outlive the binding) instead of params(), whose
-  // values for that layer are then not read. A worker binds each layer to
+  // values for that group are then not read. A worker binds each group to
   // the buffer its pulled weights landed in, rather than copying them.
-  void BindLayerParams(int i, float* params);
+  void BindParams(int g, const float* params);
   int input_dim() const { return input_dim_; }
   int num_classes() const { return num_classes_; }
   int max_batch() const { return max_batch_; }
-  int layer_count() const { return static_cast<int>(layers_.size()); }
-  const Layer& layer(int i) const { return *layers_[i]; }
+  const Graph& graph() const { return *graph_; }
   // "dense 784->256 +relu, dense 256->128 +relu, dense 128->10"
   std::string Describe() const;
   bool binary() const { return binary_; }
@@ -104,20 +96,21 @@ class Model {
   // to fill for rows(), and after TrainStep the rows' gradients.
   std::vector<RowBlock>& tables() { return tables_; }
 
-  // Called during Backward when a layer's gradients are final, from the last
-  // layer to the first: tensors [first_tensor, last_tensor) of the layout.
-  using GradReadyFn = std::function<void(int first_tensor, int last_tensor)>;
+  // Called during the backward pass when a group's gradients are final,
+  // from the last group to the first: tensors [first_tensor, last_tensor)
+  // of the layout.
+  using GradReadyFn = Graph::GradReadyFn;
 
-  // Called during the forward pass before a layer with parameters runs,
-  // from the first layer to the last: tensors [first_tensor, last_tensor)
-  // are about to be read (a worker waits there for that layer's weights).
-  // Returning false stops the step: nothing more is computed and no
-  // gradient is reported.
-  using WeightsNeededFn = std::function<bool(int first_tensor, int last_tensor)>;
+  // Called during the forward pass before a group's parameters are first
+  // read, from the first group to the last: tensors [first_tensor,
+  // last_tensor) are about to be read (a worker waits there for that
+  // group's weights). Returning false stops the step: nothing more is
+  // computed and no gradient is reported.
+  using WeightsNeededFn = Graph::WeightsNeededFn;
 
-  // Forward, loss and backward on `batch` rows (batch <= max_batch). Leaves
-  // d(mean loss)/dparams in grads() (mean over this batch, times
-  // grad_scale * batch; pass 1/batch for the plain mean). When
+  // Forward, loss and backward on `batch` rows (batch <= max_batch). Clears
+  // grads() and leaves d(mean loss)/dparams in it (mean over this batch,
+  // times grad_scale * batch; pass 1/batch for the plain mean). When
   // `before_forward` stops the step, the result and grads() mean nothing.
   LossResult TrainStep(const float* input, const int32_t* labels, int batch, float grad_scale,
                        const GradReadyFn& on_grad_ready = nullptr,
@@ -144,14 +137,10 @@ class Model {
   template <typename SampleAt>
   void Gather(const Dataset& data, int n, SampleAt sample_at);
 
-  std::vector<std::unique_ptr<Layer>> layers_;
+  std::unique_ptr<Graph> graph_;
   TensorLayout layout_;
   FloatBuffer params_;
   FloatBuffer grads_;
-  // acts_[i] holds the output of layer i (max_batch x out_dim).
-  std::vector<FloatBuffer> acts_;
-  // Two ping-pong buffers for dLoss/dactivation (max_batch x widest layer).
-  FloatBuffer dbuf_[2];
   int input_dim_ = 0;
   int num_classes_ = 0;
   int max_batch_ = 0;

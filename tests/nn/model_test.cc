@@ -1,39 +1,15 @@
-#include "common/nn/layers.h"
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 
 #include "common/nn/model.h"
+#include "tests/nn/gradcheck.h"
 
 namespace pstrain {
 namespace {
 
-std::vector<float> RandomVector(Rng& rng, size_t n, float scale = 1.0f) {
-  std::vector<float> v(n);
-  for (float& x : v) x = rng.Uniform(-scale, scale);
-  return v;
-}
-
-// Central difference in double of f at x[i].
-template <typename F>
-double NumericGrad(F&& f, float* x, double eps = 1e-3) {
-  const float saved = *x;
-  *x = static_cast<float>(saved + eps);
-  const double up = f();
-  *x = static_cast<float>(saved - eps);
-  const double down = f();
-  *x = saved;
-  return (up - down) / (2 * eps);
-}
-
-void CheckClose(double analytic, double numeric, const std::string& what) {
-  INFO(what << ": analytic " << analytic << " numeric " << numeric);
-  CHECK(std::abs(analytic - numeric) <= 2e-3 + 2e-2 * std::abs(numeric));
-}
-
-TEST_CASE("Model gradients match finite differences for every parameter", "[common][gradcheck]") {
+TEST_CASE("Model gradients match finite differences for every parameter", "[nn][gradcheck]") {
   const int in = 6, classes = 3, batch = 4;
   auto built = Model::Build({{"dense", 5, InitKind::kHe},
                              {"relu", 0, InitKind::kHe},
@@ -59,276 +35,8 @@ TEST_CASE("Model gradients match finite differences for every parameter", "[comm
   }
 }
 
-TEST_CASE("Dense input gradient matches finite differences, fused ReLU or not",
-          "[common][gradcheck]") {
-  for (bool fuse : {false, true}) {
-    const int in = 5, out = 4, batch = 3;
-    DenseLayer layer(in, out, fuse, InitKind::kTorch);
-    TensorLayout layout;
-    layer.DeclareParams("d", &layout);
-    std::vector<float> params(layout.total_floats()), grads(layout.total_floats());
-    layer.Bind(layout, params.data(), grads.data());
-    Rng rng(5);
-    layer.InitParams(rng);
-    std::vector<float> x = RandomVector(rng, batch * in), r = RandomVector(rng, batch * out);
-    std::vector<float> y(batch * out), dy(r), dx(batch * in);
-    // L = sum(y * r): dL/dy = r.
-    auto loss = [&] {
-      std::vector<float> tmp(batch * out);
-      layer.Forward(x.data(), tmp.data(), batch);
-      double s = 0;
-      for (size_t i = 0; i < tmp.size(); ++i) s += static_cast<double>(tmp[i]) * r[i];
-      return s;
-    };
-    layer.Forward(x.data(), y.data(), batch);
-    layer.Backward(x.data(), y.data(), dy.data(), dx.data(), batch);
-    for (size_t i = 0; i < x.size(); ++i) {
-      CheckClose(dx[i], NumericGrad(loss, &x[i], 1e-3), "dx[" + std::to_string(i) + "]");
-    }
-  }
-}
-
-// Binds `layer` to fresh arrays, then checks its input gradient and (when
-// it has any) its parameter gradients against central differences of
-// L = sum(y * r) for a random r.
-void CheckLayerGradients(Layer& layer, int batch, uint64_t seed, bool training = false) {
-  TensorLayout layout;
-  layer.DeclareParams("l", &layout);
-  std::vector<float> params(layout.total_floats()), grads(layout.total_floats());
-  layer.Bind(layout, params.data(), grads.data());
-  layer.Reserve(batch);
-  layer.SetMode(training, seed);
-  Rng rng(seed);
-  layer.InitParams(rng);
-  // Biases start at zero; random ones exercise their gradient too.
-  for (float& p : params) p += rng.Uniform(-0.1f, 0.1f);
-  std::vector<float> x = RandomVector(rng, static_cast<size_t>(batch) * layer.in_dim());
-  std::vector<float> r = RandomVector(rng, static_cast<size_t>(batch) * layer.out_dim());
-  std::vector<float> y(r.size()), dy(r), dx(x.size());
-  auto loss = [&] {
-    std::vector<float> tmp(r.size());
-    layer.Forward(x.data(), tmp.data(), batch);
-    double sum = 0;
-    for (size_t i = 0; i < tmp.size(); ++i) sum += static_cast<double>(tmp[i]) * r[i];
-    return sum;
-  };
-  layer.Forward(x.data(), y.data(), batch);
-  layer.Backward(x.data(), y.data(), dy.data(), dx.data(), batch);
-  const std::vector<float> analytic(grads);
-  for (size_t i = 0; i < x.size(); ++i) {
-    CheckClose(dx[i], NumericGrad(loss, &x[i]),
-               layer.Describe() + " dx[" + std::to_string(i) + "]");
-  }
-  for (const TensorSpec& t : layout.tensors()) {
-    for (size_t i = 0; i < t.size; ++i) {
-      CheckClose(analytic[t.offset + i], NumericGrad(loss, &params[t.offset + i]),
-                 layer.Describe() + " " + t.name + "[" + std::to_string(i) + "]");
-    }
-  }
-}
-
-TEST_CASE("Conv2D gradients match finite differences", "[common][gradcheck]") {
-  struct Case {
-    ImageShape in;
-    ConvOptions o;
-    bool relu;
-  };
-  const std::vector<Case> cases = {
-      {{1, 5, 5}, {2, 3, 1, 0}, false},  // valid convolution
-      {{2, 5, 4}, {3, 3, 1, 1}, true},   // padding, fused ReLU, two channels
-      {{3, 6, 5}, {2, 3, 2, 1}, false},  // stride 2, uneven size
-      {{2, 4, 4}, {2, 2, 2, 0}, true},   // kernel = stride
-  };
-  for (const Case& c : cases) {
-    Conv2DLayer conv(c.in, c.o, c.relu, InitKind::kHe);
-    CheckLayerGradients(conv, 3, 21);
-  }
-}
-
-// Direct convolution of HWC images, for comparison.
-std::vector<float> NaiveConv(const std::vector<float>& x, const float* w, const float* b,
-                             ImageShape in, const ConvOptions& o, int batch) {
-  const ImageShape out = Conv2DLayer::OutputShape(in, o);
-  std::vector<float> y(static_cast<size_t>(batch) * out.size());
-  for (int n = 0; n < batch; ++n) {
-    for (int oh = 0; oh < out.height; ++oh) {
-      for (int ow = 0; ow < out.width; ++ow) {
-        for (int f = 0; f < o.filters; ++f) {
-          double sum = b[f];
-          for (int kh = 0; kh < o.kernel; ++kh) {
-            for (int kw = 0; kw < o.kernel; ++kw) {
-              const int ih = oh * o.stride - o.padding + kh, iw = ow * o.stride - o.padding + kw;
-              if (ih < 0 || iw < 0 || ih >= in.height || iw >= in.width) continue;
-              for (int c = 0; c < in.channels; ++c) {
-                sum +=
-                    static_cast<double>(x[n * in.size() + (ih * in.width + iw) * in.channels + c]) *
-                    w[((kh * o.kernel + kw) * in.channels + c) * o.filters + f];
-              }
-            }
-          }
-          y[n * out.size() + (oh * out.width + ow) * o.filters + f] = static_cast<float>(sum);
-        }
-      }
-    }
-  }
-  return y;
-}
-
-TEST_CASE("Conv2D computes the convolution of HWC images, whole batch or in chunks", "[common]") {
-  // 64x64 images: the im2col matrix of 230 samples passes 32 MiB, so the
-  // layer works in chunks; stride 2 fits them in one. Samples one by one
-  // must agree.
-  const ImageShape in{2, 64, 64};
-  const int stride = GENERATE(1, 2);
-  const ConvOptions o{3, 3, stride, 1};
-  const int batch = 230;
-  Conv2DLayer conv(in, o, false, InitKind::kHe);
-  TensorLayout layout;
-  conv.DeclareParams("conv1", &layout);
-  CHECK(layout[0].name == "conv1.weight");
-  CHECK(layout[0].shape == std::vector<int64_t>{3, 3, 2, 3});
-  CHECK(layout[1].name == "conv1.bias");
-  std::vector<float> params(layout.total_floats()), grads(layout.total_floats());
-  conv.Bind(layout, params.data(), grads.data());
-  conv.Reserve(batch);
-  CHECK(conv.chunk() == (stride == 1 ? 113 : batch));
-  Rng rng(4);
-  conv.InitParams(rng);
-  for (size_t i = 0; i < layout[1].size; ++i) params[layout[1].offset + i] = 0.1f * (i + 1);
-  std::vector<float> x = RandomVector(rng, batch * in.size());
-  std::vector<float> y(batch * conv.out_dim());
-  conv.Forward(x.data(), y.data(), batch);
-  const std::vector<float> expect = NaiveConv(x, params.data() + layout[0].offset,
-                                              params.data() + layout[1].offset, in, o, batch);
-  double worst = 0;
-  for (size_t i = 0; i < y.size(); ++i) worst = std::max<double>(worst, std::abs(y[i] - expect[i]));
-  CHECK(worst < 1e-4);
-
-  // Gradients of the whole batch equal the sums over single samples.
-  std::vector<float> dy = RandomVector(rng, y.size()), dy_copy(dy), dx(x.size());
-  conv.Backward(x.data(), y.data(), dy.data(), dx.data(), batch);
-  const std::vector<float> whole(grads);
-  std::vector<double> summed(grads.size());
-  std::vector<float> dx_one(in.size()), y_one(conv.out_dim());
-  double worst_dx = 0;
-  for (int n = 0; n < batch; ++n) {
-    const float* xn = x.data() + n * in.size();
-    conv.Forward(xn, y_one.data(), 1);
-    conv.Backward(xn, y_one.data(), dy_copy.data() + n * conv.out_dim(), dx_one.data(), 1);
-    for (size_t i = 0; i < grads.size(); ++i) summed[i] += grads[i];
-    for (int64_t i = 0; i < in.size(); ++i) {
-      worst_dx = std::max<double>(worst_dx, std::abs(dx_one[i] - dx[n * in.size() + i]));
-    }
-  }
-  CHECK(worst_dx < 1e-5);
-  for (size_t i = 0; i < grads.size(); ++i) {
-    INFO("gradient " << i);
-    CHECK(whole[i] == Approx(summed[i]).epsilon(1e-4).margin(1e-3));
-  }
-}
-
-TEST_CASE("MaxPool2D takes window maxima per channel and routes gradients to them",
-          "[common][gradcheck]") {
-  // One 4x4 image of two channels: channel 0 is 0..15, channel 1 its negation.
-  std::vector<float> x(32);
-  for (int i = 0; i < 16; ++i) {
-    x[2 * i] = static_cast<float>(i);
-    x[2 * i + 1] = static_cast<float>(-i);
-  }
-  MaxPool2DLayer pool({2, 4, 4}, 2, 2);
-  REQUIRE(pool.out_shape() == ImageShape{2, 2, 2});
-  pool.Reserve(1);
-  std::vector<float> y(8);
-  pool.Forward(x.data(), y.data(), 1);
-  CHECK(y == std::vector<float>{5, 0, 7, -2, 13, -8, 15, -10});
-  std::vector<float> dy = {1, 2, 3, 4, 5, 6, 7, 8}, dx(32);
-  pool.Backward(x.data(), y.data(), dy.data(), dx.data(), 1);
-  CHECK(dx[2 * 5] == 1);
-  CHECK(dx[2 * 0 + 1] == 2);
-  CHECK(dx[2 * 15] == 7);
-  double total = 0;
-  for (float v : dx) total += v;
-  CHECK(total == 36);
-
-  MaxPool2DLayer overlapping({3, 5, 5}, 3, 2);
-  CheckLayerGradients(overlapping, 2, 8);
-  MaxPool2DLayer uneven({2, 5, 4}, 2, 2);
-  CHECK(uneven.out_shape() == ImageShape{2, 2, 2});
-  CheckLayerGradients(uneven, 2, 9);
-}
-
-TEST_CASE("Flatten keeps the values and passes the gradient through", "[common][gradcheck]") {
-  FlattenLayer flatten({2, 3, 2});
-  CHECK(flatten.out_dim() == 12);
-  CHECK(flatten.Describe() == "flatten 2x3x2->12");
-  CheckLayerGradients(flatten, 2, 5);
-}
-
-TEST_CASE("Dropout: seeded inverted masks in training, the identity in evaluation",
-          "[common][gradcheck]") {
-  const int dim = 1000, batch = 4;
-  DropoutLayer drop(dim, 0.25, 7);
-  drop.Reserve(batch);
-  std::vector<float> x(dim * batch, 2.0f), y(x.size()), again(x.size());
-  drop.SetMode(true, 42);
-  drop.Forward(x.data(), y.data(), batch);
-  size_t zeros = 0;
-  for (float v : y) {
-    if (v == 0.0f) {
-      ++zeros;
-    } else {
-      CHECK(v == Approx(2.0f / 0.75f));
-    }
-  }
-  CHECK(zeros > 0.22 * y.size());
-  CHECK(zeros < 0.28 * y.size());
-  drop.Forward(x.data(), again.data(), batch);
-  CHECK(again == y);  // the same step seed, the same mask
-  drop.SetMode(true, 43);
-  drop.Forward(x.data(), again.data(), batch);
-  CHECK(again != y);
-  drop.SetMode(false, 43);
-  drop.Forward(x.data(), again.data(), batch);
-  CHECK(again == x);
-
-  DropoutLayer small(6, 0.5, 1);
-  CheckLayerGradients(small, 3, 12, /*training=*/true);
-}
-
-TEST_CASE("ReLU passes gradient only where its input is positive", "[common][gradcheck]") {
-  ReluLayer relu(4);
-  std::vector<float> x = {-1.0f, 2.0f, 0.5f, -0.25f}, y(4), dy = {1, 2, 3, 4}, dx(4);
-  relu.Forward(x.data(), y.data(), 1);
-  CHECK(y == std::vector<float>{0, 2, 0.5f, 0});
-  relu.Backward(x.data(), y.data(), dy.data(), dx.data(), 1);
-  CHECK(dx == std::vector<float>{0, 2, 3, 0});
-}
-
-TEST_CASE("Softmax cross-entropy: loss, accuracy and gradient", "[common][gradcheck]") {
-  std::vector<float> z = {1.0f, 2.0f, 0.5f, 3.0f, -1.0f, 0.0f};
-  std::vector<int32_t> y = {1, 2};
-  std::vector<float> dz(6);
-  LossResult r = SoftmaxCrossEntropy(z.data(), y.data(), 2, 3, dz.data(), 0.5f);
-  const double l0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(0.5)) - 2.0;
-  const double l1 = std::log(std::exp(3.0) + std::exp(-1.0) + std::exp(0.0)) - 0.0;
-  CHECK(r.loss_sum == Approx(l0 + l1));
-  CHECK(r.correct == 1);
-  auto loss = [&] {
-    return SoftmaxCrossEntropy(z.data(), y.data(), 2, 3, nullptr, 0).loss_sum * 0.5;
-  };
-  for (size_t i = 0; i < z.size(); ++i) {
-    CheckClose(dz[i], NumericGrad(loss, &z[i], 1e-3), "dz[" + std::to_string(i) + "]");
-  }
-  // Extreme logits stay finite.
-  std::vector<float> big = {1000.0f, -1000.0f};
-  std::vector<int32_t> y0 = {1};
-  LossResult e = SoftmaxCrossEntropy(big.data(), y0.data(), 1, 2, dz.data(), 1.0f);
-  CHECK(std::isfinite(e.loss_sum));
-  CHECK(e.loss_sum == Approx(2000.0));
-}
-
 TEST_CASE("A small CNN's gradients match finite differences for every parameter",
-          "[common][gradcheck]") {
+          "[nn][gradcheck]") {
   const ImageShape image{2, 6, 5};
   const int classes = 3, batch = 3;
   const std::vector<LayerSpec> specs = {
@@ -368,7 +76,7 @@ TEST_CASE("A small CNN's gradients match finite differences for every parameter"
   CHECK(m.Evaluate(x.data(), y.data(), batch).loss_sum == eval);
 }
 
-TEST_CASE("A CNN for 28x28 images: tensors, shapes and size", "[common]") {
+TEST_CASE("A CNN for 28x28 images: tensors, shapes and size", "[nn]") {
   std::vector<LayerSpec> specs = {
       {.type = "conv2d", .filters = 32, .kernel = 3, .padding = 1},
       {.type = "relu"},
@@ -389,10 +97,11 @@ TEST_CASE("A CNN for 28x28 images: tensors, shapes and size", "[common]") {
   CHECK(layout[layout.Find("conv2.weight")].shape == std::vector<int64_t>{3, 3, 32, 64});
   CHECK(layout[layout.Find("dense1.weight")].shape == std::vector<int64_t>{64 * 7 * 7, 128});
   CHECK(layout.parameter_count() == 320 + 18496 + 401536 + 1290);
-  CHECK((*m)->layer_count() == 8);
+  CHECK((*m)->graph().node_count() == 8);
+  CHECK((*m)->param_groups().size() == 4);
 }
 
-TEST_CASE("Model::Build names the layer and key that does not fit the image", "[common]") {
+TEST_CASE("Model::Build names the layer and key that does not fit the image", "[nn]") {
   const ImageShape image{1, 5, 5};
   auto build = [&](std::vector<LayerSpec> specs, ImageShape shape) {
     specs.push_back({.type = "flatten"});
@@ -455,18 +164,18 @@ TEST_CASE("Model::Build names the layer and key that does not fit the image", "[
   CHECK_THAT(wrong.status().message(), Catch::Contains("1x4x4 has 16 values"));
 }
 
-TEST_CASE("The seed MLP has 235,146 parameters in named tensors", "[common]") {
+TEST_CASE("The seed MLP has 235,146 parameters in named tensors", "[nn]") {
   auto m = Model::Build({{"dense", 256}, {"relu"}, {"dense", 128}, {"relu"}, {"dense", 10}}, 784,
                         10, 64);
   REQUIRE(m.ok());
   CHECK((*m)->layout().parameter_count() == 235146);
-  CHECK((*m)->layer_count() == 3);
+  CHECK((*m)->graph().node_count() == 3);
   CHECK((*m)->Describe() == "dense 784->256 +relu, dense 256->128 +relu, dense 128->10");
   CHECK((*m)->layout().Find("dense1.weight") == 0);
   CHECK((*m)->layout()[(*m)->layout().Find("dense3.bias")].size == 10);
 }
 
-TEST_CASE("Model::Build rejects layer lists that cannot fit the data", "[common]") {
+TEST_CASE("Model::Build rejects layer lists that cannot fit the data", "[nn]") {
   auto wrong_out = Model::Build({{"dense", 7}}, 4, 3, 8);
   REQUIRE_FALSE(wrong_out.ok());
   CHECK_THAT(wrong_out.status().message(), Catch::Contains("3 classes"));
@@ -477,7 +186,7 @@ TEST_CASE("Model::Build rejects layer lists that cannot fit the data", "[common]
   CHECK_FALSE(empty.ok());
 }
 
-TEST_CASE("Initialisation is fixed by the seed", "[common]") {
+TEST_CASE("Initialisation is fixed by the seed", "[nn]") {
   auto a = Model::Build({{"dense", 8}, {"relu"}, {"dense", 2}}, 4, 2, 2);
   auto b = Model::Build({{"dense", 8}, {"relu"}, {"dense", 2}}, 4, 2, 2);
   (*a)->InitParams(9);
@@ -488,7 +197,7 @@ TEST_CASE("Initialisation is fixed by the seed", "[common]") {
 }
 
 TEST_CASE("Backward reports each layer's gradients as soon as they are final, last first",
-          "[common]") {
+          "[nn]") {
   auto m = Model::Build({{"dense", 8}, {"relu"}, {"dense", 5}, {"relu"}, {"dense", 2}}, 4, 2, 2);
   (*m)->InitParams(1);
   std::vector<float> x(8, 0.5f);
@@ -500,7 +209,7 @@ TEST_CASE("Backward reports each layer's gradients as soon as they are final, la
 }
 
 TEST_CASE("Forward asks for each layer's weights just before it reads them, first first",
-          "[common]") {
+          "[nn]") {
   auto m = Model::Build({{"dense", 8}, {"relu"}, {"dense", 5}, {"relu"}, {"dense", 2}}, 4, 2, 2);
   (*m)->InitParams(1);
   std::vector<float> x(8, 0.5f);
@@ -543,7 +252,7 @@ Dataset TinySparse() {
 }
 
 TEST_CASE("GatherSparse finds a batch's distinct features and where each entry's row is",
-          "[common]") {
+          "[nn]") {
   const Dataset d = TinySparse();
   auto m = Model::Build({{.type = "embedding", .dim = 2}, {.type = "dense", .units = 1}}, d.dim, 2,
                         4, {}, {.enabled = true, .max_active = d.max_active});
@@ -558,7 +267,7 @@ TEST_CASE("GatherSparse finds a batch's distinct features and where each entry's
 }
 
 TEST_CASE("A sparse wide-and-deep model's gradients match finite differences, rows included",
-          "[common][gradcheck]") {
+          "[nn][gradcheck]") {
   const Dataset d = TinySparse();
   const std::vector<LayerSpec> specs = {{.type = "embedding", .dim = 3},
                                         {.type = "dense", .units = 4},
@@ -606,28 +315,7 @@ TEST_CASE("A sparse wide-and-deep model's gradients match finite differences, ro
   CHECK(r.loss_sum == Approx(loss).epsilon(1e-4));
 }
 
-TEST_CASE("Logistic loss: values, accuracy, gradient, extreme logits", "[common][gradcheck]") {
-  std::vector<float> z = {0.3f, -1.2f, 2.0f};
-  std::vector<int32_t> y = {1, 1, 0};
-  std::vector<float> dz(3);
-  const LossResult r = SigmoidCrossEntropy(z.data(), y.data(), 3, dz.data(), 1.0f / 3);
-  const double want =
-      std::log1p(std::exp(-0.3)) + std::log1p(std::exp(1.2)) + std::log1p(std::exp(2.0));
-  CHECK(r.loss_sum == Approx(want));
-  CHECK(r.correct == 1);
-  auto loss = [&] { return SigmoidCrossEntropy(z.data(), y.data(), 3, nullptr, 0).loss_sum / 3; };
-  for (size_t i = 0; i < z.size(); ++i) {
-    CheckClose(dz[i], NumericGrad(loss, &z[i], 1e-3), "dz[" + std::to_string(i) + "]");
-  }
-  std::vector<float> big = {1000.0f, -1000.0f};
-  std::vector<int32_t> y2 = {0, 1};
-  const LossResult e = SigmoidCrossEntropy(big.data(), y2.data(), 2, dz.data(), 1.0f);
-  CHECK(e.loss_sum == Approx(2000.0));
-  CHECK(dz[0] == Approx(1.0));
-  CHECK(dz[1] == Approx(-1.0));
-}
-
-TEST_CASE("Model::Build places embeddings first, on sparse data only", "[common]") {
+TEST_CASE("Model::Build places embeddings first, on sparse data only", "[nn]") {
   const SparseOptions sparse{.enabled = true, .max_active = 3};
   auto dense_first = Model::Build({{"dense", 1}}, 100, 2, 4, {}, sparse);
   CHECK_THAT(dense_first.status().message(),
