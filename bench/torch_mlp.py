@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """PyTorch reference for pstrain's benchmarks: the seed MLP (784-256-128-10,
-ReLU, softmax cross-entropy) trained on the same IDX data with the same batch,
+ReLU, softmax cross-entropy), or the twins of examples/fashion_cnn.toml and
+examples/fashion_resnet.toml (--model cnn, resnet: the same layers, padding,
+pooling and dropout), trained on the same IDX data with the same batch,
 optimizer and thread count. Prints one JSON line per epoch and a final line.
 
 usage: OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 /usr/bin/python3 bench/torch_mlp.py \
-          --epochs 1 --batch-size 64 --threads 1 [--optimizer momentum --lr 0.05]
+          --epochs 1 --batch-size 64 --threads 1 [--optimizer momentum --lr 0.05] \
+          [--model mlp|cnn|resnet] [--samples N]
 """
 import argparse
 import gzip
@@ -26,6 +29,35 @@ def read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
+class Residual(torch.nn.Module):
+    """relu(conv2(relu(conv1(x))) + x): a block of examples/fashion_resnet.toml."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))) + x)
+
+
+def make_model(name):
+    nn = torch.nn
+    if name == "mlp":
+        return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                             nn.Linear(128, 10))
+    if name == "cnn":
+        return nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
+                             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+                             nn.Dropout(0.25), nn.Linear(128, 10))
+    return nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
+                         nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), Residual(16),
+                         nn.MaxPool2d(2), Residual(16), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(16 * 7 * 7, 10))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=FASHION)
@@ -35,6 +67,8 @@ def main():
     p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum", "adam"])
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--model", default="mlp", choices=["mlp", "cnn", "resnet"])
+    p.add_argument("--samples", type=int, default=0, help="train on the first N samples (0: all)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -44,9 +78,9 @@ def main():
     tx = torch.from_numpy(read_idx(a.data + "/t10k-images-idx3-ubyte.gz").reshape(-1, 784)
                           .astype(np.float32) / 255.0)
     ty = torch.from_numpy(read_idx(a.data + "/t10k-labels-idx1-ubyte.gz").astype(np.int64))
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                torch.nn.Linear(256, 128), torch.nn.ReLU(),
-                                torch.nn.Linear(128, 10))
+    if a.samples:
+        x, y = x[:a.samples], y[:a.samples]
+    model = make_model(a.model)
     if a.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     else:
@@ -56,6 +90,7 @@ def main():
     n = x.shape[0]
     total_t = 0.0
     for epoch in range(a.epochs):
+        model.train()
         perm = torch.randperm(n)
         t0 = time.perf_counter()
         for i in range(0, n, a.batch_size):
@@ -66,6 +101,7 @@ def main():
             opt.step()
         t = time.perf_counter() - t0
         total_t += t
+        model.eval()
         with torch.no_grad():
             out = model(tx)
             acc = (out.argmax(1) == ty).float().mean().item()

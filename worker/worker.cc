@@ -10,12 +10,12 @@
 #include <filesystem>
 #include <set>
 
-#include "common/nn/blas.h"
+#include "common/base/logging.h"
 #include "common/data/handout.h"
 #include "common/data/job_data.h"
-#include "common/base/logging.h"
-#include "common/nn/model.h"
 #include "common/net/node.h"
+#include "common/nn/blas.h"
+#include "common/nn/model.h"
 #include "worker/ps_client.h"
 #include "worker/trainer.h"
 

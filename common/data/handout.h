@@ -1,5 +1,5 @@
 // Which training samples each worker processes in each step of an epoch
-// (DESIGN.md, "Data"). Every process computes the same plan from the job's
+// (docs/architecture.md, "Data"). Every process computes the same plan from the job's
 // seed, the epoch and the list of live workers, without talking.
 //
 // global: one seeded order of all samples per epoch; global step k covers

@@ -2,9 +2,9 @@
 // that they agree in shape. Errors name the file and what is wrong.
 #pragma once
 
+#include "common/data/dataset.h"
 #include "common/job/config.h"
 #include "common/nn/model.h"
-#include "common/data/dataset.h"
 
 namespace pstrain {
 

@@ -671,8 +671,8 @@ Status ParseNodeLink(const std::string& name, const toml::node& v, const std::st
   if (name == "share") return node_name(v, &spec->share);
   const toml::array* arr = v.as_array();
   if (arr == nullptr || arr->empty()) {
-    return InvalidArgument(full + " must be a list of node names, e.g. [\"conv2\", \"pool1\"], got " +
-                           NodeText(v));
+    return InvalidArgument(
+        full + " must be a list of node names, e.g. [\"conv2\", \"pool1\"], got " + NodeText(v));
   }
   for (const toml::node& e : *arr) RETURN_IF_ERROR(node_name(e, &spec->inputs.emplace_back()));
   return OkStatus();

@@ -13,9 +13,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/base/status.h"
 #include "common/nn/graph_spec.h"
 #include "common/nn/optimizer.h"
-#include "common/base/status.h"
 
 namespace pstrain {
 

@@ -265,11 +265,12 @@ StatusOr<std::unique_ptr<Graph>> Graph::Build(const std::vector<LayerSpec>& spec
   for (Node& n : g->nodes_) {
     const std::vector<ParamDecl> params = n.op->Params();
     if (params.empty()) continue;
-    const size_t spec = static_cast<size_t>(
-        std::find(names.begin(), names.end(), n.name) - names.begin());
+    const size_t spec =
+        static_cast<size_t>(std::find(names.begin(), names.end(), n.name) - names.begin());
     if (!specs[spec].share.empty()) continue;
     ParamGroup group{layout->count(), 0, n.name};
-    for (const ParamDecl& p : params) n.tensors.push_back(layout->Add(n.name + "." + p.suffix, p.shape));
+    for (const ParamDecl& p : params)
+      n.tensors.push_back(layout->Add(n.name + "." + p.suffix, p.shape));
     group.last_tensor = layout->count();
     n.own_group = static_cast<int>(g->groups_.size());
     g->groups_.push_back(group);
@@ -280,9 +281,11 @@ StatusOr<std::unique_ptr<Graph>> Graph::Build(const std::vector<LayerSpec>& spec
     if (owner == names.end() || node_of[static_cast<size_t>(owner - names.begin())] < 0) {
       return InvalidArgument(At(i) + ".share names \"" + specs[i].share + "\", which is no node");
     }
-    const Node& o = g->nodes_[static_cast<size_t>(node_of[static_cast<size_t>(owner - names.begin())])];
+    const Node& o =
+        g->nodes_[static_cast<size_t>(node_of[static_cast<size_t>(owner - names.begin())])];
     Node& n = g->nodes_[static_cast<size_t>(node_of[i])];
-    if (o.own_group < 0 || specs[static_cast<size_t>(owner - names.begin())].type != specs[i].type ||
+    if (o.own_group < 0 ||
+        specs[static_cast<size_t>(owner - names.begin())].type != specs[i].type ||
         !SameParams(*o.op, *n.op)) {
       return InvalidArgument(At(i) + ".share: \"" + o.name + "\" is a " +
                              specs[static_cast<size_t>(owner - names.begin())].type +
@@ -363,13 +366,15 @@ void Graph::Plan(int max_batch) {
     total += scratch_size[k];
   }
   arena_bytes_ = total;
-  arena_.reset(static_cast<std::byte*>(std::aligned_alloc(kAlign, std::max<size_t>(total, kAlign))));
+  arena_.reset(
+      static_cast<std::byte*>(std::aligned_alloc(kAlign, std::max<size_t>(total, kAlign))));
   PSTRAIN_CHECK(arena_ != nullptr) << "cannot allocate " << total << " bytes for the model";
   std::memset(arena_.get(), 0, total);
   for (size_t v = 1; v < values_.size(); ++v) {
     if (!live[v]) continue;
     values_[v].data = reinterpret_cast<float*>(arena_.get() + data_at[v]);
-    if (values_[v].needs_grad) values_[v].grad = reinterpret_cast<float*>(arena_.get() + grad_at[v]);
+    if (values_[v].needs_grad)
+      values_[v].grad = reinterpret_cast<float*>(arena_.get() + grad_at[v]);
   }
   for (size_t k = 0; k < nodes_.size(); ++k) {
     Node& n = nodes_[k];
@@ -378,7 +383,8 @@ void Graph::Plan(int max_batch) {
       const Value& in = values_[static_cast<size_t>(n.inputs[slot])];
       c.in.push_back(in.data);
       c.din.push_back(in.grad);
-      if (n.inputs[slot] == 0) input_uses_.emplace_back(static_cast<int>(k), static_cast<int>(slot));
+      if (n.inputs[slot] == 0)
+        input_uses_.emplace_back(static_cast<int>(k), static_cast<int>(slot));
     }
     c.out = values_[static_cast<size_t>(n.output)].data;
     c.dout = values_[static_cast<size_t>(n.output)].grad;
@@ -400,7 +406,8 @@ void Graph::Bind(const TensorLayout& layout, float* params, float* grads) {
 }
 
 void Graph::BindTensors(const TensorLayout& layout, int first, int last, const float* params) {
-  for (int t = first; t < last; ++t) tensor_params_[static_cast<size_t>(t)] = params + layout[t].offset;
+  for (int t = first; t < last; ++t)
+    tensor_params_[static_cast<size_t>(t)] = params + layout[t].offset;
   RefreshParamPointers();
 }
 
@@ -474,7 +481,8 @@ std::string Graph::Describe() const {
       for (size_t k = 0; k < n.inputs.size(); ++k) {
         const int v = n.inputs[k];
         const int p = values_[static_cast<size_t>(v)].producer;
-        s += (k ? " + " : "") + (v == 0 || p < 0 ? std::string("input") : nodes_[static_cast<size_t>(p)].name);
+        s += (k ? " + " : "") +
+             (v == 0 || p < 0 ? std::string("input") : nodes_[static_cast<size_t>(p)].name);
       }
       s += "]";
     }

@@ -48,9 +48,9 @@ struct ParamGroup {
 // What the graph's sources are: the data as a dense value of `input`'s
 // shape, or (sparse data) nothing dense, only the embedding's rows.
 struct GraphInput {
-  ValueShape input;                         // size 0 for sparse data
+  ValueShape input;  // size 0 for sparse data
   const SparseBatch* sparse_batch = nullptr;
-  RowBlock* rows = nullptr;                 // the embedding table's rows
+  RowBlock* rows = nullptr;  // the embedding table's rows
   int64_t sparse_features = 0;
 };
 
@@ -124,7 +124,7 @@ class Graph {
   void Plan(int max_batch);
   void RefreshParamPointers();
 
-  std::vector<Node> nodes_;  // in topological order
+  std::vector<Node> nodes_;    // in topological order
   std::vector<Value> values_;  // 0 is the data
   int output_ = -1;
   std::vector<ParamGroup> groups_;

@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "common/base/status.h"
 #include "common/data/dataset.h"
 #include "common/nn/graph.h"
 #include "common/nn/graph_spec.h"
 #include "common/nn/loss.h"
 #include "common/nn/ops/embedding.h"
-#include "common/base/status.h"
 #include "common/nn/tensor.h"
 
 namespace pstrain {

@@ -132,6 +132,27 @@ TEST_CASE("Convolutional layers and the image shape are read from the file", "[c
   CHECK_FALSE(flat->data.image_shape.known());
 }
 
+TEST_CASE("Named nodes with inputs and shared weights are read from the file", "[config]") {
+  JobFixture f;
+  const std::string head = f.Job().substr(0, f.Job().find("layers"));
+  auto c = f.Parse(head +
+                   "layers = [{type = \"dense\", units = 8, name = \"h\"},"
+                   " {type = \"tanh\"}, {type = \"dense\", units = 8, share = \"g\"},"
+                   " {type = \"dense\", units = 8, name = \"g\", inputs = [\"input\"]},"
+                   " {type = \"add\", name = \"skip\", inputs = [\"dense2\", \"g\"]},"
+                   " {type = \"layer_norm\"}, {type = \"gelu\"}, {type = \"sigmoid\"},"
+                   " {type = \"concat\", inputs = [\"sigmoid1\", \"h\"]},"
+                   " {type = \"dense\", units = 10}]\n");
+  INFO(c.status().message());
+  REQUIRE(c.ok());
+  REQUIRE(c->layers.size() == 10);
+  CHECK(c->layers[0].name == "h");
+  CHECK(c->layers[2].share == "g");
+  CHECK(c->layers[4].inputs == std::vector<std::string>{"dense2", "g"});
+  CHECK(c->layers[5].type == "layer_norm");
+  CHECK(c->layers[8].inputs == std::vector<std::string>{"sigmoid1", "h"});
+}
+
 // Every error path names the key (and where it was set) and what is valid.
 TEST_CASE("Bad job files get one line naming the key and what would be valid", "[config]") {
   JobFixture f;
@@ -246,6 +267,19 @@ TEST_CASE("Bad job files get one line naming the key and what would be valid", "
        f.Job().substr(0, f.Job().find("layers")) +
            "layers = [{type = \"dense\", units = 3}, {type = \"relu\", units = 3}]\n",
        "model.layers[1].units: a relu layer has no units"},
+      {"inputs not a list",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dense\", units = 2, inputs = \"a\"}]\n",
+       "model.layers[0].inputs must be a list of node names, e.g. [\"conv2\", \"pool1\"], got "
+       "\"a\""},
+      {"empty name",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"dense\", units = 2, name = \"\"}]\n",
+       "model.layers[0].name must be a node's name (a non-empty string), got \"\""},
+      {"input not a name",
+       f.Job().substr(0, f.Job().find("layers")) +
+           "layers = [{type = \"add\", inputs = [\"a\", 3]}]\n",
+       "model.layers[0].inputs must be a node's name (a non-empty string), got 3"},
       {"no layers", f.Job().substr(0, f.Job().find("layers")) + "layers = []\n",
        "model.layers is empty"},
       {"zero filters",

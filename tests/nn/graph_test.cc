@@ -18,9 +18,7 @@ void CheckModelGradients(Model& m, const std::vector<float>& x, const std::vecto
   m.SetStepSeed(77);
   m.TrainStep(x.data(), y.data(), batch, 1.0f / batch);
   const std::vector<float> grads(m.grads().begin(), m.grads().end());
-  auto mean_loss = [&] {
-    return m.TrainStep(x.data(), y.data(), batch, 1.0f).loss_sum / batch;
-  };
+  auto mean_loss = [&] { return m.TrainStep(x.data(), y.data(), batch, 1.0f).loss_sum / batch; };
   for (const TensorSpec& t : m.layout().tensors()) {
     for (size_t i = 0; i < t.size; ++i) {
       CheckClose(grads[t.offset + i], NumericGrad(mean_loss, m.params().data() + t.offset + i),
@@ -29,8 +27,8 @@ void CheckModelGradients(Model& m, const std::vector<float>& x, const std::vecto
   }
 }
 
-std::unique_ptr<Model> BuildOk(const std::vector<LayerSpec>& specs, int in, int classes,
-                               int batch, ImageShape image = {}) {
+std::unique_ptr<Model> BuildOk(const std::vector<LayerSpec>& specs, int in, int classes, int batch,
+                               ImageShape image = {}) {
   auto m = Model::Build(specs, in, classes, batch, image);
   INFO(m.status().message());
   REQUIRE(m.ok());
@@ -47,8 +45,9 @@ TEST_CASE("A value read by two nodes gets the sum of both gradients", "[nn][grad
                     {.type = "gelu"},
                     {.type = "dense", .units = 3, .name = "out"}},
                    4, 3, 4);
-  CHECK(m->Describe() == "dense 4->5, tanh, dense 5->5, add 5 [skip <- f + t], layer_norm 5, "
-                         "gelu, dense 5->3");
+  CHECK(m->Describe() ==
+        "dense 4->5, tanh, dense 5->5, add 5 [skip <- f + t], layer_norm 5, "
+        "gelu, dense 5->3");
   const TensorLayout& l = m->layout();
   CHECK(l[0].name == "h.weight");
   CHECK(l.Find("norm.weight") >= 0);
@@ -127,9 +126,9 @@ TEST_CASE("A residual CNN's gradients match finite differences for every paramet
 }
 
 TEST_CASE("A named node's randomness does not depend on where it is", "[nn]") {
-  auto a = BuildOk({{.type = "dense", .units = 8, .name = "a"},
-                    {.type = "dense", .units = 2, .name = "b"}},
-                   4, 2, 2);
+  auto a = BuildOk(
+      {{.type = "dense", .units = 8, .name = "a"}, {.type = "dense", .units = 2, .name = "b"}}, 4,
+      2, 2);
   auto b = BuildOk({{.type = "dense", .units = 8, .name = "a"},
                     {.type = "tanh"},
                     {.type = "dropout", .rate = 0.5},
@@ -186,8 +185,7 @@ TEST_CASE("Graphs that cannot be built say which node and why", "[nn]") {
         {.type = "dense", .units = 2}},
        "model.layers[2].name \"dense2\" is also the name of model.layers[0]"},
       {"share of another shape",
-       {{.type = "dense", .units = 4, .name = "a"},
-        {.type = "dense", .units = 2, .share = "a"}},
+       {{.type = "dense", .units = 4, .name = "a"}, {.type = "dense", .units = 2, .share = "a"}},
        "model.layers[1].share: \"a\" is a dense node with parameters weight {3,4}, bias {4}; this "
        "dense node needs weight {4,2}, bias {2}"},
       {"share of nothing",

@@ -1,10 +1,13 @@
+#include "common/nn/model.h"
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 
-#include "common/nn/model.h"
+#include "common/job/config.h"
 #include "tests/nn/gradcheck.h"
+#include "tests/test_util.h"
 
 namespace pstrain {
 namespace {
@@ -175,6 +178,30 @@ TEST_CASE("The seed MLP has 235,146 parameters in named tensors", "[nn]") {
   CHECK((*m)->layout()[(*m)->layout().Find("dense3.bias")].size == 10);
 }
 
+TEST_CASE("The image examples build: their sizes and node names", "[nn]") {
+  struct Case {
+    const char* file;
+    size_t params;
+    const char* first_tensor;
+  };
+  for (const Case& c :
+       {Case{"fashion_mlp", 235146, "dense1.weight"}, Case{"fashion_cnn", 421642, "conv1.weight"},
+        Case{"fashion_resnet", 17290, "stem.weight"}}) {
+    INFO(c.file);
+    const std::string dir = std::string(PSTRAIN_SOURCE_DIR) + "/examples";
+    const std::string text = testing::ReadFile(dir + "/" + c.file + ".toml");
+    // The data are Debian's dataset-fashion-mnist, which setup installs.
+    auto job = ParseJobConfig(text, c.file, dir, {});
+    INFO(job.status().message());
+    REQUIRE(job.ok());
+    auto m = Model::Build(job->layers, 784, 10, 64, {1, 28, 28});
+    INFO(m.status().message());
+    REQUIRE(m.ok());
+    CHECK((*m)->layout().parameter_count() == c.params);
+    CHECK((*m)->layout()[0].name == c.first_tensor);
+  }
+}
+
 TEST_CASE("Model::Build rejects layer lists that cannot fit the data", "[nn]") {
   auto wrong_out = Model::Build({{"dense", 7}}, 4, 3, 8);
   REQUIRE_FALSE(wrong_out.ok());
@@ -196,8 +223,7 @@ TEST_CASE("Initialisation is fixed by the seed", "[nn]") {
   CHECK_FALSE(std::equal((*a)->params().begin(), (*a)->params().end(), (*b)->params().begin()));
 }
 
-TEST_CASE("Backward reports each layer's gradients as soon as they are final, last first",
-          "[nn]") {
+TEST_CASE("Backward reports each layer's gradients as soon as they are final, last first", "[nn]") {
   auto m = Model::Build({{"dense", 8}, {"relu"}, {"dense", 5}, {"relu"}, {"dense", 2}}, 4, 2, 2);
   (*m)->InitParams(1);
   std::vector<float> x(8, 0.5f);
@@ -208,8 +234,7 @@ TEST_CASE("Backward reports each layer's gradients as soon as they are final, la
   CHECK(seen == std::vector<std::pair<int, int>>{{4, 6}, {2, 4}, {0, 2}});
 }
 
-TEST_CASE("Forward asks for each layer's weights just before it reads them, first first",
-          "[nn]") {
+TEST_CASE("Forward asks for each layer's weights just before it reads them, first first", "[nn]") {
   auto m = Model::Build({{"dense", 8}, {"relu"}, {"dense", 5}, {"relu"}, {"dense", 2}}, 4, 2, 2);
   (*m)->InitParams(1);
   std::vector<float> x(8, 0.5f);
@@ -251,8 +276,7 @@ Dataset TinySparse() {
   return std::move(*d);
 }
 
-TEST_CASE("GatherSparse finds a batch's distinct features and where each entry's row is",
-          "[nn]") {
+TEST_CASE("GatherSparse finds a batch's distinct features and where each entry's row is", "[nn]") {
   const Dataset d = TinySparse();
   auto m = Model::Build({{.type = "embedding", .dim = 2}, {.type = "dense", .units = 1}}, d.dim, 2,
                         4, {}, {.enabled = true, .max_active = d.max_active});

@@ -283,8 +283,12 @@ TEST_CASE("add sums its inputs and hands each the whole gradient", "[nn][gradche
   auto add = Make({.type = "add"}, {Image(2, 3, 3), Image(2, 3, 3), Image(2, 3, 3)});
   CHECK(add->output() == Image(2, 3, 3));
   CheckOpGradients(*add, {Image(2, 3, 3), Image(2, 3, 3), Image(2, 3, 3)}, 2, 6);
-  OpContext mismatch{LayerSpec{.type = "add"}, "model.layers[4]", {Image(2, 3, 3), Image(3, 3, 3)},
-                     nullptr, nullptr, 0};
+  OpContext mismatch{LayerSpec{.type = "add"},
+                     "model.layers[4]",
+                     {Image(2, 3, 3), Image(3, 3, 3)},
+                     nullptr,
+                     nullptr,
+                     0};
   auto bad = MakeAdd(mismatch);
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.status().message(),
@@ -292,8 +296,7 @@ TEST_CASE("add sums its inputs and hands each the whole gradient", "[nn][gradche
                              "2x3x3 and input 1 is 3x3x3"));
 }
 
-TEST_CASE("concat joins flat values end to end and images channel by channel",
-          "[nn][gradcheck]") {
+TEST_CASE("concat joins flat values end to end and images channel by channel", "[nn][gradcheck]") {
   auto flat = Make({.type = "concat"}, {Flat(3), Flat(2)});
   CHECK(flat->output() == Flat(5));
   std::vector<float> a = {1, 2, 3, 4, 5, 6}, b = {7, 8, 9, 10}, y(10);
@@ -309,8 +312,12 @@ TEST_CASE("concat joins flat values end to end and images channel by channel",
   CHECK(images->output() == Image(3, 3, 2));
   CheckOpGradients(*images, {Image(2, 3, 2), Image(1, 3, 2)}, 2, 8);
 
-  OpContext mismatch{LayerSpec{.type = "concat"}, "model.layers[2]", {Image(2, 3, 2), Image(2, 2, 2)},
-                     nullptr, nullptr, 0};
+  OpContext mismatch{LayerSpec{.type = "concat"},
+                     "model.layers[2]",
+                     {Image(2, 3, 2), Image(2, 2, 2)},
+                     nullptr,
+                     nullptr,
+                     0};
   auto bad = FindOpType("concat")->make(mismatch);
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.status().message(), Catch::Contains("input 0 is 2x3x2 and input 1 is 2x2x2"));

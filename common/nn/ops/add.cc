@@ -12,9 +12,7 @@ void AddForward(const std::vector<const float*>& xs, float* y, size_t n) {
   }
 }
 
-std::string AddOp::Describe() const {
-  return "add " + shape_.Text();
-}
+std::string AddOp::Describe() const { return "add " + shape_.Text(); }
 
 void AddOp::Forward(const OpCall& c) {
   AddForward(c.in, c.out, static_cast<size_t>(c.batch) * shape_.size);

@@ -18,8 +18,7 @@ void ConcatBackward(const float* dy, const std::vector<int64_t>& widths, int64_t
 
 class ConcatOp : public Op {
  public:
-  ConcatOp(std::vector<int64_t> widths, ValueShape out)
-      : widths_(std::move(widths)), out_(out) {}
+  ConcatOp(std::vector<int64_t> widths, ValueShape out) : widths_(std::move(widths)), out_(out) {}
   std::string Describe() const override;
   ValueShape output() const override { return out_; }
   void Forward(const OpCall& c) override;

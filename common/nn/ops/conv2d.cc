@@ -113,7 +113,8 @@ void Conv2DOp::Backward(const OpCall& c) {
   const int positions = out_.height * out_.width;
   for (int first = 0; first < c.batch; first += chunk_) {
     const int n = std::min(chunk_, c.batch - first);
-    if (!col_whole_) Im2Col(c.in[0] + static_cast<size_t>(first) * in_.size(), n, in_, out_, o_, col);
+    if (!col_whole_)
+      Im2Col(c.in[0] + static_cast<size_t>(first) * in_.size(), n, in_, out_, o_, col);
     const float* dy = c.dout + static_cast<size_t>(first) * out_.size();
     DenseBackwardWeights(col, dy, c.dw[0], c.dw[1], n * positions, fan_in(), o_.filters);
     if (c.din[0] != nullptr) {

@@ -53,8 +53,7 @@ void DropoutOp::Backward(const OpCall& c) {
 
 StatusOr<std::unique_ptr<Op>> MakeDropout(const OpContext& c) {
   if (!(c.spec.rate >= 0.0 && c.spec.rate < 1.0)) {
-    return InvalidArgument(c.at + ".rate must be >= 0 and < 1, got " +
-                           std::to_string(c.spec.rate));
+    return InvalidArgument(c.at + ".rate must be >= 0 and < 1, got " + std::to_string(c.spec.rate));
   }
   return std::unique_ptr<Op>(std::make_unique<DropoutOp>(c.inputs[0], c.spec.rate));
 }

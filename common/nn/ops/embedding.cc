@@ -55,7 +55,8 @@ StatusOr<std::unique_ptr<Op>> MakeEmbedding(const OpContext& c) {
     return InvalidArgument(c.at + " is an embedding layer, which only sparse (LibSVM) data " +
                            "takes, as the first layer");
   }
-  return std::unique_ptr<Op>(std::make_unique<EmbeddingOp>(c.sparse_features, c.spec.dim, c.sparse_batch, c.rows));
+  return std::unique_ptr<Op>(
+      std::make_unique<EmbeddingOp>(c.sparse_features, c.spec.dim, c.sparse_batch, c.rows));
 }
 
 }  // namespace pstrain

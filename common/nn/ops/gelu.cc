@@ -21,7 +21,8 @@ void GeluBackward(const float* x, const float* y, const float* dy, float* dx, si
   for (size_t i = 0; i < n; ++i) {
     const double v = x[i];
     // Phi(x) + x phi(x)
-    const double d = 0.5 * (1.0 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
+    const double d =
+        0.5 * (1.0 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
     dx[i] += static_cast<float>(d * dy[i]);
   }
 }

@@ -18,8 +18,7 @@ void LayerNormForward(const float* x, const float* w, const float* b, float* y, 
                       float* rstd, int64_t rows, int64_t n);
 // Adds to dx, dw and db (dx may be null).
 void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
-                       const float* rstd, float* dx, float* dw, float* db, int64_t rows,
-                       int64_t n);
+                       const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t n);
 
 class LayerNormOp : public Op {
  public:

@@ -96,8 +96,8 @@ StatusOr<std::unique_ptr<Op>> MakeMaxPool(const OpContext& c) {
   const int stride = c.spec.stride == 0 ? c.spec.size : c.spec.stride;
   const ImageShape out = MaxPoolOutputShape(shape, c.spec.size, stride);
   if (!out.known()) {
-    return InvalidArgument(c.at + ".size is " + std::to_string(c.spec.size) +
-                           ", larger than its " + shape.Text() + " input");
+    return InvalidArgument(c.at + ".size is " + std::to_string(c.spec.size) + ", larger than its " +
+                           shape.Text() + " input");
   }
   return std::unique_ptr<Op>(std::make_unique<MaxPoolOp>(shape, c.spec.size, stride));
 }

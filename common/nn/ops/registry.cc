@@ -1,7 +1,7 @@
 #include "common/nn/ops/registry.h"
 
-#include "common/nn/ops/add.h"
 #include "common/nn/ops/activations.h"
+#include "common/nn/ops/add.h"
 #include "common/nn/ops/concat.h"
 #include "common/nn/ops/conv2d.h"
 #include "common/nn/ops/dense.h"
@@ -30,7 +30,11 @@ const std::vector<OpType>& OpTypes() {
   static const std::vector<OpType> types = {
       {"dense", {"units", "init"}, {"units"}, 1, 1, MakeDense},
       {"relu", {}, {}, 1, 1, MakeRelu},
-      {"conv2d", {"filters", "kernel", "stride", "padding", "init"}, {"filters", "kernel"}, 1, 1,
+      {"conv2d",
+       {"filters", "kernel", "stride", "padding", "init"},
+       {"filters", "kernel"},
+       1,
+       1,
        MakeConv2D},
       {"maxpool", {"size", "stride"}, {"size"}, 1, 1, MakeMaxPool},
       {"flatten", {}, {}, 1, 1, MakeFlatten},
