@@ -6,12 +6,13 @@
 #include <cmath>
 #include <filesystem>
 
+#include "common/base/logging.h"
 #include "common/data/handout.h"
 #include "common/data/job_data.h"
-#include "common/ps/keys.h"
-#include "common/base/logging.h"
 #include "common/nn/metrics.h"
 #include "common/nn/model.h"
+#include "common/nn/optimizer.h"
+#include "common/ps/keys.h"
 #include "common/ps/weights_digest.h"
 
 namespace pstrain {

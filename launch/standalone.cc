@@ -1,8 +1,9 @@
 #include "launch/standalone.h"
 
-#include "common/nn/blas.h"
 #include "common/data/job_data.h"
+#include "common/nn/blas.h"
 #include "common/nn/model.h"
+#include "common/nn/optimizer.h"
 #include "coordinator/console.h"
 #include "coordinator/metrics_log.h"
 #include "worker/trainer.h"

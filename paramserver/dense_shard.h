@@ -27,13 +27,13 @@
 #include <vector>
 
 #include "common/base/buffer_pool.h"
+#include "common/base/status.h"
 #include "common/ckpt/checkpoint.h"
-#include "common/ps/compress.h"
-#include "common/ps/keys.h"
 #include "common/net/zmq_socket.h"
 #include "common/nn/optimizer.h"
-#include "common/base/status.h"
 #include "common/nn/tensor.h"
+#include "common/ps/compress.h"
+#include "common/ps/keys.h"
 
 namespace pstrain {
 
@@ -104,7 +104,7 @@ class DenseShard {
   // per version and shared by every pull of that version.
   std::shared_ptr<const std::vector<uint16_t>> CodedSnapshot(WireType wire);
   double SumSquares() const;
-  // The weights digest of this shard's blocks (common/weights_digest.h).
+  // The weights digest of this shard's blocks (common/ps/weights_digest.h).
   uint64_t Digest() const;
   size_t block_count() const { return blocks_; }
   int64_t updates_applied() const { return updates_; }

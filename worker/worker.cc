@@ -16,6 +16,7 @@
 #include "common/net/node.h"
 #include "common/nn/blas.h"
 #include "common/nn/model.h"
+#include "common/nn/optimizer.h"
 #include "worker/ps_client.h"
 #include "worker/trainer.h"
 

@@ -15,7 +15,8 @@
 
 #include "common/base/status.h"
 #include "common/nn/graph_spec.h"
-#include "common/nn/optimizer.h"
+#include "common/nn/optimizer_options.h"
+#include "common/nn/tensor.h"
 
 namespace pstrain {
 

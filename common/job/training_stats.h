@@ -44,7 +44,7 @@ struct FinalStats {
   double test_accuracy = 0;
   double test_auc = -1;   // binary models (-1: none)
   double weights_l2 = 0;  // L2 norm of all parameters
-  // common/weights_digest.h: equal digests, equal weights bit for bit.
+  // common/ps/weights_digest.h: equal digests, equal weights bit for bit.
   uint64_t weights_digest = 0;
   int64_t params = 0;
   double seconds = 0;  // whole run

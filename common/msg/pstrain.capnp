@@ -24,7 +24,7 @@ enum Role {
 
 # A half-open range [begin, end) of parameter keys. A key is
 # (tensorIndex << 32) | blockIndex; blocks hold at most 16384 floats of one
-# tensor (common/keys.h).
+# tensor (common/ps/keys.h).
 struct KeyRange {
   begin @0 :UInt64;
   end @1 :UInt64;
@@ -217,7 +217,7 @@ struct StatsReply {
   nonFiniteRefused @9 :Int64;  # pushes refused for holding NaN or Inf
   sparseRows @10 :Int64;       # embedding rows it holds
   sparseBytes @11 :Int64;      # their values and optimizer state
-  weightsDigest @12 :UInt64;   # the weights digest (common/weights_digest.h) of the
+  weightsDigest @12 :UInt64;   # the weights digest (common/ps/weights_digest.h) of the
                                # blocks of the ranges it owns and of its embedding rows
   digestBlocks @13 :Int64;     # how many blocks that digest covers
 }

@@ -37,8 +37,8 @@ struct SparseBatch;
 struct RowBlock;
 
 // The tensors one node declares, [first_tensor, last_tensor) of the
-// layout: what a worker pulls and installs as one piece, and what is
-// reported ready for pushing as one piece.
+// layout: what a worker pulls and installs together, and what is reported
+// ready for pushing together.
 struct ParamGroup {
   int first_tensor = 0;
   int last_tensor = 0;

@@ -68,7 +68,7 @@ class Model {
   std::span<float> params() { return params_.span(); }
   std::span<const float> params() const { return params_.span(); }
   std::span<float> grads() { return grads_.span(); }
-  // The parameters a node at a time, in node order: the pieces a worker
+  // The parameters a node at a time, in node order: the groups a worker
   // pulls, installs and pushes separately.
   const std::vector<ParamGroup>& param_groups() const { return graph_->groups(); }
   // Points group g at the parameters in `params` (a buffer laid out as

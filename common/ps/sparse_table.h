@@ -13,9 +13,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/base/status.h"
 #include "common/ckpt/checkpoint.h"
 #include "common/nn/optimizer.h"
-#include "common/base/status.h"
 
 namespace pstrain {
 
@@ -45,7 +45,7 @@ class SparseTable {
   // their defaults), for tools that read checkpoints without the job.
   static StatusOr<SparseTable> LoadSaved(BinaryReader& r);
   uint32_t table() const { return table_; }
-  // The sum of RowDigest over the rows that exist (common/weights_digest.h).
+  // The sum of RowDigest over the rows that exist (common/ps/weights_digest.h).
   uint64_t Digest() const;
 
  private:

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/base/rng.h"
+#include "common/nn/optimizer.h"
 #include "common/ps/weights_digest.h"
 
 namespace pstrain {

@@ -1,6 +1,8 @@
 // The op types the job file can name, in one table shared by the job-file
 // parser (which keys each type takes) and the graph builder (how to make
-// one). Adding an op: its file under ops/, its factory here.
+// one). Adding an op: its kernels, class and factory in a file of their own
+// under ops/ (the factory declared in its header), and a row of the table in
+// registry.cc.
 #pragma once
 
 #include <memory>
