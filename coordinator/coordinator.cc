@@ -180,18 +180,7 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
       current_.training[w] = false;
       for (Node* n : NodesOf(msg::Role::WORKER)) {
         if (n->id != w) continue;
-        capnp::MallocMessageBuilder m;
-        auto se = m.initRoot<msg::Control>().initStartEpoch();
-        se.setEpoch(current_.epoch);
-        se.setFirstClock(current_.first_clock);
-        se.setSteps(current_.steps);
-        auto owners = se.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
-        for (size_t s = 0; s < slot_owners_.size(); ++s) {
-          owners.set(static_cast<unsigned>(s), slot_owners_[s]);
-        }
-        auto only = se.initOnlySlots(static_cast<unsigned>(slots.size()));
-        for (size_t i = 0; i < slots.size(); ++i) only.set(static_cast<unsigned>(i), slots[i]);
-        RETURN_IF_ERROR(SendTo(*n, m));
+        RETURN_IF_ERROR(SendStartEpoch(*n, slots));
       }
     }
   }
@@ -212,6 +201,21 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
     }
   }
   return OkStatus();
+}
+
+Status Coordinator::SendStartEpoch(const Node& n, const std::vector<int>& only) {
+  capnp::MallocMessageBuilder m;
+  auto se = m.initRoot<msg::Control>().initStartEpoch();
+  se.setEpoch(current_.epoch);
+  se.setFirstClock(current_.first_clock);
+  se.setSteps(current_.steps);
+  auto owners = se.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
+  for (size_t s = 0; s < slot_owners_.size(); ++s) {
+    owners.set(static_cast<unsigned>(s), slot_owners_[s]);
+  }
+  auto slots = se.initOnlySlots(static_cast<unsigned>(only.size()));
+  for (size_t i = 0; i < only.size(); ++i) slots.set(static_cast<unsigned>(i), only[i]);
+  return SendTo(n, m);
 }
 
 Status Coordinator::SendEvaluate(const Node& n, int64_t begin, int64_t end) {
@@ -550,9 +554,7 @@ Status Coordinator::Assign() {
 StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   const JobConfig& c = options_.config;
   const auto start = Clock::now();
-  const HandoutKind kind = c.data.handout == "static" ? HandoutKind::kStatic : HandoutKind::kGlobal;
-  const HandoutPlan plan = HandoutPlan::Make(kind, c.seed, epoch, train_count_, c.batch_size,
-                                             c.cluster.workers, c.data.shard_weights);
+  const HandoutPlan plan = EpochPlan(c, epoch, train_count_);
   // Slots spread over the live workers (a replacement gets its share here).
   const std::vector<int> live = LiveWorkerIds();
   if (live.empty()) return Unavailable("no live worker");
@@ -566,15 +568,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   for (Node* w : NodesOf(msg::Role::WORKER)) {
     if (!w->ready) continue;
     current_.training[w->id] = false;
-    capnp::MallocMessageBuilder m;
-    auto s = m.initRoot<msg::Control>().initStartEpoch();
-    s.setEpoch(epoch);
-    s.setFirstClock(clock_);
-    s.setSteps(plan.steps());
-    auto owners = s.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
-    for (size_t i = 0; i < slot_owners_.size(); ++i)
-      owners.set(static_cast<unsigned>(i), slot_owners_[i]);
-    RETURN_IF_ERROR(SendTo(*w, m));
+    RETURN_IF_ERROR(SendStartEpoch(*w, {}));
   }
   std::map<int, WorkerEpoch> done;  // summed over a worker's reports
   std::map<int, std::pair<int64_t, double>> progress;

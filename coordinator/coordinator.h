@@ -18,13 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "common/base/status.h"
 #include "common/ckpt/checkpoint.h"
 #include "common/job/config.h"
-#include "common/msg/codec.h"
-#include "common/net/zmq_socket.h"
-#include "common/net/node.h"
-#include "common/base/status.h"
 #include "common/job/training_stats.h"
+#include "common/msg/codec.h"
+#include "common/net/node.h"
+#include "common/net/zmq_socket.h"
 #include "coordinator/console.h"
 #include "coordinator/http_server.h"
 #include "coordinator/metrics_log.h"
@@ -175,6 +175,9 @@ class Coordinator {
     };
     std::vector<EvalRange> evals;
   } current_;
+  // Starts the current epoch on worker n: every slot it owns, or just
+  // `only` when not empty (slots it takes over from a dead worker).
+  Status SendStartEpoch(const Node& n, const std::vector<int>& only);
   // Asks worker n to evaluate test rows [begin, end) of the current epoch.
   Status SendEvaluate(const Node& n, int64_t begin, int64_t end);
   StatusBoard board_;

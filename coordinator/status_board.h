@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job/choices.h"
 #include "common/job/training_stats.h"
 
 namespace pstrain {
@@ -42,7 +43,7 @@ struct ClusterStatus {
   std::string phase =
       "starting";       // starting | training | evaluating | checkpointing | done | failed
   std::string message;  // why it failed
-  std::string consistency;
+  Consistency consistency = Consistency::kBsp;
   int staleness = 0;
   int batch_size = 0;
   int servers_wanted = 0, workers_wanted = 0;

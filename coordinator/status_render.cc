@@ -82,8 +82,9 @@ std::string RenderPrometheus(const ClusterStatus& s) {
   const bool running = s.phase == "training" && s.epoch_samples > 0;
   Exposition e;
   e.Family("pstrain_info", "gauge", "The job, its consistency model and phase (always 1).")
-      .Sample(1, "job=\"" + LabelValue(s.job) + "\",consistency=\"" + LabelValue(s.consistency) +
-                     "\",phase=\"" + LabelValue(s.phase) + "\"");
+      .Sample(1, "job=\"" + LabelValue(s.job) + "\",consistency=\"" +
+                     LabelValue(std::string(ConsistencyName(s.consistency))) + "\",phase=\"" +
+                     LabelValue(s.phase) + "\"");
   e.Family("pstrain_epoch", "gauge", "The epoch running (1-based), or the last one run.")
       .Sample(s.epoch);
   e.Family("pstrain_epochs", "gauge", "Epochs the job runs in all.").Sample(s.epochs);
@@ -126,7 +127,7 @@ std::string RenderPrometheus(const ClusterStatus& s) {
       .Sample(static_cast<double>(s.membership_epoch));
   e.Family("pstrain_staleness", "gauge",
            "ssp: steps the fastest worker may run ahead of the slowest (0 for bsp and asp).")
-      .Sample(s.consistency == "ssp" ? s.staleness : 0);
+      .Sample(s.consistency == Consistency::kSsp ? s.staleness : 0);
   e.Family("pstrain_batch_size", "gauge", "Samples per step, per worker.").Sample(s.batch_size);
   e.Family("pstrain_parameters", "gauge", "Trainable parameters of the model.")
       .Sample(static_cast<double>(s.params));
@@ -235,7 +236,7 @@ std::string RenderStatusJson(const ClusterStatus& s) {
              .Add("job", s.job)
              .Add("phase", s.phase)
              .Add("message", s.message)
-             .Add("consistency", s.consistency)
+             .Add("consistency", std::string(ConsistencyName(s.consistency)))
              .Add("staleness", s.staleness)
              .Add("batch_size", s.batch_size)
              .Add("params", s.params)

@@ -126,7 +126,7 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
     console->Banner("pstrain " + c.name + ": coordinator at " + endpoint + " (mpirun, " +
                     std::to_string(size) + " ranks: " + std::to_string(servers) + " server(s), " +
                     std::to_string(workers) + " worker(s) on " + std::to_string(hosts.size()) +
-                    " host(s)), " + c.cluster.consistency);
+                    " host(s)), " + std::string(ConsistencyName(c.cluster.consistency)));
     StatusOr<FinalStats> f = coordinator->Run(stop);
     if (!f.ok()) {
       std::fprintf(stderr, "pstrain: %s\n", f.status().message().c_str());

@@ -164,11 +164,11 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
     std::fprintf(stderr, "pstrain: %s\n", endpoint.status().message().c_str());
     return 1;
   }
-  console.Banner("pstrain " + c.name + ": coordinator at " + *endpoint + ", " +
-                 std::to_string(c.cluster.servers) + " server(s), " +
-                 std::to_string(c.cluster.workers) + " worker(s), " + c.cluster.consistency +
-                 ", batch " + std::to_string(c.batch_size) + " per worker, " +
-                 std::to_string(c.epochs) + " epochs");
+  console.Banner(
+      "pstrain " + c.name + ": coordinator at " + *endpoint + ", " +
+      std::to_string(c.cluster.servers) + " server(s), " + std::to_string(c.cluster.workers) +
+      " worker(s), " + std::string(ConsistencyName(c.cluster.consistency)) + ", batch " +
+      std::to_string(c.batch_size) + " per worker, " + std::to_string(c.epochs) + " epochs");
 
   std::vector<pid_t> children;
   auto spawn = [&](const char* role, int id) {

@@ -29,6 +29,7 @@
 #include "common/base/buffer_pool.h"
 #include "common/base/status.h"
 #include "common/ckpt/checkpoint.h"
+#include "common/job/choices.h"
 #include "common/net/zmq_socket.h"
 #include "common/nn/optimizer.h"
 #include "common/nn/tensor.h"
@@ -36,8 +37,6 @@
 #include "common/ps/keys.h"
 
 namespace pstrain {
-
-enum class Consistency { kBsp, kAsp, kSsp };
 
 struct ShardOptions {
   Consistency consistency = Consistency::kBsp;

@@ -11,14 +11,14 @@
 #include <map>
 #include <set>
 
-#include "common/nn/blas.h"
 #include "common/base/buffer_pool.h"
-#include "common/ps/compress.h"
-#include "common/data/job_data.h"
 #include "common/base/logging.h"
-#include "common/nn/model.h"
+#include "common/data/job_data.h"
 #include "common/msg/codec.h"
 #include "common/net/node.h"
+#include "common/nn/blas.h"
+#include "common/nn/model.h"
+#include "common/ps/compress.h"
 #include "common/ps/sparse_table.h"
 #include "paramserver/dense_shard.h"
 #include "paramserver/range_shard.h"
@@ -26,12 +26,23 @@
 namespace pstrain {
 namespace {
 
-// Remembers which sequence numbers of one worker were applied, so a
-// retransmitted or duplicated push is applied at most once. Memory is
-// bounded by how far pushes are reordered.
+// Writes what `w` holds durably to dir/name and describes the file in `f`.
+Status WriteCheckpointFile(const std::string& dir, const std::string& name, BinaryWriter& w,
+                           msg::CheckpointFile::Builder f) {
+  const std::vector<uint8_t> bytes = w.Finish();
+  RETURN_IF_ERROR(WriteFileDurably(dir + "/" + name, bytes));
+  f.setName(name);
+  f.setBytes(bytes.size());
+  f.setCrc32(Crc32(bytes));
+  return OkStatus();
+}
+
 // Embedding tables a job may have (a client naming another is refused).
 constexpr uint32_t kMaxSparseTables = 16;
 
+// Remembers which sequence numbers of one worker were applied, so a
+// retransmitted or duplicated push is applied at most once. Memory is
+// bounded by how far pushes are reordered.
 class SeqWindow {
  public:
   bool FirstTime(uint64_t seq) {
@@ -226,9 +237,7 @@ Status Server::Setup(const NodeAssignment& a) {
   model->InitParams(c.seed);
   keys_ = std::make_unique<KeyLayout>(model->layout());
   ShardOptions so;
-  so.consistency = c.cluster.consistency == "bsp"   ? Consistency::kBsp
-                   : c.cluster.consistency == "asp" ? Consistency::kAsp
-                                                    : Consistency::kSsp;
+  so.consistency = c.cluster.consistency;
   so.staleness = c.cluster.staleness;
   so.slots = c.cluster.workers;
   so.optimizer = c.optimizer;
@@ -430,32 +439,23 @@ Status Server::OnControl(msg::Control::Reader c) {
         BinaryWriter w;
         w.U32(static_cast<uint32_t>(sparse_.size()));
         for (const auto& [id, t] : sparse_) t.Save(w);
-        const std::vector<uint8_t> bytes = w.Finish();
-        const std::string name = SparseFileName(assignment_.node_id);
-        Status st = WriteFileDurably(dir + "/" + name, bytes);
+        Status st = WriteCheckpointFile(dir, SparseFileName(assignment_.node_id), w,
+                                        files[static_cast<unsigned>(shards_.size())]);
         if (!st.ok()) {
           done.setError(st.message());
           return control_->Send(m);
         }
-        auto f = files[static_cast<unsigned>(shards_.size())];
-        f.setName(name);
-        f.setBytes(bytes.size());
-        f.setCrc32(Crc32(bytes));
       }
       for (size_t i = 0; i < shards_.size(); ++i) {
         BinaryWriter w;
         shards_[i]->Save(w);
-        const std::vector<uint8_t> bytes = w.Finish();
-        const std::string name = ShardFileName(assignment_.node_id, shards_[i]->keys());
-        Status st = WriteFileDurably(dir + "/" + name, bytes);
+        auto f = files[static_cast<unsigned>(i)];
+        Status st =
+            WriteCheckpointFile(dir, ShardFileName(assignment_.node_id, shards_[i]->keys()), w, f);
         if (!st.ok()) {
           done.setError(st.message());
           break;
         }
-        auto f = files[static_cast<unsigned>(i)];
-        f.setName(name);
-        f.setBytes(bytes.size());
-        f.setCrc32(Crc32(bytes));
         f.setKeyBegin(shards_[i]->keys().begin);
         f.setKeyEnd(shards_[i]->keys().end);
       }
@@ -643,7 +643,8 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
       const float lr = h.getLr();
       if (!(lr >= 0.0f) || !std::isfinite(lr))
         return InvalidArgument("learning rate is not finite");
-      if (assignment_.config.cluster.consistency != "bsp" && !seqs_[worker].FirstTime(h.getSeq())) {
+      if (assignment_.config.cluster.consistency != Consistency::kBsp &&
+          !seqs_[worker].FirstTime(h.getSeq())) {
         Reply(peer, h.getRequestId(), {});  // a duplicate: acknowledged, not applied
         return OkStatus();
       }

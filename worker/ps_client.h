@@ -27,11 +27,12 @@
 #include <vector>
 
 #include "common/base/buffer_pool.h"
+#include "common/base/status.h"
+#include "common/net/node.h"
+#include "common/net/zmq_socket.h"
 #include "common/ps/compress.h"
 #include "common/ps/keys.h"
-#include "common/net/zmq_socket.h"
-#include "common/net/node.h"
-#include "common/base/status.h"
+#include "worker/weight_source.h"
 
 namespace pstrain {
 
@@ -41,14 +42,14 @@ struct ClientIdentity {
   uint64_t membership_epoch = 0;
 };
 
-class PsClient {
+class PsClient : public WeightSource {
  public:
-  using Ticket = uint64_t;
+  using Ticket = WeightSource::Ticket;
 
   static StatusOr<std::unique_ptr<PsClient>> Connect(ZmqContext& ctx, const KeyLayout& keys,
                                                      const std::vector<ServerEntry>& servers,
                                                      const ClientIdentity& identity);
-  ~PsClient();
+  ~PsClient() override;
 
   // What a gradient is: which hand-out slot computed it at which clock, how
   // many samples it sums over and the sum of Mix64 of their indices.
@@ -68,7 +69,7 @@ class PsClient {
   StatusOr<Ticket> PushEmpty(const GradientTag& tag);
   // Weights of `range` once `clock` steps are applied, written into the
   // flat array based at `flat`.
-  StatusOr<Ticket> Pull(const KeyRange& range, float* flat, int64_t clock);
+  StatusOr<Ticket> Pull(const KeyRange& range, float* flat, int64_t clock) override;
 
   // Sparse rows (embedding tables): row r of table t lives on server
   // RowServer(t, r). grads / out hold rows.size() * dim floats.
@@ -88,11 +89,11 @@ class PsClient {
   };
   void SetCompression(const Compression& c);
 
-  Status Wait(Ticket ticket, std::chrono::milliseconds deadline);
+  Status Wait(Ticket ticket, std::chrono::milliseconds deadline) override;
   // Forgets the requests of `ticket` still in flight: replies that come
   // later are dropped, and nothing is written where a pull would have put
   // its weights.
-  void Abandon(Ticket ticket);
+  void Abandon(Ticket ticket) override;
   Status WaitAll(std::chrono::milliseconds deadline);
   Status WaitBuffersReleased(std::chrono::milliseconds deadline);
   void SetIdleHook(std::function<Status()> hook) { idle_hook_ = std::move(hook); }

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/data/sampler.h"
 #include "common/nn/metrics.h"
 #include "common/nn/optimizer.h"
-#include "common/data/sampler.h"
 #include "common/ps/sparse_table.h"
 #include "common/ps/weights_digest.h"
 
@@ -17,6 +17,24 @@ double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 }  // namespace
+
+void FillBatch(const Dataset& data, const uint32_t* ids, int n, float* input, int32_t* labels) {
+  for (int i = 0; i < n; ++i) {
+    if (input != nullptr) {
+      std::memcpy(input + static_cast<size_t>(i) * data.dim, data.row(ids[i]),
+                  data.dim * sizeof(float));
+    }
+    labels[i] = data.labels[ids[i]];
+  }
+}
+
+Status CheckLossFinite(double loss_sum, int epoch, int64_t step, int slot) {
+  if (std::isfinite(loss_sum)) return OkStatus();
+  return InvalidArgument("training diverged: the loss is not finite in epoch " +
+                         std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+                         (slot >= 0 ? " (slot " + std::to_string(slot) + ")" : "") +
+                         "; lower optimizer.lr");
+}
 
 StatusOr<EvalResult> EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end,
                                    const RowFetch& fetch, const std::function<Status()>& between) {
@@ -102,14 +120,7 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
       }
       const int64_t first = step * batch;
       const int n = static_cast<int>(std::min<int64_t>(batch, train.count - first));
-      for (int i = 0; i < n; ++i) {
-        const uint32_t s = order[first + i];
-        if (!sparse) {
-          std::memcpy(input.data() + static_cast<size_t>(i) * dim, train.row(s),
-                      dim * sizeof(float));
-        }
-        labels[i] = train.labels[s];
-      }
+      FillBatch(train, order.data() + first, n, sparse ? nullptr : input.data(), labels.data());
       if (sparse) {
         model.GatherSparse(train, order.data() + first, n);
         RETURN_IF_ERROR(fetch(model));
@@ -139,11 +150,7 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
       lr =
           ScheduledLearningRate(config.schedule, config.optimizer.lr,
                                 epoch + static_cast<double>(step) / steps_per_epoch, config.epochs);
-      if (!std::isfinite(l.loss_sum)) {
-        return InvalidArgument("training diverged: the loss is not finite in epoch " +
-                               std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
-                               "; lower optimizer.lr");
-      }
+      RETURN_IF_ERROR(CheckLossFinite(l.loss_sum, epoch, step, -1));
       optimizer->Apply(model.params(), model.grads(), lr);
       for (size_t t = 0; t < tables.size(); ++t) {
         tables[t].Push(model.rows(), model.tables()[t].grads.data(), lr);

@@ -11,11 +11,11 @@
 #include <functional>
 #include <vector>
 
-#include "common/job/config.h"
-#include "common/data/dataset.h"
-#include "common/nn/model.h"
 #include "common/base/status.h"
+#include "common/data/dataset.h"
+#include "common/job/config.h"
 #include "common/job/training_stats.h"
+#include "common/nn/model.h"
 
 namespace pstrain {
 
@@ -39,6 +39,15 @@ struct EvalResult {
 // Sparse models: fills the model's tables() values for its rows() (from
 // the servers, or a local table).
 using RowFetch = std::function<Status(Model&)>;
+
+// Makes samples ids[0, n) of `data` a batch: their labels into `labels`
+// and, for dense data, their features into `input` (null for sparse data,
+// whose batch is Model::GatherSparse's).
+void FillBatch(const Dataset& data, const uint32_t* ids, int n, float* input, int32_t* labels);
+
+// kInvalidArgument when a step's loss is not finite, naming the epoch
+// (0-based here, 1-based in the message), the step and, when >= 0, the slot.
+Status CheckLossFinite(double loss_sum, int epoch, int64_t step, int slot);
 // `between`, when given, runs after each batch (a worker answers its
 // control channel there); an error from it ends the evaluation.
 StatusOr<EvalResult> EvaluateRange(Model& model, const Dataset& data, int64_t begin, int64_t end,

@@ -19,6 +19,7 @@
 #include "common/nn/optimizer.h"
 #include "worker/ps_client.h"
 #include "worker/trainer.h"
+#include "worker/weight_pipeline.h"
 
 namespace pstrain {
 namespace {
@@ -56,57 +57,25 @@ class Worker {
   // model; the model keeps its old weights until all of them arrived.
   // Returns kAborted when slots were handed to this worker meanwhile.
   Status Pull(int64_t clock);
-  // Overlap (BSP with cluster.overlap): each layer's weights are pulled on
-  // their own and installed just before the forward pass reads them.
-  // Sends the pulls of `clock` that are not in flight, first layers first.
-  Status Prefetch(int64_t clock);
-  // Waits for layer l's weights of want_clock_ and installs them.
-  Status InstallLayer(size_t l);
-  // Every layer's weights of `clock` in the model.
-  Status InstallAll(int64_t clock);
-  // Sets the layers already at a later clock back to `clock`'s weights and
-  // forgets the pulls in flight. The model is at `clock` or one later in
-  // every layer.
-  void Rewind(int64_t clock);
-  // Abandons the layer pulls in flight, so no late reply overwrites weights.
-  void ForgetPulls();
   // Sends heartbeats and handles control messages while waiting.
   Status Idle();
   // Sparse models: pulls the rows of the gathered batch from the servers.
   Status FetchRows(Model& model);
   void SetSlotOwners(const std::vector<int>& owners);
+  // Tells the coordinator this worker acts on `membership_epoch` now.
+  Status AckMembership(uint64_t membership_epoch);
 
   ZmqContext& ctx_;
   WorkerOptions options_;
   const std::atomic<bool>* stop_;
   std::unique_ptr<ControlChannel> control_;
-  NodeAssignment a_;
+  NodeAssignment assignment_;  // what the coordinator gave this worker
   JobData data_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<KeyLayout> keys_;
   std::unique_ptr<PsClient> client_;
-  // Pulls land here: the weights of clock c in staging_[c % 2]. With
-  // overlap the model's layers read their weights from these buffers (a
-  // layer is bound to the buffer of its clock: nothing is copied), and the
-  // other buffer keeps the clock before, which Rewind binds back.
-  FloatBuffer staging_[2];
-  float* Staging(int64_t clock) { return staging_[clock & 1].data(); }
-  int64_t version_ = -1;  // the clock of the weights in the model
-  // Overlap: per layer with parameters, its keys and pulls.
-  struct LayerPull {
-    int group = 0;  // its parameter group in the model
-    KeyRange keys;
-    PsClient::Ticket ticket = 0;
-    int64_t pulling = -1;    // the clock the pull in flight brings into Staging(); -1: none
-    int64_t installed = -1;  // the clock of this layer's weights in the model
-  };
-  bool overlap_ = false;
-  std::vector<LayerPull> layers_;
-  std::vector<size_t> tensor_layer_;  // layout tensor -> its entry in layers_
-  int64_t want_clock_ = 0;            // the forward pass needs the weights of this clock
-  Status forward_status_;             // why before_forward_ stopped a step
-  double forward_wait_s_ = 0;
-  Model::WeightsNeededFn before_forward_;
+  // The weights of each step, from the servers into the model.
+  std::unique_ptr<WeightPipeline> weights_;
   std::vector<int> slot_owners_;
   std::vector<int> my_slots_;
   std::vector<int> takeover_;  // slots handed to this worker mid-epoch
@@ -139,13 +108,14 @@ class Worker {
 
 Status Worker::Run(int* exit_code) {
   ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
-  ASSIGN_OR_RETURN(a_, control_->Join(msg::Role::WORKER, options_.requested_id, NewIncarnation(),
-                                      "", std::chrono::seconds(600), "", stop_));
-  SetLogPrefix("worker " + std::to_string(a_.node_id));
+  ASSIGN_OR_RETURN(assignment_,
+                   control_->Join(msg::Role::WORKER, options_.requested_id, NewIncarnation(), "",
+                                  std::chrono::seconds(600), "", stop_));
+  SetLogPrefix("worker " + std::to_string(assignment_.node_id));
   RETURN_IF_ERROR(Setup());
   {
     capnp::MallocMessageBuilder m;
-    m.initRoot<msg::Control>().initReady().setNodeId(a_.node_id);
+    m.initRoot<msg::Control>().initReady().setNodeId(assignment_.node_id);
     RETURN_IF_ERROR(control_->Send(m));
   }
   while (!done_) {
@@ -168,31 +138,32 @@ Status Worker::Run(int* exit_code) {
 }
 
 Status Worker::Setup() {
-  const JobConfig& c = a_.config;
+  const JobConfig& c = assignment_.config;
   SetBlasThreads(c.threads);
   FlushDenormalsToZero();
   ASSIGN_OR_RETURN(data_, LoadJobData(c.data));
-  if (data_.train.dim != a_.input_dim || data_.train.num_classes != a_.num_classes ||
-      !(data_.train.shape == a_.input_shape)) {
-    return InvalidArgument("this worker's data (" + std::to_string(data_.train.dim) +
-                           " features, " + std::to_string(data_.train.num_classes) +
-                           " classes) differs from the coordinator's (" +
-                           std::to_string(a_.input_dim) + ", " + std::to_string(a_.num_classes) +
-                           "): do all hosts see the same files?");
+  if (data_.train.dim != assignment_.input_dim ||
+      data_.train.num_classes != assignment_.num_classes ||
+      !(data_.train.shape == assignment_.input_shape)) {
+    return InvalidArgument(
+        "this worker's data (" + std::to_string(data_.train.dim) + " features, " +
+        std::to_string(data_.train.num_classes) + " classes) differs from the coordinator's (" +
+        std::to_string(assignment_.input_dim) + ", " + std::to_string(assignment_.num_classes) +
+        "): do all hosts see the same files?");
   }
-  ASSIGN_OR_RETURN(model_, Model::Build(c.layers, a_.input_dim, a_.num_classes,
-                                        std::max(c.batch_size, c.eval_batch_size), a_.input_shape,
-                                        SparseOptionsOf(c, &data_)));
+  ASSIGN_OR_RETURN(model_, Model::Build(c.layers, assignment_.input_dim, assignment_.num_classes,
+                                        std::max(c.batch_size, c.eval_batch_size),
+                                        assignment_.input_shape, SparseOptionsOf(c, &data_)));
   keys_ = std::make_unique<KeyLayout>(model_->layout());
-  auto it = std::find(a_.workers.begin(), a_.workers.end(), a_.node_id);
-  if (it == a_.workers.end()) return Internal("this worker is not in its own assignment");
-  const uint64_t incarnation = a_.worker_incarnations.at(it - a_.workers.begin());
-  ClientIdentity id{a_.node_id, incarnation, a_.membership_epoch};
-  ASSIGN_OR_RETURN(client_, PsClient::Connect(ctx_, *keys_, a_.servers, id));
+  auto it = std::find(assignment_.workers.begin(), assignment_.workers.end(), assignment_.node_id);
+  if (it == assignment_.workers.end()) return Internal("this worker is not in its own assignment");
+  const uint64_t incarnation = assignment_.worker_incarnations.at(it - assignment_.workers.begin());
+  ClientIdentity id{assignment_.node_id, incarnation, assignment_.membership_epoch};
+  ASSIGN_OR_RETURN(client_, PsClient::Connect(ctx_, *keys_, assignment_.servers, id));
   PsClient::Compression compression;
-  ASSIGN_OR_RETURN(compression.gradients, ParseWireType(a_.config.compress_gradients));
-  ASSIGN_OR_RETURN(compression.weights, ParseWireType(a_.config.compress_weights));
-  compression.topk_ratio = a_.config.topk_ratio;
+  ASSIGN_OR_RETURN(compression.gradients, ParseWireType(assignment_.config.compress_gradients));
+  ASSIGN_OR_RETURN(compression.weights, ParseWireType(assignment_.config.compress_weights));
+  compression.topk_ratio = assignment_.config.topk_ratio;
   client_->SetCompression(compression);
   client_->SetIdleHook([this]() -> Status {
     RETURN_IF_ERROR(Idle());
@@ -202,30 +173,10 @@ Status Worker::Setup() {
     }
     return OkStatus();
   });
-  staging_[0] = FloatBuffer(model_->params().size());
-  overlap_ = c.cluster.consistency == "bsp" && c.cluster.overlap;
-  if (overlap_) {
-    const TensorLayout& layout = model_->layout();
-    tensor_layer_.assign(static_cast<size_t>(layout.count()), 0);
-    const std::vector<ParamGroup>& groups = model_->param_groups();
-    for (size_t i = 0; i < groups.size(); ++i) {
-      const ParamGroup& group = groups[i];
-      const TensorSpec& last = layout[group.last_tensor - 1];
-      LayerPull l;
-      l.group = static_cast<int>(i);
-      l.keys = keys_->Covering(layout[group.first_tensor].offset, last.offset + last.size);
-      for (int t = group.first_tensor; t < group.last_tensor; ++t) {
-        tensor_layer_[static_cast<size_t>(t)] = layers_.size();
-      }
-      layers_.push_back(l);
-    }
-    staging_[1] = FloatBuffer(model_->params().size());
-    before_forward_ = [this](int first_tensor, int) {
-      forward_status_ = InstallLayer(tensor_layer_[static_cast<size_t>(first_tensor)]);
-      return forward_status_.ok();
-    };
-  }
-  if (!model_->sparse()) input_ = FloatBuffer(static_cast<size_t>(c.batch_size) * a_.input_dim);
+  const bool overlap = c.cluster.consistency == Consistency::kBsp && c.cluster.overlap;
+  weights_ = std::make_unique<WeightPipeline>(*model_, *keys_, *client_, overlap, kWaitDeadline);
+  if (!model_->sparse())
+    input_ = FloatBuffer(static_cast<size_t>(c.batch_size) * assignment_.input_dim);
   labels_.resize(c.batch_size);
   return OkStatus();
 }
@@ -237,11 +188,19 @@ Status Worker::Idle() {
   return control_->Tick();
 }
 
+Status Worker::AckMembership(uint64_t membership_epoch) {
+  capnp::MallocMessageBuilder ack;
+  auto b = ack.initRoot<msg::Control>().initMembershipAck();
+  b.setNodeId(assignment_.node_id);
+  b.setMembershipEpoch(membership_epoch);
+  return control_->Send(ack);
+}
+
 void Worker::SetSlotOwners(const std::vector<int>& owners) {
   slot_owners_ = owners;
   my_slots_.clear();
   for (size_t s = 0; s < owners.size(); ++s) {
-    if (owners[s] == a_.node_id) my_slots_.push_back(static_cast<int>(s));
+    if (owners[s] == assignment_.node_id) my_slots_.push_back(static_cast<int>(s));
   }
 }
 
@@ -250,7 +209,7 @@ Status Worker::OnControl(msg::Control::Reader c) {
     case msg::Control::START_EPOCH: {
       auto e = c.getStartEpoch();
       if (e.getSteps() < 0 || e.getEpoch() < 0 ||
-          static_cast<int>(e.getSlotOwners().size()) != a_.config.cluster.workers) {
+          static_cast<int>(e.getSlotOwners().size()) != assignment_.config.cluster.workers) {
         return InvalidArgument("bad StartEpoch");
       }
       SetSlotOwners(ToVector(e.getSlotOwners()));
@@ -264,14 +223,14 @@ Status Worker::OnControl(msg::Control::Reader c) {
       t.steps = e.getSteps();
       t.only = ToVector(e.getOnlySlots());
       for (int s : t.only) {
-        if (s < 0 || s >= a_.config.cluster.workers) return InvalidArgument("bad slot");
+        if (s < 0 || s >= assignment_.config.cluster.workers) return InvalidArgument("bad slot");
       }
       tasks_.push_back(std::move(t));
       return OkStatus();
     }
     case msg::Control::MEMBERSHIP: {
       auto m = c.getMembership();
-      if (static_cast<int>(m.getSlotOwners().size()) != a_.config.cluster.workers) {
+      if (static_cast<int>(m.getSlotOwners().size()) != assignment_.config.cluster.workers) {
         return InvalidArgument("bad Membership");
       }
       const std::vector<int> before = my_slots_;
@@ -288,11 +247,7 @@ Status Worker::OnControl(msg::Control::Reader c) {
       if (!takeover_.empty()) {
         PSTRAIN_LOG(INFO) << "took over " << takeover_.size() << " slot(s) of a dead worker";
       }
-      capnp::MallocMessageBuilder ack;
-      auto b = ack.initRoot<msg::Control>().initMembershipAck();
-      b.setNodeId(a_.node_id);
-      b.setMembershipEpoch(m.getMembershipEpoch());
-      return control_->Send(ack);
+      return AckMembership(m.getMembershipEpoch());
     }
     case msg::Control::ROUTING: {
       std::vector<ServerEntry> servers;
@@ -302,11 +257,7 @@ Status Worker::OnControl(msg::Control::Reader c) {
       abort_waits_ = true;
       PSTRAIN_LOG(INFO) << "new server routing (epoch " << c.getRouting().getMembershipEpoch()
                         << "): redoing the current step";
-      capnp::MallocMessageBuilder ack;
-      auto b = ack.initRoot<msg::Control>().initMembershipAck();
-      b.setNodeId(a_.node_id);
-      b.setMembershipEpoch(c.getRouting().getMembershipEpoch());
-      return control_->Send(ack);
+      return AckMembership(c.getRouting().getMembershipEpoch());
     }
     case msg::Control::EVALUATE: {
       auto e = c.getEvaluate();
@@ -347,101 +298,26 @@ Status Worker::FetchRows(Model& model) {
 }
 
 Status Worker::Pull(int64_t clock) {
-  const int64_t want = a_.config.cluster.consistency == "asp" ? 0 : clock;
-  // Overlap: into this clock's buffer, which every layer then reads, so the
-  // other keeps the replaced weights for Rewind. Without overlap: copied
-  // into the model.
-  float* staging = overlap_ ? Staging(clock) : staging_[0].data();
-  ForgetPulls();
-  ASSIGN_OR_RETURN(PsClient::Ticket t, client_->Pull(keys_->all(), staging, want));
-  if (Status s = client_->Wait(t, kWaitDeadline); !s.ok()) {
-    client_->Abandon(t);
-    return s;
-  }
-  if (overlap_) {
-    for (const LayerPull& l : layers_) model_->BindParams(l.group, staging);
-  } else {
-    std::memcpy(model_->params().data(), staging, model_->params().size() * sizeof(float));
-  }
-  version_ = clock;
-  for (LayerPull& l : layers_) l.installed = clock;
-  return OkStatus();
-}
-
-Status Worker::Prefetch(int64_t clock) {
-  for (LayerPull& l : layers_) {
-    if (l.pulling >= 0 || l.installed >= clock) continue;
-    ASSIGN_OR_RETURN(l.ticket, client_->Pull(l.keys, Staging(clock), clock));
-    l.pulling = clock;
-  }
-  return OkStatus();
-}
-
-Status Worker::InstallLayer(size_t i) {
-  LayerPull& l = layers_[i];
-  if (l.installed >= want_clock_) return OkStatus();
-  if (l.pulling != want_clock_) {
-    return Internal("layer " + std::to_string(i) + " has weights of clock " +
-                    std::to_string(l.installed) + ", needs " + std::to_string(want_clock_) +
-                    " and no pull brings them");
-  }
-  const auto t0 = Clock::now();
-  Status s = client_->Wait(l.ticket, kWaitDeadline);
-  forward_wait_s_ += Seconds(Clock::now() - t0);
-  l.pulling = -1;
-  if (!s.ok()) {
-    client_->Abandon(l.ticket);  // its answers, if they still come, land nowhere
-    return s;
-  }
-  // The replaced weights stay in the other buffer until the pull of the
-  // clock after this one, by when the step that used them is pushed (Rewind).
-  model_->BindParams(l.group, Staging(want_clock_));
-  l.installed = want_clock_;
-  return OkStatus();
-}
-
-Status Worker::InstallAll(int64_t clock) {
-  RETURN_IF_ERROR(Prefetch(clock));
-  want_clock_ = clock;
-  for (size_t i = 0; i < layers_.size(); ++i) RETURN_IF_ERROR(InstallLayer(i));
-  version_ = clock;
-  return OkStatus();
-}
-
-void Worker::Rewind(int64_t clock) {
-  ForgetPulls();
-  for (LayerPull& l : layers_) {
-    if (l.installed > clock) {
-      model_->BindParams(l.group, Staging(clock));
-      l.installed = clock;
-    }
-  }
-}
-
-void Worker::ForgetPulls() {
-  // A late reply of clock c + 2 would land in the buffer that holds clock c.
-  for (LayerPull& l : layers_) {
-    if (l.pulling >= 0) client_->Abandon(l.ticket);
-    l.pulling = -1;
-  }
+  const bool asp = assignment_.config.cluster.consistency == Consistency::kAsp;
+  return weights_->Pull(clock, asp ? 0 : clock);
 }
 
 Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64_t clock,
                             const std::vector<int>& slots) {
-  const JobConfig& c = a_.config;
-  const bool bsp = c.cluster.consistency == "bsp";
+  const JobConfig& c = assignment_.config;
+  const bool bsp = c.cluster.consistency == Consistency::kBsp;
   const float lr = ScheduledLearningRate(c.schedule, c.optimizer.lr,
                                          epoch + static_cast<double>(k) / plan.steps(), c.epochs);
-  want_clock_ = clock;
+  weights_->set_want_clock(clock);
   for (int slot : slots) {
     const std::span<const uint32_t> mine = plan.Samples(slot, k);
     const int n = static_cast<int>(mine.size());
     PsClient::GradientTag tag{slot, clock, lr, n, 0};
     if (n == 0) {
       // Every piece must be at `clock` before it takes a push for it.
-      if (overlap_) {
-        RETURN_IF_ERROR(InstallAll(clock));
-        RETURN_IF_ERROR(Prefetch(clock + 1));
+      if (weights_->overlap()) {
+        RETURN_IF_ERROR(weights_->InstallAll(clock));
+        RETURN_IF_ERROR(weights_->Prefetch(clock + 1));
       }
       ASSIGN_OR_RETURN(PsClient::Ticket p, client_->PushEmpty(tag));
       pushes_.push_back(p);
@@ -453,14 +329,8 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
     auto t1 = Clock::now();
     push_wait_s_ += Seconds(t1 - t0);
     const bool sparse = model_->sparse();
-    for (int i = 0; i < n; ++i) {
-      if (!sparse) {
-        std::memcpy(input_.data() + static_cast<size_t>(i) * a_.input_dim, data_.train.row(mine[i]),
-                    a_.input_dim * sizeof(float));
-      }
-      labels_[i] = data_.train.labels[mine[i]];
-      tag.sample_hash += Mix64(mine[i]);
-    }
+    FillBatch(data_.train, mine.data(), n, sparse ? nullptr : input_.data(), labels_.data());
+    for (uint32_t s : mine) tag.sample_hash += Mix64(s);
     if (sparse) {
       // The rows this batch touches, fresh from the servers.
       model_->GatherSparse(data_.train, mine.data(), n);
@@ -474,15 +344,14 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
     const float scale = 1.0f / static_cast<float>(bsp ? plan.StepTotal(k) : n);
     Status push_status;
     model_->SetStepSeed(StepSeed(c.seed, epoch, k, slot));
-    forward_wait_s_ = 0;
-    forward_status_ = OkStatus();
+    weights_->TakeForwardWait();
     LossResult l = model_->TrainStep(
         sparse ? nullptr : input_.data(), labels_.data(), n, scale,
         [&](int first, int last) {
           if (!push_status.ok()) return;
           // The next weights are asked for before the first gradient goes
           // out, so the servers can answer each piece once it is applied.
-          if (overlap_) push_status = Prefetch(clock + 1);
+          if (weights_->overlap()) push_status = weights_->Prefetch(clock + 1);
           if (!push_status.ok()) return;
           const TensorLayout& layout = model_->layout();
           const KeyRange range = keys_->Covering(layout[first].offset,
@@ -494,9 +363,10 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
             push_status = p.status();
           }
         },
-        before_forward_);
-    pull_wait_s_ += forward_wait_s_;
-    RETURN_IF_ERROR(forward_status_);
+        weights_->BeforeForward());
+    RETURN_IF_ERROR(weights_->forward_status());
+    const double forward_wait_s = weights_->TakeForwardWait();
+    pull_wait_s_ += forward_wait_s;
     RETURN_IF_ERROR(push_status);
     for (const RowBlock& t : model_->tables()) {
       // Applied on arrival: the rows' gradients do not wait for the clock.
@@ -504,12 +374,8 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
                        client_->PushRows(t.table, t.dim, model_->rows(), t.grads.data(), lr));
       pushes_.push_back(p);
     }
-    if (!std::isfinite(l.loss_sum)) {
-      return InvalidArgument("training diverged: the loss is not finite in epoch " +
-                             std::to_string(epoch + 1) + ", step " + std::to_string(k + 1) +
-                             " (slot " + std::to_string(slot) + "); lower optimizer.lr");
-    }
-    compute_s_ += Seconds(Clock::now() - t1) - forward_wait_s_;
+    RETURN_IF_ERROR(CheckLossFinite(l.loss_sum, epoch, k, slot));
+    compute_s_ += Seconds(Clock::now() - t1) - forward_wait_s;
     loss_sum_ += l.loss_sum;
     correct_ += l.correct;
     done_samples_ += n;
@@ -520,15 +386,13 @@ Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64
 
 Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
                         const std::vector<int>& only) {
-  const JobConfig& c = a_.config;
-  const HandoutKind kind = c.data.handout == "static" ? HandoutKind::kStatic : HandoutKind::kGlobal;
-  const HandoutPlan plan = HandoutPlan::Make(kind, c.seed, epoch, data_.train.count, c.batch_size,
-                                             c.cluster.workers, c.data.shard_weights);
+  const JobConfig& c = assignment_.config;
+  const HandoutPlan plan = EpochPlan(c, epoch, data_.train.count);
   if (plan.steps() != steps) {
     return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
                     std::to_string(plan.steps()));
   }
-  const bool bsp = c.cluster.consistency == "bsp";
+  const bool bsp = c.cluster.consistency == Consistency::kBsp;
   loss_sum_ = compute_s_ = push_wait_s_ = pull_wait_s_ = 0;
   correct_ = done_samples_ = 0;
   hash_ = 0;
@@ -580,16 +444,16 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   // Overlap: waiting for the weights after step k was interrupted (`s`).
   // Back to step k's weights, finish step k as without overlap.
   auto recover = [&](int64_t k, Status s) -> Status {
-    Rewind(first_clock + k);
+    weights_->Rewind(first_clock + k);
     return finish(k, std::move(s));
   };
-  if (!bsp || version_ != first_clock) RETURN_IF_ERROR(pull(-1));
+  if (!bsp || weights_->version() != first_clock) RETURN_IF_ERROR(pull(-1));
   for (int64_t k = 0; k < steps; ++k) {
     const int64_t clock = first_clock + k;
     const std::vector<int>& slots = only.empty() ? my_slots_ : only;
     Status s = ComputeSlots(plan, epoch, k, clock, slots);
     while (interrupted(s)) {
-      if (overlap_ && k > 0) {
+      if (weights_->overlap() && k > 0) {
         RETURN_IF_ERROR(recover(k - 1, std::move(s)));
       } else {
         rerun_step_ = false;  // the weights of step k are complete: redoing step k suffices
@@ -598,12 +462,12 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
     }
     RETURN_IF_ERROR(s);
     if (!takeover_.empty()) RETURN_IF_ERROR(take_over(k));  // handed over while computing
-    if (!overlap_) {
+    if (!weights_->overlap()) {
       RETURN_IF_ERROR(pull(k));
     } else if (k + 1 == steps) {
       // The epoch's last weights, in the model for evaluation.
       const auto t0 = Clock::now();
-      s = InstallAll(clock + 1);
+      s = weights_->InstallAll(clock + 1);
       pull_wait_s_ += Seconds(Clock::now() - t0);
       if (interrupted(s)) s = recover(k, std::move(s));
       RETURN_IF_ERROR(s);
@@ -616,7 +480,7 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
       last_progress = Clock::now();
       capnp::MallocMessageBuilder m;
       auto p = m.initRoot<msg::Control>().initProgress();
-      p.setNodeId(a_.node_id);
+      p.setNodeId(assignment_.node_id);
       p.setEpoch(epoch);
       p.setSamples(done_samples_);
       p.setLossSum(loss_sum_);
@@ -633,7 +497,7 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   push_wait_s_ += Seconds(Clock::now() - t0);
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEpochDone();
-  d.setNodeId(a_.node_id);
+  d.setNodeId(assignment_.node_id);
   d.setEpoch(epoch);
   d.setSamples(done_samples_);
   d.setLossSum(loss_sum_);
@@ -667,11 +531,11 @@ Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
 
 Status Worker::EvaluateRows(int epoch, int64_t begin, int64_t end) {
   RETURN_IF_ERROR(WaitForEvalGate());
-  if (a_.config.cluster.consistency != "bsp" || rerun_step_) {
+  if (assignment_.config.cluster.consistency != Consistency::kBsp || rerun_step_) {
     rerun_step_ = false;
     Status s;
     do {
-      s = Pull(version_);
+      s = Pull(weights_->version());
     } while (s.code() == StatusCode::kAborted && !done_);
     RETURN_IF_ERROR(s);
   }
@@ -683,7 +547,7 @@ Status Worker::EvaluateRows(int epoch, int64_t begin, int64_t end) {
                        [this] { return Idle(); }));
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEvalDone();
-  d.setNodeId(a_.node_id);
+  d.setNodeId(assignment_.node_id);
   d.setEpoch(epoch);
   d.setLossSum(r.loss_sum);
   d.setCorrect(r.correct);

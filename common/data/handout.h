@@ -18,9 +18,9 @@
 #include <span>
 #include <vector>
 
-namespace pstrain {
+#include "common/job/choices.h"
 
-enum class HandoutKind { kGlobal, kStatic };
+namespace pstrain {
 
 class HandoutPlan {
  public:

@@ -46,4 +46,9 @@ SparseOptions SparseOptionsOf(const JobConfig& config, const JobData* data) {
   return o;
 }
 
+HandoutPlan EpochPlan(const JobConfig& config, int epoch, int64_t samples) {
+  return HandoutPlan::Make(config.data.handout, config.seed, epoch, samples, config.batch_size,
+                           config.cluster.workers, config.data.shard_weights);
+}
+
 }  // namespace pstrain

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/data/dataset.h"
+#include "common/data/handout.h"
 #include "common/job/config.h"
 #include "common/nn/model.h"
 
@@ -14,6 +15,11 @@ struct JobData {
 };
 
 StatusOr<JobData> LoadJobData(const DataConfig& data);
+
+// The hand-out of `epoch` over `samples` training samples as the job
+// configures it (kind, seed, batch, the configured workers' slots, static
+// shard weights): every process computes the same plan.
+HandoutPlan EpochPlan(const JobConfig& config, int epoch, int64_t samples);
 
 // How the job's model takes its input: sparse for LibSVM data, with
 // max_active from `data` when given (1 otherwise: enough to lay the

@@ -853,7 +853,9 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.data.label_column = static_cast<int>(integer("data.label_column"));
   c.data.header = boolean("data.header");
   c.data.features = integer("data.features");
-  c.data.handout = str("data.handout");
+  c.data.handout = str("data.handout") == HandoutKindName(HandoutKind::kStatic)
+                       ? HandoutKind::kStatic
+                       : HandoutKind::kGlobal;
   if (const toml::node* n = root.at_path("data.shard_weights").node()) {
     for (const toml::node& e : *n->as_array()) c.data.shard_weights.push_back(*e.value<double>());
   }
@@ -929,7 +931,10 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
   c.micro_batches = static_cast<int>(integer("train.micro_batches"));
   c.cluster.servers = static_cast<int>(integer("cluster.servers"));
   c.cluster.workers = static_cast<int>(integer("cluster.workers"));
-  c.cluster.consistency = str("cluster.consistency");
+  // The schema has checked the value is one of the names.
+  for (Consistency k : {Consistency::kBsp, Consistency::kAsp, Consistency::kSsp}) {
+    if (str("cluster.consistency") == ConsistencyName(k)) c.cluster.consistency = k;
+  }
   c.cluster.staleness = static_cast<int>(integer("cluster.staleness"));
   c.cluster.bind = str("cluster.bind");
   c.cluster.replication = static_cast<int>(integer("cluster.replication"));
@@ -951,7 +956,7 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
         ") must be larger than cluster.heartbeat_ms (" + std::to_string(c.cluster.heartbeat_ms) +
         ")");
   }
-  if (!c.data.shard_weights.empty() && c.data.handout != "static") {
+  if (!c.data.shard_weights.empty() && c.data.handout != HandoutKind::kStatic) {
     return InvalidArgument(
         where.At("data.shard_weights", root.at_path("data.shard_weights").node()) +
         "data.shard_weights needs data.handout = \"static\"");

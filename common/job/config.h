@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "common/job/choices.h"
 #include "common/nn/graph_spec.h"
 #include "common/nn/optimizer_options.h"
 #include "common/nn/tensor.h"
@@ -29,7 +30,7 @@ struct DataConfig {
   int64_t features = 0;  // libsvm: the feature space (0: from the files)
   int label_column = 0;
   bool header = false;
-  std::string handout;                // "global" | "static"
+  HandoutKind handout = HandoutKind::kGlobal;
   std::vector<double> shard_weights;  // static: per worker; empty: equal
   ImageShape image_shape;             // unknown: the data's own (IDX), or none (CSV)
 };
@@ -37,7 +38,7 @@ struct DataConfig {
 struct ClusterConfig {
   int servers = 1;
   int workers = 1;
-  std::string consistency = "bsp";  // "bsp" | "asp" | "ssp"
+  Consistency consistency = Consistency::kBsp;
   int staleness = 2;
   std::string bind = "127.0.0.1";  // address or interface name
   int replication = 1;             // copies of each key range (1 or 2)

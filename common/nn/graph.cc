@@ -393,6 +393,24 @@ void Graph::Plan(int max_batch) {
     c.scratch = scratch_size[k] > 0 ? arena_.get() + scratch_at[k] : nullptr;
     c.stream = n.rand_stream;
   }
+  // The first node to reach a gradient going back writes it; the later
+  // ones add to it.
+  std::vector<bool> value_seen(values_.size(), false);
+  std::map<int, bool> tensor_seen;
+  for (size_t k = nodes_.size(); k-- > 0;) {
+    Node& n = nodes_[k];
+    n.call.din_add.assign(n.inputs.size(), 0);
+    for (size_t slot = 0; slot < n.inputs.size(); ++slot) {
+      const size_t v = static_cast<size_t>(n.inputs[slot]);
+      n.call.din_add[slot] = value_seen[v] ? 1 : 0;
+      value_seen[v] = true;
+    }
+    n.call.dw_add.assign(n.tensors.size(), 0);
+    for (size_t j = 0; j < n.tensors.size(); ++j) {
+      n.call.dw_add[j] = tensor_seen[n.tensors[j]] ? 1 : 0;
+      tensor_seen[n.tensors[j]] = true;
+    }
+  }
 }
 
 void Graph::Bind(const TensorLayout& layout, float* params, float* grads) {
@@ -448,12 +466,6 @@ float* Graph::Forward(const float* input, int batch, bool training, uint64_t ste
     n.op->Forward(n.call);
   }
   return values_[static_cast<size_t>(output_)].data;
-}
-
-void Graph::ZeroValueGrads(int batch) {
-  for (Value& v : values_) {
-    if (v.grad != nullptr) std::memset(v.grad, 0, static_cast<size_t>(batch) * v.shape.size * 4);
-  }
 }
 
 void Graph::Backward(int batch, const GradReadyFn& on_ready) {

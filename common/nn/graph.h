@@ -11,9 +11,9 @@
 // Forward runs the nodes in topological order; Backward runs them in
 // reverse, each adding into its inputs' and parameters' gradients, so a
 // value read by several nodes and a weight used by several nodes (`share`)
-// receive the sum of their uses. A parameter group (the tensors one node
-// declares) is reported ready once the earliest node that reads it has been
-// back-propagated.
+// receive the sum of their uses; the first to reach a gradient writes it
+// (OpCall::din_add, dw_add), so no gradient is cleared per step. A parameter group (the tensors one
+// node declares) is reported ready once the earliest node that reads it has been back-propagated.
 //
 // The graph never owns parameters: it reads them through one pointer a
 // tensor (BindTensors), and writes their gradients into the array given to
@@ -81,10 +81,11 @@ class Graph {
   // null when `before` stopped the pass. Valid until the next Forward.
   float* Forward(const float* input, int batch, bool training, uint64_t step_seed,
                  const WeightsNeededFn& before = nullptr);
-  // Clears the gradients of the values for `batch` samples; then the
-  // caller writes the output's gradient (output_grad()) and calls Backward.
-  void ZeroValueGrads(int batch);
+  // Where the caller writes the output's gradient before Backward.
   float* output_grad() { return values_[output_].grad; }
+  // Writes every parameter's gradient (the sum over its uses) into the
+  // gradient array, and every value's on the way: the first node to reach
+  // a gradient writes it, the others add to it, so nothing needs clearing.
   void Backward(int batch, const GradReadyFn& on_ready = nullptr);
 
   ValueShape output_shape() const { return values_[output_].shape; }

@@ -149,12 +149,11 @@ LossResult Model::TrainStep(const float* input, const int32_t* labels, int batch
                             const WeightsNeededFn& before_forward) {
   const float* logits = Run(input, batch, true, before_forward);
   if (logits == nullptr) return LossResult{};
-  // zero_grad: every backward adds into its gradients.
-  grads_.Fill(0.0f);
+  // The rows' gradients are sums over a batch's entries: cleared, then
+  // added to (the graph's own gradients need no clearing).
   for (RowBlock& t : tables_) {
     std::fill(t.grads.data(), t.grads.data() + sparse_.rows.size() * t.dim, 0.0f);
   }
-  graph_->ZeroValueGrads(batch);
   float* dlogits = graph_->output_grad();
   LossResult loss = Loss(logits, labels, batch, dlogits, grad_scale);
   if (wide_) ScatterRowGrads(sparse_, batch, dlogits, &tables_.back());

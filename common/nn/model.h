@@ -108,9 +108,9 @@ class Model {
   // computed and no gradient is reported.
   using WeightsNeededFn = Graph::WeightsNeededFn;
 
-  // Forward, loss and backward on `batch` rows (batch <= max_batch). Clears
-  // grads() and leaves d(mean loss)/dparams in it (mean over this batch,
-  // times grad_scale * batch; pass 1/batch for the plain mean). When
+  // Forward, loss and backward on `batch` rows (batch <= max_batch). Leaves
+  // d(mean loss)/dparams in grads(), replacing what was there (mean over
+  // this batch, times grad_scale * batch; pass 1/batch for the plain mean). When
   // `before_forward` stops the step, the result and grads() mean nothing.
   LossResult TrainStep(const float* input, const int32_t* labels, int batch, float grad_scale,
                        const GradReadyFn& on_grad_ready = nullptr,

@@ -27,7 +27,7 @@ ClusterStatus SampleStatus() {
   ClusterStatus s;
   s.job = "job \"quoted\"";
   s.phase = "training";
-  s.consistency = "ssp";
+  s.consistency = Consistency::kSsp;
   s.staleness = 3;
   s.batch_size = 64;
   s.servers_wanted = 1;

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,8 +39,8 @@ inline void CheckClose(double analytic, double numeric, const std::string& what)
 
 // Runs `op` on random inputs of `inputs` shapes and random parameters and
 // checks every input and parameter gradient of L = sum(y * r), for a random
-// r, against central differences. The gradients start from nonzero values,
-// so a Backward that writes instead of adding fails.
+// r, against central differences, both as the first writer of every
+// gradient and adding to gradients that already hold values.
 inline void CheckOpGradients(Op& op, const std::vector<ValueShape>& inputs, int batch,
                              uint64_t seed, bool training = false) {
   INFO(op.Describe());
@@ -79,27 +80,52 @@ inline void CheckOpGradients(Op& op, const std::vector<ValueShape>& inputs, int 
     for (size_t i = 0; i < y.size(); ++i) sum += static_cast<double>(y[i]) * r[i];
     return sum;
   };
-  // Gradients start at 0.5: the analytic gradient is what Backward added.
-  std::vector<std::vector<float>> dx, dw;
-  for (auto& xi : x) dx.emplace_back(xi.size(), 0.5f);
-  for (auto& p : params) dw.emplace_back(p.size(), 0.5f);
-  std::vector<float> y(out_n), dy(r);
-  c.out = y.data();
-  c.dout = dy.data();
-  for (auto& d : dx) c.din.push_back(d.data());
-  for (auto& d : dw) c.dw.push_back(d.data());
-  op.Forward(c);
-  op.Backward(c);
+  // Backward as the first writer of every gradient (buffers full of NaN,
+  // which a write replaces), then adding to gradients that hold 0.5: what
+  // it added must be what it wrote.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto backward = [&](bool add, float start, std::vector<std::vector<float>>* dx,
+                      std::vector<std::vector<float>>* dw) {
+    dx->clear();
+    dw->clear();
+    for (auto& xi : x) dx->emplace_back(xi.size(), start);
+    for (auto& p : params) dw->emplace_back(p.size(), start);
+    std::vector<float> y(out_n), dy(r);
+    OpCall b = c;
+    b.out = y.data();
+    b.dout = dy.data();
+    for (auto& d : *dx) b.din.push_back(d.data());
+    for (auto& d : *dw) b.dw.push_back(d.data());
+    b.din_add.assign(x.size(), add ? 1 : 0);
+    b.dw_add.assign(params.size(), add ? 1 : 0);
+    op.Forward(b);
+    op.Backward(b);
+  };
+  std::vector<std::vector<float>> dx, dw, dx_added, dw_added;
+  backward(false, nan, &dx, &dw);
+  backward(true, 0.5f, &dx_added, &dw_added);
+  for (size_t k = 0; k < dx.size(); ++k) {
+    for (size_t i = 0; i < dx[k].size(); ++i) {
+      INFO("input " << k << " [" << i << "]");
+      CHECK(dx_added[k][i] - 0.5f == Approx(dx[k][i]).margin(1e-6));
+    }
+  }
+  for (size_t k = 0; k < dw.size(); ++k) {
+    for (size_t i = 0; i < dw[k].size(); ++i) {
+      INFO("parameter " << k << " [" << i << "]");
+      CHECK(dw_added[k][i] - 0.5f == Approx(dw[k][i]).margin(1e-6));
+    }
+  }
   for (size_t k = 0; k < x.size(); ++k) {
     for (size_t i = 0; i < x[k].size(); ++i) {
-      CheckClose(dx[k][i] - 0.5, NumericGrad(loss, &x[k][i]),
+      CheckClose(dx[k][i], NumericGrad(loss, &x[k][i]),
                  "input " + std::to_string(k) + " [" + std::to_string(i) + "]");
     }
   }
   const std::vector<ParamDecl> decls = op.Params();
   for (size_t k = 0; k < params.size(); ++k) {
     for (size_t i = 0; i < params[k].size(); ++i) {
-      CheckClose(dw[k][i] - 0.5, NumericGrad(loss, &params[k][i]),
+      CheckClose(dw[k][i], NumericGrad(loss, &params[k][i]),
                  decls[k].suffix + "[" + std::to_string(i) + "]");
     }
   }

@@ -115,6 +115,8 @@ TEST_CASE("conv2d computes the convolution of HWC images, whole batch or in chun
   c.out = y.data();
   c.w = {w.data(), b.data()};
   c.dw = {dw.data(), db.data()};
+  c.dw_add = {0, 0};
+  c.din_add = {0};
   c.scratch = reinterpret_cast<std::byte*>(scratch.data());
   conv.Forward(c);
   const std::vector<float> expect = NaiveConv(x, w.data(), b.data(), in, o, batch);
@@ -136,6 +138,7 @@ TEST_CASE("conv2d computes the convolution of HWC images, whole batch or in chun
     std::fill(dx_one.begin(), dx_one.end(), 0.0f);
     OpCall one = c;
     one.batch = 1;
+    one.dw_add = {1, 1};
     one.in = {x.data() + n * in.size()};
     one.out = y_one.data();
     one.dout = dy_copy.data() + n * out_size;
@@ -171,6 +174,7 @@ TEST_CASE("maxpool takes window maxima per channel and routes gradients to them"
   c.in = {x.data()};
   c.out = y.data();
   c.scratch = reinterpret_cast<std::byte*>(argmax.data());
+  c.din_add = {0};
   REQUIRE(pool->ScratchBytes(1) == argmax.size() * 4);
   pool->Forward(c);
   CHECK(y == std::vector<float>{5, 0, 7, -2, 13, -8, 15, -10});
@@ -247,8 +251,10 @@ TEST_CASE("relu passes gradient only where its input is positive", "[nn][gradche
   std::vector<float> x = {-1.0f, 2.0f, 0.5f, -0.25f}, y(4), dy = {1, 2, 3, 4}, dx(4, 1.0f);
   ReluForward(x.data(), y.data(), 4);
   CHECK(y == std::vector<float>{0, 2, 0.5f, 0});
-  ReluBackward(x.data(), y.data(), dy.data(), dx.data(), 4);
+  ReluBackward(x.data(), y.data(), dy.data(), dx.data(), 4, /*add=*/true);
   CHECK(dx == std::vector<float>{1, 3, 4, 1});  // added to what was there
+  ReluBackward(x.data(), y.data(), dy.data(), dx.data(), 4, /*add=*/false);
+  CHECK(dx == std::vector<float>{0, 2, 3, 0});  // the first writer writes
   auto relu = Make({.type = "relu"}, {Flat(7)});
   CheckOpGradients(*relu, {Flat(7)}, 3, 2);
 }

@@ -11,20 +11,21 @@ namespace pstrain {
 
 // y = f(x) over n values.
 using ElementwiseFn = void (*)(const float* x, float* y, size_t n);
-// dx += f'(x) dy over n values (y = f(x), for ops whose derivative is
-// cheaper from it).
+// dx += f'(x) dy over n values, or dx = f'(x) dy when !add (y = f(x), for
+// ops whose derivative is cheaper from it).
 using ElementwiseGradFn = void (*)(const float* x, const float* y, const float* dy, float* dx,
-                                   size_t n);
+                                   size_t n, bool add);
 
 void ReluForward(const float* x, float* y, size_t n);
-void ReluBackward(const float* x, const float* y, const float* dy, float* dx, size_t n);
+void ReluBackward(const float* x, const float* y, const float* dy, float* dx, size_t n, bool add);
 // The exact GELU, x * Phi(x) (PyTorch's nn.GELU() default).
 void GeluForward(const float* x, float* y, size_t n);
-void GeluBackward(const float* x, const float* y, const float* dy, float* dx, size_t n);
+void GeluBackward(const float* x, const float* y, const float* dy, float* dx, size_t n, bool add);
 void SigmoidForward(const float* x, float* y, size_t n);
-void SigmoidBackward(const float* x, const float* y, const float* dy, float* dx, size_t n);
+void SigmoidBackward(const float* x, const float* y, const float* dy, float* dx, size_t n,
+                     bool add);
 void TanhForward(const float* x, float* y, size_t n);
-void TanhBackward(const float* x, const float* y, const float* dy, float* dx, size_t n);
+void TanhBackward(const float* x, const float* y, const float* dy, float* dx, size_t n, bool add);
 
 class ElementwiseOp : public Op {
  public:
@@ -37,7 +38,8 @@ class ElementwiseOp : public Op {
   }
   void Backward(const OpCall& c) override {
     if (c.din[0] != nullptr) {
-      g_(c.in[0], c.out, c.dout, c.din[0], static_cast<size_t>(c.batch) * shape_.size);
+      g_(c.in[0], c.out, c.dout, c.din[0], static_cast<size_t>(c.batch) * shape_.size,
+         c.din_add[0]);
     }
   }
 

@@ -20,9 +20,9 @@ void AddOp::Forward(const OpCall& c) {
 
 void AddOp::Backward(const OpCall& c) {
   const size_t n = static_cast<size_t>(c.batch) * shape_.size;
-  for (float* dx : c.din) {
-    if (dx == nullptr) continue;
-    for (size_t i = 0; i < n; ++i) dx[i] += c.dout[i];
+  for (size_t k = 0; k < c.din.size(); ++k) {
+    if (c.din[k] == nullptr) continue;
+    StoreGrad(c.din[k], n, c.din_add[k], [&](size_t i) { return c.dout[i]; });
   }
 }
 

@@ -16,13 +16,13 @@ void ConcatForward(const std::vector<const float*>& xs, const std::vector<int64_
 }
 
 void ConcatBackward(const float* dy, const std::vector<int64_t>& widths, int64_t positions,
-                    int batch, const std::vector<float*>& dxs) {
+                    int batch, const std::vector<float*>& dxs, const std::vector<uint8_t>& add) {
   const int64_t rows = positions * batch;
   for (int64_t r = 0; r < rows; ++r) {
     for (size_t k = 0; k < dxs.size(); ++k) {
       if (dxs[k] != nullptr) {
-        float* dst = dxs[k] + r * widths[k];
-        for (int64_t i = 0; i < widths[k]; ++i) dst[i] += dy[i];
+        StoreGrad(dxs[k] + r * widths[k], static_cast<size_t>(widths[k]), add[k],
+                  [&](size_t i) { return dy[i]; });
       }
       dy += widths[k];
     }
@@ -40,7 +40,7 @@ void ConcatOp::Forward(const OpCall& c) {
 }
 
 void ConcatOp::Backward(const OpCall& c) {
-  ConcatBackward(c.dout, widths_, out_.positions(), c.batch, c.din);
+  ConcatBackward(c.dout, widths_, out_.positions(), c.batch, c.din, c.din_add);
 }
 
 StatusOr<std::unique_ptr<Op>> MakeConcat(const OpContext& c) {

@@ -12,9 +12,10 @@ namespace pstrain {
 // has widths[k] features at each of `positions` positions.
 void ConcatForward(const std::vector<const float*>& xs, const std::vector<int64_t>& widths,
                    int64_t positions, int batch, float* y);
-// The inverse: each input's share of dy, added to dxs[k] (null: skipped).
+// The inverse: each input's share of dy, added to dxs[k] (written when
+// !add[k]; null: skipped).
 void ConcatBackward(const float* dy, const std::vector<int64_t>& widths, int64_t positions,
-                    int batch, const std::vector<float*>& dxs);
+                    int batch, const std::vector<float*>& dxs, const std::vector<uint8_t>& add);
 
 class ConcatOp : public Op {
  public:

@@ -116,12 +116,16 @@ void Conv2DOp::Backward(const OpCall& c) {
     if (!col_whole_)
       Im2Col(c.in[0] + static_cast<size_t>(first) * in_.size(), n, in_, out_, o_, col);
     const float* dy = c.dout + static_cast<size_t>(first) * out_.size();
-    DenseBackwardWeights(col, dy, c.dw[0], c.dw[1], n * positions, fan_in(), o_.filters);
+    DenseBackwardWeights(col, dy, c.dw[0], c.dw[1], n * positions, fan_in(), o_.filters,
+                         c.dw_add[0] || first > 0 ? 1.0f : 0.0f);
     if (c.din[0] != nullptr) {
       // The rows' gradient overwrites the rows, which the weight gradient
       // has read, then goes back to the pixels it came from.
       DenseBackwardInput(dy, c.w[0], col, n * positions, fan_in(), o_.filters, 0.0f);
-      Col2Im(col, n, in_, out_, o_, c.din[0] + static_cast<size_t>(first) * in_.size());
+      float* din = c.din[0] + static_cast<size_t>(first) * in_.size();
+      // Overlapping windows add into a pixel: the first writer clears first.
+      if (!c.din_add[0]) std::fill(din, din + static_cast<size_t>(n) * in_.size(), 0.0f);
+      Col2Im(col, n, in_, out_, o_, din);
     }
   }
   col_whole_ = false;

@@ -28,9 +28,10 @@ void ReluMask(const float* y, float* dy, size_t n) {
 }
 
 void DenseBackwardWeights(const float* x, const float* dy, float* dw, float* db, int rows,
-                          int fan_in, int units) {
+                          int fan_in, int units, float beta) {
   const int n = units;
-  Gemm(Trans::kYes, Trans::kNo, fan_in, n, rows, 1.0f, x, fan_in, dy, n, 1.0f, dw, n);
+  Gemm(Trans::kYes, Trans::kNo, fan_in, n, rows, 1.0f, x, fan_in, dy, n, beta, dw, n);
+  if (beta == 0.0f) std::fill(db, db + n, 0.0f);
   for (int r = 0; r < rows; ++r) {
     const float* row = dy + static_cast<size_t>(r) * n;
     for (int c = 0; c < n; ++c) db[c] += row[c];
@@ -85,8 +86,11 @@ void DenseOp::Forward(const OpCall& c) {
 
 void DenseOp::Backward(const OpCall& c) {
   if (relu_) ReluMask(c.out, c.dout, static_cast<size_t>(c.batch) * units_);
-  DenseBackwardWeights(c.in[0], c.dout, c.dw[0], c.dw[1], c.batch, in_, units_);
-  if (c.din[0] != nullptr) DenseBackwardInput(c.dout, c.w[0], c.din[0], c.batch, in_, units_, 1.0f);
+  DenseBackwardWeights(c.in[0], c.dout, c.dw[0], c.dw[1], c.batch, in_, units_,
+                       c.dw_add[0] ? 1.0f : 0.0f);
+  if (c.din[0] != nullptr) {
+    DenseBackwardInput(c.dout, c.w[0], c.din[0], c.batch, in_, units_, c.din_add[0] ? 1.0f : 0.0f);
+  }
 }
 
 StatusOr<std::unique_ptr<Op>> MakeDense(const OpContext& c) {

@@ -15,11 +15,12 @@ void DenseForward(const float* x, const float* w, const float* b, float* y, int 
                   int units, bool relu);
 // Zeroes dy where a fused ReLU's output y was off.
 void ReluMask(const float* y, float* dy, size_t n);
-// dw += x^T dy, db += column sums of dy.
+// dw = x^T dy + beta dw, db = column sums of dy + beta db (beta 1: added,
+// as every gradient; 0: written, by the gradient's first writer).
 void DenseBackwardWeights(const float* x, const float* dy, float* dw, float* db, int rows,
-                          int fan_in, int units);
-// dx = dy w^T + beta dx (beta 1: added, as every gradient; 0: written, for
-// scratch such as conv2d's im2col rows).
+                          int fan_in, int units, float beta);
+// dx = dy w^T + beta dx (beta 1: added; 0: written, by the first writer
+// or into scratch such as conv2d's im2col rows).
 void DenseBackwardInput(const float* dy, const float* w, float* dx, int rows, int fan_in, int units,
                         float beta);
 // Fills w {fan_in x units} and b {units}; fan_out counts every output a

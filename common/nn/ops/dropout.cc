@@ -16,8 +16,8 @@ void DropoutForward(const float* x, float* y, float* mask, size_t n, double rate
   }
 }
 
-void DropoutBackward(const float* dy, const float* mask, float* dx, size_t n) {
-  for (size_t i = 0; i < n; ++i) dx[i] += dy[i] * mask[i];
+void DropoutBackward(const float* dy, const float* mask, float* dx, size_t n, bool add) {
+  StoreGrad(dx, n, add, [&](size_t i) { return dy[i] * mask[i]; });
 }
 
 std::string DropoutOp::Describe() const {
@@ -45,10 +45,10 @@ void DropoutOp::Backward(const OpCall& c) {
   if (c.din[0] == nullptr) return;
   const size_t n = static_cast<size_t>(c.batch) * shape_.size;
   if (!masked_) {
-    for (size_t i = 0; i < n; ++i) c.din[0][i] += c.dout[i];
+    StoreGrad(c.din[0], n, c.din_add[0], [&](size_t i) { return c.dout[i]; });
     return;
   }
-  DropoutBackward(c.dout, reinterpret_cast<const float*>(c.scratch), c.din[0], n);
+  DropoutBackward(c.dout, reinterpret_cast<const float*>(c.scratch), c.din[0], n, c.din_add[0]);
 }
 
 StatusOr<std::unique_ptr<Op>> MakeDropout(const OpContext& c) {

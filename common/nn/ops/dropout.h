@@ -12,8 +12,8 @@ namespace pstrain {
 // mask[i] = 0 or 1/(1-rate) from Rng(step_seed, stream), y = x * mask.
 void DropoutForward(const float* x, float* y, float* mask, size_t n, double rate,
                     uint64_t step_seed, uint64_t stream);
-// dx += dy * mask.
-void DropoutBackward(const float* dy, const float* mask, float* dx, size_t n);
+// dx += dy * mask (written when !add).
+void DropoutBackward(const float* dy, const float* mask, float* dx, size_t n, bool add);
 
 class DropoutOp : public Op {
  public:

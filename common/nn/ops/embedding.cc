@@ -43,6 +43,7 @@ void EmbeddingOp::Forward(const OpCall& c) {
 }
 
 void EmbeddingOp::Backward(const OpCall& c) {
+  if (!c.dw_add[0]) std::fill(c.dw[0], c.dw[0] + dim_, 0.0f);
   for (int i = 0; i < c.batch; ++i) {
     for (int d = 0; d < dim_; ++d) c.dw[0][d] += c.dout[static_cast<size_t>(i) * dim_ + d];
   }

@@ -15,7 +15,7 @@ void FlattenOp::Forward(const OpCall& c) {
 void FlattenOp::Backward(const OpCall& c) {
   if (c.din[0] == nullptr) return;
   const size_t n = static_cast<size_t>(c.batch) * in_.size();
-  for (size_t i = 0; i < n; ++i) c.din[0][i] += c.dout[i];
+  StoreGrad(c.din[0], n, c.din_add[0], [&](size_t i) { return c.dout[i]; });
 }
 
 StatusOr<std::unique_ptr<Op>> MakeFlatten(const OpContext& c) {

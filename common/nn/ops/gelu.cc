@@ -16,15 +16,15 @@ void GeluForward(const float* x, float* y, size_t n) {
   }
 }
 
-void GeluBackward(const float* x, const float* y, const float* dy, float* dx, size_t n) {
+void GeluBackward(const float* x, const float* y, const float* dy, float* dx, size_t n, bool add) {
   (void)y;
-  for (size_t i = 0; i < n; ++i) {
+  StoreGrad(dx, n, add, [&](size_t i) {
     const double v = x[i];
     // Phi(x) + x phi(x)
     const double d =
         0.5 * (1.0 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
-    dx[i] += static_cast<float>(d * dy[i]);
-  }
+    return static_cast<float>(d * dy[i]);
+  });
 }
 
 StatusOr<std::unique_ptr<Op>> MakeGelu(const OpContext& c) {

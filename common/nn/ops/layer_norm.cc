@@ -23,8 +23,8 @@ void LayerNormForward(const float* x, const float* w, const float* b, float* y, 
 }
 
 void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
-                       const float* rstd, float* dx, float* dw, float* db, int64_t rows,
-                       int64_t n) {
+                       const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t n,
+                       bool add_dx) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * n;
     const float* dyr = dy + r * n;
@@ -42,12 +42,11 @@ void LayerNormBackward(const float* dy, const float* x, const float* w, const fl
     if (dx == nullptr) continue;
     g_mean /= static_cast<double>(n);
     gx_mean /= static_cast<double>(n);
-    float* dxr = dx + r * n;
-    for (int64_t i = 0; i < n; ++i) {
+    StoreGrad(dx + r * n, static_cast<size_t>(n), add_dx, [&](size_t i) {
       const double xhat = (xr[i] - mean[r]) * rstd[r];
       const double g = static_cast<double>(dyr[i]) * w[i];
-      dxr[i] += static_cast<float>(rstd[r] * (g - g_mean - xhat * gx_mean));
-    }
+      return static_cast<float>(rstd[r] * (g - g_mean - xhat * gx_mean));
+    });
   }
 }
 
@@ -75,9 +74,13 @@ void LayerNormOp::Forward(const OpCall& c) {
 
 void LayerNormOp::Backward(const OpCall& c) {
   const int64_t rows = c.batch * shape_.positions();
+  const int64_t n = shape_.features();
   const float* mean = reinterpret_cast<const float*>(c.scratch);
-  LayerNormBackward(c.dout, c.in[0], c.w[0], mean, mean + rows, c.din[0], c.dw[0], c.dw[1], rows,
-                    shape_.features());
+  for (size_t k = 0; k < 2; ++k) {
+    if (!c.dw_add[k]) std::fill(c.dw[k], c.dw[k] + n, 0.0f);
+  }
+  LayerNormBackward(c.dout, c.in[0], c.w[0], mean, mean + rows, c.din[0], c.dw[0], c.dw[1], rows, n,
+                    c.din_add[0]);
 }
 
 StatusOr<std::unique_ptr<Op>> MakeLayerNorm(const OpContext& c) {

@@ -16,9 +16,10 @@ inline constexpr float kLayerNormEps = 1e-5f;
 // mean and rstd of each row are kept for the backward pass.
 void LayerNormForward(const float* x, const float* w, const float* b, float* y, float* mean,
                       float* rstd, int64_t rows, int64_t n);
-// Adds to dx, dw and db (dx may be null).
+// Adds to dw, db and dx (dx may be null; written when !add_dx).
 void LayerNormBackward(const float* dy, const float* x, const float* w, const float* mean,
-                       const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t n);
+                       const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t n,
+                       bool add_dx);
 
 class LayerNormOp : public Op {
  public:

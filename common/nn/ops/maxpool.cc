@@ -84,6 +84,8 @@ void MaxPoolOp::Forward(const OpCall& c) {
 
 void MaxPoolOp::Backward(const OpCall& c) {
   if (c.din[0] == nullptr) return;
+  if (!c.din_add[0])
+    std::fill(c.din[0], c.din[0] + static_cast<size_t>(c.batch) * in_.size(), 0.0f);
   MaxPoolBackward(c.dout, reinterpret_cast<const int32_t*>(c.scratch), c.batch, in_.size(),
                   out_.size(), c.din[0]);
 }

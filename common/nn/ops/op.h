@@ -4,11 +4,14 @@
 //
 // The kernels are plain functions in each op's file (dense.h:
 // DenseForward, DenseBackwardWeights, ...); the Op class only binds them to
-// the graph. Backward *adds* into every gradient it writes (inputs' and
-// parameters'): the graph clears them once per step, so a value read by
-// two nodes, or a weight used twice, receives the sum of its uses. Backward
-// follows the Forward of the same batch and may read what Forward left in
-// the node's scratch bytes (im2col rows, arg-max positions, masks).
+// the graph. Backward *adds* into every gradient it reaches (inputs' and
+// parameters'), so a value read by two nodes, or a weight used twice,
+// receives the sum of its uses. The one exception saves clearing the
+// gradients every step: the first node to reach a gradient in a backward
+// pass is told so (OpCall::din_add, dw_add false) and writes it instead,
+// as if it had been cleared. Backward follows the Forward of the same batch
+// and may read what Forward left in the node's scratch bytes (im2col rows,
+// arg-max positions, masks).
 //
 // An op never allocates after construction: every buffer it needs is its
 // scratch, placed by the graph's planner. Not thread-safe: an op belongs to
@@ -55,15 +58,27 @@ struct OpCall {
   int batch = 0;
   std::vector<const float*> in;  // each input's values, batch x its size
   float* out = nullptr;          // batch x output size, written by Forward
-  std::vector<float*> din;       // each input's gradient, added to; null: not needed
+  std::vector<float*> din;       // each input's gradient; null: not needed
+  std::vector<uint8_t> din_add;  // per input: add to its gradient (else write it: the first)
   float* dout = nullptr;         // the output's gradient; Backward may overwrite it
   std::vector<const float*> w;   // parameters, in Params() order
-  std::vector<float*> dw;        // their gradients, added to
+  std::vector<float*> dw;        // their gradients
+  std::vector<uint8_t> dw_add;   // per parameter: add to its gradient (else write it)
   std::byte* scratch = nullptr;  // ScratchBytes() bytes, 64-byte aligned
   bool training = false;         // dropout and the like act only in training
   uint64_t step_seed = 0;        // this step's randomness ...
   uint64_t stream = 0;           // ... and this node's stream of it
 };
+
+// Stores g(i) for i in [0, n) into grad: added when `add`, else written.
+template <typename G>
+inline void StoreGrad(float* __restrict grad, size_t n, bool add, G&& g) {
+  if (add) {
+    for (size_t i = 0; i < n; ++i) grad[i] += g(i);
+  } else {
+    for (size_t i = 0; i < n; ++i) grad[i] = g(i);
+  }
+}
 
 class Op {
  public:

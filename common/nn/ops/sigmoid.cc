@@ -8,9 +8,10 @@ void SigmoidForward(const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
 }
 
-void SigmoidBackward(const float* x, const float* y, const float* dy, float* dx, size_t n) {
+void SigmoidBackward(const float* x, const float* y, const float* dy, float* dx, size_t n,
+                     bool add) {
   (void)x;
-  for (size_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+  StoreGrad(dx, n, add, [&](size_t i) { return dy[i] * y[i] * (1.0f - y[i]); });
 }
 
 StatusOr<std::unique_ptr<Op>> MakeSigmoid(const OpContext& c) {

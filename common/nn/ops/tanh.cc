@@ -8,9 +8,9 @@ void TanhForward(const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
 }
 
-void TanhBackward(const float* x, const float* y, const float* dy, float* dx, size_t n) {
+void TanhBackward(const float* x, const float* y, const float* dy, float* dx, size_t n, bool add) {
   (void)x;
-  for (size_t i = 0; i < n; ++i) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+  StoreGrad(dx, n, add, [&](size_t i) { return dy[i] * (1.0f - y[i] * y[i]); });
 }
 
 StatusOr<std::unique_ptr<Op>> MakeTanh(const OpContext& c) {
