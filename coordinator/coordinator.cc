@@ -107,9 +107,10 @@ Status Coordinator::BroadcastMembership() {
       ids.set(static_cast<unsigned>(i), workers[i]->id);
       incs.set(static_cast<unsigned>(i), workers[i]->incarnation);
     }
-    auto owners = mb.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
-    for (size_t s = 0; s < slot_owners_.size(); ++s) {
-      owners.set(static_cast<unsigned>(s), slot_owners_[s]);
+    const std::vector<int>& slot_owners = book_.slot_owners();
+    auto owners = mb.initSlotOwners(static_cast<unsigned>(slot_owners.size()));
+    for (size_t s = 0; s < slot_owners.size(); ++s) {
+      owners.set(static_cast<unsigned>(s), slot_owners[s]);
     }
     Status st = SendTo(n, m);
     if (!st.ok() && st.code() != StatusCode::kUnavailable) return st;
@@ -145,18 +146,8 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
   if (live.empty())
     return Unavailable("every worker has died; the last: worker " + std::to_string(gone.id) + ": " +
                        why);
-  // Hand each of its slots to the survivor with the fewest.
-  std::vector<int> taken;
-  for (size_t s = 0; s < slot_owners_.size(); ++s) {
-    if (slot_owners_[s] != gone.id) continue;
-    int best = live[0];
-    auto load = [&](int w) { return std::count(slot_owners_.begin(), slot_owners_.end(), w); };
-    for (int w : live) {
-      if (load(w) < load(best)) best = w;
-    }
-    slot_owners_[s] = best;
-    taken.push_back(static_cast<int>(s));
-  }
+  // Its slots and test rows go to the survivors (WorkBook::WorkerDied).
+  const WorkBook::Death death = book_.WorkerDied(gone.id, live);
   ++membership_epoch_;
   RETURN_IF_ERROR(BroadcastMembership());
   pending_acks_.clear();
@@ -165,39 +156,20 @@ Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const
   recovering_ = "worker " + std::to_string(gone.id);
   recovering_role_ = "worker";
 
-  // The epoch running: a survivor that had already finished gets the dead
-  // worker's slots to complete (during training; once the epoch is
-  // evaluated every slot is done), and every range the dead one had to
-  // evaluate moves to the survivor with the fewest.
-  if (current_.epoch >= 0 && !current_.evaluating) {
-    current_.training.erase(gone.id);
-    std::map<int, std::vector<int>> redo;
-    for (int s : taken) {
-      auto it = current_.training.find(slot_owners_[s]);
-      if (it != current_.training.end() && it->second) redo[slot_owners_[s]].push_back(s);
-    }
-    for (auto& [w, slots] : redo) {
-      current_.training[w] = false;
-      for (Node* n : NodesOf(msg::Role::WORKER)) {
-        if (n->id != w) continue;
-        RETURN_IF_ERROR(SendStartEpoch(*n, slots));
-      }
+  // The epoch running: a survivor that had already finished trains the
+  // dead worker's slots, and the dead one's test rows are evaluated by
+  // the survivors they went to.
+  for (const auto& [w, slots] : death.redo) {
+    for (Node* n : NodesOf(msg::Role::WORKER)) {
+      if (n->id == w) RETURN_IF_ERROR(SendStartEpoch(*n, slots));
     }
   }
-  if (current_.epoch >= 0) {
-    const std::vector<Node*> survivors = LiveWorkers();
-    auto held = [&](const Node* n) {
-      return std::count_if(current_.evals.begin(), current_.evals.end(),
-                           [&](const EpochState::EvalRange& e) { return e.worker == n->id; });
-    };
-    for (auto& r : current_.evals) {
-      if (r.worker != gone.id || survivors.empty()) continue;
-      Node* to = *std::min_element(survivors.begin(), survivors.end(),
-                                   [&](Node* a, Node* b) { return held(a) < held(b); });
-      r.worker = to->id;
+  for (const WorkBook::EvalRange& r : death.moved) {
+    for (Node* n : NodesOf(msg::Role::WORKER)) {
+      if (n->id != r.worker) continue;
       PSTRAIN_LOG(INFO) << "test rows " << r.begin << ".." << r.end << " of worker " << gone.id
-                        << " go to worker " << to->id;
-      RETURN_IF_ERROR(SendEvaluate(*to, r.begin, r.end));
+                        << " go to worker " << n->id;
+      RETURN_IF_ERROR(SendEvaluate(*n, r.begin, r.end));
     }
   }
   return OkStatus();
@@ -209,9 +181,10 @@ Status Coordinator::SendStartEpoch(const Node& n, const std::vector<int>& only) 
   se.setEpoch(current_.epoch);
   se.setFirstClock(current_.first_clock);
   se.setSteps(current_.steps);
-  auto owners = se.initSlotOwners(static_cast<unsigned>(slot_owners_.size()));
-  for (size_t s = 0; s < slot_owners_.size(); ++s) {
-    owners.set(static_cast<unsigned>(s), slot_owners_[s]);
+  const std::vector<int>& slot_owners = book_.slot_owners();
+  auto owners = se.initSlotOwners(static_cast<unsigned>(slot_owners.size()));
+  for (size_t s = 0; s < slot_owners.size(); ++s) {
+    owners.set(static_cast<unsigned>(s), slot_owners[s]);
   }
   auto slots = se.initOnlySlots(static_cast<unsigned>(only.size()));
   for (size_t i = 0; i < only.size(); ++i) slots.set(static_cast<unsigned>(i), only[i]);
@@ -526,7 +499,8 @@ Status Coordinator::Assign() {
       "every node to load its data and report ready",
       std::chrono::seconds(c.cluster.start_timeout_s), ignore));
   monitoring_ = true;
-  for (Node* w : NodesOf(msg::Role::WORKER)) slot_owners_.push_back(w->id);
+  book_ = WorkBook(c.cluster.workers);
+  book_.SpreadSlots(LiveWorkerIds());
 
   std::string servers_json = "[", workers_json = "[";
   for (Node* s : servers) {
@@ -558,7 +532,8 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   // Slots spread over the live workers (a replacement gets its share here).
   const std::vector<int> live = LiveWorkerIds();
   if (live.empty()) return Unavailable("no live worker");
-  for (size_t s = 0; s < slot_owners_.size(); ++s) slot_owners_[s] = live[s % live.size()];
+  book_.SpreadSlots(live);
+  book_.StartEpoch(epoch, live);
   current_ = EpochState{};
   current_.epoch = epoch;
   current_.first_clock = clock_;
@@ -567,7 +542,6 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   board_.Update([&](ClusterStatus& s) { s.epoch_total = train_count_; });
   for (Node* w : NodesOf(msg::Role::WORKER)) {
     if (!w->ready) continue;
-    current_.training[w->id] = false;
     RETURN_IF_ERROR(SendStartEpoch(*w, {}));
   }
   std::map<int, WorkerEpoch> done;  // summed over a worker's reports
@@ -595,18 +569,14 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
       x.push += d.getPushWaitSeconds();
       x.pull += d.getPullWaitSeconds();
       x.peak_rss = std::max(x.peak_rss, d.getPeakRssBytes());
-      current_.training[n.id] = true;
+      book_.Trained(n.id);
     }
     return OkStatus();
   };
   // Training is as long as it is; liveness (heartbeats) bounds the wait.
-  RETURN_IF_ERROR(WaitUntil(
-      [&] {
-        return std::all_of(current_.training.begin(), current_.training.end(),
-                           [](auto& p) { return p.second; });
-      },
-      "the workers to finish epoch " + std::to_string(epoch + 1), std::chrono::hours(24 * 365),
-      handler));
+  RETURN_IF_ERROR(WaitUntil([&] { return book_.AllTrained(); },
+                            "the workers to finish epoch " + std::to_string(epoch + 1),
+                            std::chrono::hours(24 * 365), handler));
   const double train_seconds = Since(start);
 
   EpochStats e;
@@ -664,13 +634,12 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
 
   // Evaluation: the test set split evenly across the live workers.
   PublishPhase("evaluating", 0);
-  current_.evaluating = true;
   const std::vector<Node*> evaluators = LiveWorkers();
-  const int w_count = static_cast<int>(evaluators.size());
-  for (int i = 0; i < w_count; ++i) {
-    const int64_t begin = test_count_ * i / w_count, end = test_count_ * (i + 1) / w_count;
-    current_.evals.push_back({evaluators[i]->id, begin, end});
-    RETURN_IF_ERROR(SendEvaluate(*evaluators[i], begin, end));
+  std::vector<int> evaluator_ids;
+  for (Node* n : evaluators) evaluator_ids.push_back(n->id);
+  const std::vector<WorkBook::EvalRange> ranges = book_.StartEvaluation(test_count_, evaluator_ids);
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    RETURN_IF_ERROR(SendEvaluate(*evaluators[i], ranges[i].begin, ranges[i].end));
   }
   double loss = 0;
   int64_t correct = 0, count = 0, scored = 0;
@@ -680,17 +649,12 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
       auto d = m.getEvalDone();
       // The outstanding range this answers; a report of anything else (a
       // range already counted, rows it was not given) is dropped.
-      auto r = std::find_if(
-          current_.evals.begin(), current_.evals.end(), [&](const EpochState::EvalRange& x) {
-            return x.worker == n.id && x.begin == d.getBegin() && x.end - x.begin == d.getCount();
-          });
-      if (r == current_.evals.end()) {
+      if (!book_.Evaluated(n.id, d.getBegin(), d.getCount())) {
         PSTRAIN_LOG(WARNING) << "worker " << n.id << " reported " << d.getCount()
                              << " test rows from " << d.getBegin()
                              << " that it does not hold; ignored";
         return OkStatus();
       }
-      current_.evals.erase(r);
       loss += d.getLossSum();
       correct += d.getCorrect();
       count += d.getCount();
@@ -703,7 +667,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
     }
     return OkStatus();
   };
-  RETURN_IF_ERROR(WaitUntil([&] { return current_.evals.empty(); },
+  RETURN_IF_ERROR(WaitUntil([&] { return book_.AllEvaluated(); },
                             "the workers to evaluate epoch " + std::to_string(epoch + 1),
                             std::chrono::hours(24), eval_handler));
   e.test_samples = count;
@@ -721,6 +685,7 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   }
   e.seconds = Since(start);
   current_ = EpochState{};
+  book_.EndEpoch();
   PublishEpoch(e, done);
   return e;
 }

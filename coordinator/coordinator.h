@@ -29,6 +29,7 @@
 #include "coordinator/http_server.h"
 #include "coordinator/metrics_log.h"
 #include "coordinator/status_board.h"
+#include "coordinator/work_book.h"
 
 namespace pstrain {
 
@@ -150,7 +151,6 @@ class Coordinator {
   std::function<std::vector<int>()> probe_;
   std::vector<int> dead_pids_;
   std::map<std::string, std::string> dead_;  // routing id -> why, for late messages
-  std::vector<int> slot_owners_;             // worker id per hand-out slot
   std::vector<KeyRange> ranges_;             // the key ranges, in key order
   std::vector<ManifestTensor> tensors_;      // the model's layout, for checkpoints
   std::vector<int> primary_, backup_;        // server id per range (-1: none)
@@ -161,20 +161,13 @@ class Coordinator {
   std::string recovering_;       // "worker 2"
   std::string recovering_role_;  // "worker" | "server"
   int failures_ = 0;
-  // The epoch running: who still has to report, and what they were given.
+  // The epoch running (epoch -1: none).
   struct EpochState {
     int epoch = -1;
     int64_t first_clock = 0, steps = 0;
-    std::map<int, bool> training;  // worker id -> done
-    // Evaluation: every range of test rows not reported yet, and who has it
-    // (a survivor holds the ranges of the workers that died holding them).
-    bool evaluating = false;
-    struct EvalRange {
-      int worker = -1;
-      int64_t begin = 0, end = 0;
-    };
-    std::vector<EvalRange> evals;
   } current_;
+  // Who owns each slot, who has still to report, who holds which test rows.
+  WorkBook book_{0};
   // Starts the current epoch on worker n: every slot it owns, or just
   // `only` when not empty (slots it takes over from a dead worker).
   Status SendStartEpoch(const Node& n, const std::vector<int>& only);

@@ -1,7 +1,6 @@
 #include "paramserver/server.h"
 
 #include <capnp/message.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +8,6 @@
 #include <deque>
 #include <filesystem>
 #include <map>
-#include <set>
 
 #include "common/base/buffer_pool.h"
 #include "common/base/logging.h"
@@ -20,52 +18,17 @@
 #include "common/nn/model.h"
 #include "common/ps/compress.h"
 #include "common/ps/sparse_table.h"
+#include "paramserver/checkpoint_files.h"
 #include "paramserver/dense_shard.h"
+#include "paramserver/push_payload.h"
 #include "paramserver/range_shard.h"
+#include "paramserver/seq_window.h"
 
 namespace pstrain {
 namespace {
 
-// Writes what `w` holds durably to dir/name and describes the file in `f`.
-Status WriteCheckpointFile(const std::string& dir, const std::string& name, BinaryWriter& w,
-                           msg::CheckpointFile::Builder f) {
-  const std::vector<uint8_t> bytes = w.Finish();
-  RETURN_IF_ERROR(WriteFileDurably(dir + "/" + name, bytes));
-  f.setName(name);
-  f.setBytes(bytes.size());
-  f.setCrc32(Crc32(bytes));
-  return OkStatus();
-}
-
 // Embedding tables a job may have (a client naming another is refused).
 constexpr uint32_t kMaxSparseTables = 16;
-
-// Remembers which sequence numbers of one worker were applied, so a
-// retransmitted or duplicated push is applied at most once. Memory is
-// bounded by how far pushes are reordered.
-class SeqWindow {
- public:
-  bool FirstTime(uint64_t seq) {
-    if (seq < low_ || seen_.count(seq) != 0) return false;
-    seen_.insert(seq);
-    while (seen_.count(low_) != 0) seen_.erase(low_++);
-    return true;
-  }
-
- private:
-  uint64_t low_ = 0;
-  std::set<uint64_t> seen_;
-};
-
-// The file a server writes for one of its ranges in a checkpoint folder.
-std::string SparseFileName(int server) { return "server-" + std::to_string(server) + "-rows.bin"; }
-
-std::string ShardFileName(int server, const KeyRange& r) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "server-%d-%016llx.bin", server,
-                static_cast<unsigned long long>(r.begin));
-  return buf;
-}
 
 // Requests one worker may have waiting here (pulls for a clock not reached
 // yet): this many, plus two per piece the server keeps (a worker asks for
@@ -108,8 +71,25 @@ class Server {
   Status HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames);
   Status OnControl(msg::Control::Reader c);
   void OnData(Message& frames);
-  // Handles one request; an error status becomes an error reply.
+  // Handles one request; an error status becomes an error reply. Checks
+  // the sender, then hands the request to its Process* method.
   Status HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames);
+  // kAborted unless the sender is a live worker of the current membership;
+  // kInvalidArgument when the header's frame count is not what came.
+  Status CheckSender(msg::DataHeader::Reader h, const Message& frames) const;
+  // A dense request's keys, the shard that serves them and the coding.
+  struct DenseRequest {
+    KeyRange keys;
+    RangeShard* shard = nullptr;
+    WireType wire = WireType::kFloat32;
+  };
+  StatusOr<DenseRequest> ParseDense(msg::DataHeader::Reader h);
+  Status ProcessPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames);
+  Status ProcessPush(Frame& peer, msg::DataHeader::Reader h, Message& frames);
+  // A row request's table (made on first use) and rows (into row_ids_).
+  StatusOr<SparseTable*> TableFor(msg::DataHeader::Reader h);
+  Status ProcessRowPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames);
+  Status ProcessRowPush(Frame& peer, msg::DataHeader::Reader h, const Message& frames);
   RangeShard* FindShard(const KeyRange& r);
   void Reply(Frame& peer, uint64_t request_id, Message payload);
   void ReplyError(Frame& peer, uint64_t request_id, const Status& why);
@@ -576,6 +556,23 @@ void Server::OnData(Message& frames) {
 
 Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
   if (h.getOp() == msg::DataOp::REPLICATE) return HandleReplicate(peer, h, frames);
+  RETURN_IF_ERROR(CheckSender(h, frames));
+  switch (h.getOp()) {
+    case msg::DataOp::PUSH:
+      return ProcessPush(peer, h, frames);
+    case msg::DataOp::PULL:
+      return ProcessPull(peer, h, frames);
+    case msg::DataOp::PUSH_ROWS:
+      return ProcessRowPush(peer, h, frames);
+    case msg::DataOp::PULL_ROWS:
+      return ProcessRowPull(peer, h, frames);
+    default:
+      return InvalidArgument("operation " + std::to_string(static_cast<int>(h.getOp())) +
+                             " is not a request");
+  }
+}
+
+Status Server::CheckSender(msg::DataHeader::Reader h, const Message& frames) const {
   const int worker = h.getWorkerId();
   auto inc = worker_incarnation_.find(worker);
   if (inc == worker_incarnation_.end()) {
@@ -594,149 +591,151 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
     return InvalidArgument("header announces " + std::to_string(h.getPayloadFrames()) +
                            " payload frames, " + std::to_string(payload_frames) + " came");
   }
-  switch (h.getOp()) {
-    case msg::DataOp::PUSH:
-    case msg::DataOp::PULL: {
-      const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
-      if (!keys_->IsValidRange(r)) {
-        return InvalidArgument("key range " + ToString(r) + " does not start and end on blocks");
-      }
-      RangeShard* shard = FindShard(r);
-      if (shard == nullptr)
-        return InvalidArgument("key range " + ToString(r) + " is not served here");
-      const FlatRange f = keys_->Flat(r);
-      const auto wire = static_cast<WireType>(h.getDtype());
-      if (static_cast<uint16_t>(h.getDtype()) > static_cast<uint16_t>(WireType::kTopK)) {
-        return InvalidArgument("unknown payload coding " +
-                               std::to_string(static_cast<int>(h.getDtype())));
-      }
-      if (h.getOp() == msg::DataOp::PULL) {
-        if (payload_frames != 0) return InvalidArgument("a pull carries no payload");
-        if (wire == WireType::kTopK) return InvalidArgument("weights are never sent top-k");
-        if (shard->PullReady(r, h.getClock())) {
-          PendingPull p{Frame::Copy(peer.data(), peer.size()),
-                        worker,
-                        wire,
-                        h.getRequestId(),
-                        shard,
-                        r,
-                        h.getClock(),
-                        {}};
-          ServePull(p);
-          return OkStatus();
-        }
-        int& waiting = waiting_pulls_[worker];
-        size_t pieces = 0;
-        for (const auto& owned : shards_) pieces += owned->pieces().size();
-        if (waiting >= kMaxWaitingPullsPerWorker + 2 * static_cast<int>(pieces)) {
-          return ResourceExhausted("worker " + std::to_string(worker) + " already has " +
-                                   std::to_string(waiting) +
-                                   " pulls waiting here, the most a client may have; refused");
-        }
-        ++waiting;
-        pulls_.push_back({Frame::Copy(peer.data(), peer.size()), worker, wire, h.getRequestId(),
-                          shard, r, h.getClock(), std::chrono::steady_clock::now()});
-        return OkStatus();
-      }
-      if (payload_frames > 1) return InvalidArgument("a push carries at most one payload frame");
-      if (h.getSampleCount() < 0) return InvalidArgument("negative sample count");
-      const float lr = h.getLr();
-      if (!(lr >= 0.0f) || !std::isfinite(lr))
-        return InvalidArgument("learning rate is not finite");
-      if (assignment_.config.cluster.consistency != Consistency::kBsp &&
-          !seqs_[worker].FirstTime(h.getSeq())) {
-        Reply(peer, h.getRequestId(), {});  // a duplicate: acknowledged, not applied
-        return OkStatus();
-      }
-      Frame payload = payload_frames == 1 ? std::move(frames[2]) : Frame();
-      if (wire != WireType::kFloat32 && payload.size() > 0) {
-        std::shared_ptr<std::vector<float>> decoded = decoded_.Get(f.size());
-        RETURN_IF_ERROR(
-            DecodeValues(wire, payload.data(), payload.size(), f.size(), decoded.get()));
-        payload = Frame::Share(decoded->data(), decoded->size() * sizeof(float), decoded);
-      }
-      if (payload.size() % sizeof(float) != 0) {
-        return InvalidArgument("payload of " + std::to_string(payload.size()) +
-                               " bytes is not a whole number of floats");
-      }
-      // A NaN or Inf would poison every weight it touches: refuse it.
-      const float* g = FramedFloats(payload, &scratch_);
-      const size_t count = payload.size() / sizeof(float);
-      if (const size_t i = FirstNonFinite({g, count}); i < count) {
-        ++nonfinite_;
-        return InvalidArgument("the gradient from worker " + std::to_string(worker) + " for keys " +
-                               ToString(r) + " holds " + (std::isnan(g[i]) ? "NaN" : "Inf") +
-                               " at value " + std::to_string(i) + "; refused");
-      }
-      RETURN_IF_ERROR(shard->Push(h.getSlot(), h.getClock(), r, std::move(payload),
-                                  h.getSampleCount(), h.getSampleHash(), lr));
-      Reply(peer, h.getRequestId(), {});
-      return OkStatus();
-    }
-    case msg::DataOp::PUSH_ROWS:
-    case msg::DataOp::PULL_ROWS: {
-      const uint32_t table = h.getTable(), dim = h.getDim();
-      auto it = sparse_.find(table);
-      if (it == sparse_.end() && table >= kMaxSparseTables) {
-        return InvalidArgument("sparse table " + std::to_string(table) +
-                               " does not exist (at most " + std::to_string(kMaxSparseTables) +
-                               " tables)");
-      }
-      if (it == sparse_.end()) {
-        ASSIGN_OR_RETURN(
-            SparseTable t,
-            SparseTable::Create(table, dim, assignment_.config.optimizer, assignment_.config.seed));
-        it = sparse_.emplace(table, std::move(t)).first;
-      }
-      if (it->second.dim() != dim) {
-        return InvalidArgument("sparse table " + std::to_string(table) + " has rows of " +
-                               std::to_string(it->second.dim()) + " floats, not " +
-                               std::to_string(dim));
-      }
-      std::vector<uint64_t>& rows = row_ids_;
-      rows.clear();
-      for (uint64_t row : h.getRows()) rows.push_back(row);
-      if (rows.empty()) return InvalidArgument("no rows named");
-      const size_t bytes = rows.size() * dim * sizeof(float);
-      if (h.getOp() == msg::DataOp::PULL_ROWS) {
-        if (payload_frames != 0) return InvalidArgument("a row pull carries no payload");
-        std::shared_ptr<std::vector<float>> buf = row_replies_.Get(rows.size() * dim);
-        it->second.Pull(rows, buf->data());
-        Message payload;
-        payload.push_back(Frame::Share(buf->data(), bytes, buf));
-        Reply(peer, h.getRequestId(), std::move(payload));
-        return OkStatus();
-      }
-      if (payload_frames != 1 || frames[2].size() != bytes) {
-        return InvalidArgument("a row push of " + std::to_string(rows.size()) + " rows of " +
-                               std::to_string(dim) + " floats needs one " + std::to_string(bytes) +
-                               "-byte payload frame");
-      }
-      if (!seqs_[worker].FirstTime(h.getSeq())) {
-        Reply(peer, h.getRequestId(), {});
-        return OkStatus();
-      }
-      // Frames are not aligned: copy the gradients out (into a reused buffer).
-      row_scratch_.resize(rows.size() * dim);
-      std::memcpy(row_scratch_.data(), frames[2].data(), bytes);
-      if (const size_t i = FirstNonFinite(row_scratch_); i < row_scratch_.size()) {
-        ++nonfinite_;
-        return InvalidArgument("the row gradient from worker " + std::to_string(worker) +
-                               " for table " + std::to_string(table) + ", row " +
-                               std::to_string(rows[i / dim]) + " holds " +
-                               (std::isnan(row_scratch_[i]) ? "NaN" : "Inf") + "; refused");
-      }
-      if (!std::isfinite(h.getLr()) || h.getLr() < 0) {
-        return InvalidArgument("a row push with learning rate " + std::to_string(h.getLr()));
-      }
-      it->second.Push(rows, row_scratch_.data(), h.getLr());
-      Reply(peer, h.getRequestId(), {});
-      return OkStatus();
-    }
-    default:
-      return InvalidArgument("operation " + std::to_string(static_cast<int>(h.getOp())) +
-                             " is not a request");
+  return OkStatus();
+}
+
+StatusOr<Server::DenseRequest> Server::ParseDense(msg::DataHeader::Reader h) {
+  DenseRequest d;
+  d.keys = KeyRange{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
+  if (!keys_->IsValidRange(d.keys)) {
+    return InvalidArgument("key range " + ToString(d.keys) + " does not start and end on blocks");
   }
+  d.shard = FindShard(d.keys);
+  if (d.shard == nullptr) {
+    return InvalidArgument("key range " + ToString(d.keys) + " is not served here");
+  }
+  if (static_cast<uint16_t>(h.getDtype()) > static_cast<uint16_t>(WireType::kTopK)) {
+    return InvalidArgument("unknown payload coding " +
+                           std::to_string(static_cast<int>(h.getDtype())));
+  }
+  d.wire = static_cast<WireType>(h.getDtype());
+  return d;
+}
+
+Status Server::ProcessPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames) {
+  ASSIGN_OR_RETURN(const DenseRequest d, ParseDense(h));
+  const int worker = h.getWorkerId();
+  if (frames.size() != 2) return InvalidArgument("a pull carries no payload");
+  if (d.wire == WireType::kTopK) return InvalidArgument("weights are never sent top-k");
+  PendingPull p{Frame::Copy(peer.data(), peer.size()),
+                worker,
+                d.wire,
+                h.getRequestId(),
+                d.shard,
+                d.keys,
+                h.getClock(),
+                std::chrono::steady_clock::now()};
+  if (d.shard->PullReady(d.keys, h.getClock())) {
+    ServePull(p);
+    return OkStatus();
+  }
+  int& waiting = waiting_pulls_[worker];
+  size_t pieces = 0;
+  for (const auto& owned : shards_) pieces += owned->pieces().size();
+  if (waiting >= kMaxWaitingPullsPerWorker + 2 * static_cast<int>(pieces)) {
+    return ResourceExhausted("worker " + std::to_string(worker) + " already has " +
+                             std::to_string(waiting) +
+                             " pulls waiting here, the most a client may have; refused");
+  }
+  ++waiting;
+  pulls_.push_back(std::move(p));
+  return OkStatus();
+}
+
+Status Server::ProcessPush(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
+  ASSIGN_OR_RETURN(const DenseRequest d, ParseDense(h));
+  const int worker = h.getWorkerId();
+  const size_t payload_frames = frames.size() - 2;
+  const FlatRange f = keys_->Flat(d.keys);
+  if (payload_frames > 1) return InvalidArgument("a push carries at most one payload frame");
+  if (h.getSampleCount() < 0) return InvalidArgument("negative sample count");
+  const float lr = h.getLr();
+  if (!(lr >= 0.0f) || !std::isfinite(lr)) return InvalidArgument("learning rate is not finite");
+  if (assignment_.config.cluster.consistency != Consistency::kBsp &&
+      !seqs_[worker].FirstTime(h.getSeq())) {
+    Reply(peer, h.getRequestId(), {});  // a duplicate: acknowledged, not applied
+    return OkStatus();
+  }
+  StatusOr<Frame> payload = CheckedGradient(
+      d.wire, payload_frames == 1 ? std::move(frames[2]) : Frame(), f.size(), decoded_, &scratch_);
+  if (!payload.ok() && payload.status().code() == StatusCode::kDataLoss) {
+    ++nonfinite_;
+    return InvalidArgument("the gradient from worker " + std::to_string(worker) + " for keys " +
+                           ToString(d.keys) + " " + payload.status().message());
+  }
+  if (!payload.ok()) return payload.status();
+  RETURN_IF_ERROR(d.shard->Push(h.getSlot(), h.getClock(), d.keys, std::move(*payload),
+                                h.getSampleCount(), h.getSampleHash(), lr));
+  Reply(peer, h.getRequestId(), {});
+  return OkStatus();
+}
+
+StatusOr<SparseTable*> Server::TableFor(msg::DataHeader::Reader h) {
+  const uint32_t table = h.getTable(), dim = h.getDim();
+  auto it = sparse_.find(table);
+  if (it == sparse_.end() && table >= kMaxSparseTables) {
+    return InvalidArgument("sparse table " + std::to_string(table) + " does not exist (at most " +
+                           std::to_string(kMaxSparseTables) + " tables)");
+  }
+  if (it == sparse_.end()) {
+    ASSIGN_OR_RETURN(SparseTable t, SparseTable::Create(table, dim, assignment_.config.optimizer,
+                                                        assignment_.config.seed));
+    it = sparse_.emplace(table, std::move(t)).first;
+  }
+  if (it->second.dim() != dim) {
+    return InvalidArgument("sparse table " + std::to_string(table) + " has rows of " +
+                           std::to_string(it->second.dim()) + " floats, not " +
+                           std::to_string(dim));
+  }
+  row_ids_.clear();
+  for (uint64_t row : h.getRows()) row_ids_.push_back(row);
+  if (row_ids_.empty()) return InvalidArgument("no rows named");
+  return &it->second;
+}
+
+Status Server::ProcessRowPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames) {
+  ASSIGN_OR_RETURN(SparseTable * table, TableFor(h));
+  if (frames.size() != 2) return InvalidArgument("a row pull carries no payload");
+  const size_t floats = row_ids_.size() * h.getDim();
+  std::shared_ptr<std::vector<float>> buf = row_replies_.Get(floats);
+  table->Pull(row_ids_, buf->data());
+  Message payload;
+  payload.push_back(Frame::Share(buf->data(), floats * sizeof(float), buf));
+  Reply(peer, h.getRequestId(), std::move(payload));
+  return OkStatus();
+}
+
+Status Server::ProcessRowPush(Frame& peer, msg::DataHeader::Reader h, const Message& frames) {
+  ASSIGN_OR_RETURN(SparseTable * table, TableFor(h));
+  const int worker = h.getWorkerId();
+  const std::vector<uint64_t>& rows = row_ids_;
+  const uint32_t dim = h.getDim();
+  const size_t bytes = rows.size() * dim * sizeof(float);
+  if (frames.size() != 3 || frames[2].size() != bytes) {
+    return InvalidArgument("a row push of " + std::to_string(rows.size()) + " rows of " +
+                           std::to_string(dim) + " floats needs one " + std::to_string(bytes) +
+                           "-byte payload frame");
+  }
+  if (!seqs_[worker].FirstTime(h.getSeq())) {
+    Reply(peer, h.getRequestId(), {});
+    return OkStatus();
+  }
+  // Frames are not aligned: copy the gradients out (into a reused buffer).
+  row_scratch_.resize(rows.size() * dim);
+  std::memcpy(row_scratch_.data(), frames[2].data(), bytes);
+  if (const size_t i = FirstNonFinite(row_scratch_); i < row_scratch_.size()) {
+    ++nonfinite_;
+    return InvalidArgument("the row gradient from worker " + std::to_string(worker) +
+                           " for table " + std::to_string(h.getTable()) + ", row " +
+                           std::to_string(rows[i / dim]) + " holds " +
+                           (std::isnan(row_scratch_[i]) ? "NaN" : "Inf") + "; refused");
+  }
+  if (!std::isfinite(h.getLr()) || h.getLr() < 0) {
+    return InvalidArgument("a row push with learning rate " + std::to_string(h.getLr()));
+  }
+  table->Push(rows, row_scratch_.data(), h.getLr());
+  Reply(peer, h.getRequestId(), {});
+  return OkStatus();
 }
 
 Status Server::HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames) {

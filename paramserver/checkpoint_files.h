@@ -1,0 +1,23 @@
+// The files a server writes into a checkpoint folder: their names, and
+// writing one durably while describing it for the coordinator's manifest.
+#pragma once
+
+#include <string>
+
+#include "common/base/status.h"
+#include "common/ckpt/checkpoint.h"
+#include "common/msg/pstrain.capnp.h"
+#include "common/ps/keys.h"
+
+namespace pstrain {
+
+// "server-3-rows.bin": every embedding row the server holds.
+std::string SparseFileName(int server);
+// "server-3-00000000000a0000.bin": the range starting at r.begin.
+std::string ShardFileName(int server, const KeyRange& r);
+// Writes what `w` holds durably to dir/name and describes the file in `f`
+// (name, bytes, CRC-32).
+Status WriteCheckpointFile(const std::string& dir, const std::string& name, BinaryWriter& w,
+                           msg::CheckpointFile::Builder f);
+
+}  // namespace pstrain
