@@ -20,10 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
 const char* RoleName(msg::Role r) {
   switch (r) {
     case msg::Role::SERVER:
@@ -36,6 +32,10 @@ const char* RoleName(msg::Role r) {
 }
 
 }  // namespace
+
+double Coordinator::Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 Coordinator::Coordinator(ZmqContext& ctx, CoordinatorOptions options, Console* console,
                          MetricsLog* metrics)
@@ -266,129 +266,143 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
 Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handler) {
   if (stop_ != nullptr && stop_->load()) return Cancelled("stopped by a signal");
   ASSIGN_OR_RETURN(bool readable, socket_->WaitReadable(timeout));
-  if (readable) {
-    for (int i = 0; i < 1000; ++i) {
-      Message frames;
-      StatusOr<bool> got = socket_->Recv(&frames, 2);
-      if (!got.ok()) {
-        if (got.status().code() != StatusCode::kInvalidArgument) return got.status();
-        PSTRAIN_LOG(WARNING) << "control: dropped a message: " << got.status().message();
-        continue;
-      }
-      if (!*got) break;
-      if (frames.size() != 2) continue;
-      const std::string identity(reinterpret_cast<const char*>(frames[0].data()), frames[0].size());
-      if (auto d = dead_.find(identity); d != dead_.end()) {
-        // A node declared dead spoke again (it was paused, not gone): it
-        // must not rejoin with its old state.
-        Node tmp;
-        tmp.identity = identity;
-        tmp.role = msg::Role::WORKER;
-        capnp::MallocMessageBuilder m;
-        auto s = m.initRoot<msg::Control>().initShutdown();
-        s.setExitCode(1);
-        s.setReason(d->second);
-        (void)SendTo(tmp, m);
-        continue;
-      }
-      Status s = WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) -> Status {
-        if (c.which() == msg::Control::REGISTER) return OnRegister(identity, c.getRegister());
-        auto it = nodes_.find(identity);
-        if (it == nodes_.end()) return InvalidArgument("message from an unregistered peer");
-        Node& n = it->second;
-        n.last_seen = Clock::now();
-        switch (c.which()) {
-          case msg::Control::HEARTBEAT:
-            return OkStatus();
-          case msg::Control::READY:
-            n.ready = true;
-            PublishMembership();
-            return OkStatus();
-          case msg::Control::MEMBERSHIP_ACK:
-            if (c.getMembershipAck().getMembershipEpoch() == membership_epoch_ &&
-                pending_acks_.count(n.id) != 0) {
-              pending_acks_[n.id] = true;
-            }
-            return OkStatus();
-          default:
-            return handler(n, c);
-        }
-      });
-      if (!s.ok()) {
-        if (s.code() != StatusCode::kInvalidArgument) return s;
-        PSTRAIN_LOG(WARNING) << "control: " << s.message();
-      }
-    }
-  }
+  if (readable) RETURN_IF_ERROR(ReceiveAll(handler));
   const auto now = Clock::now();
-  const auto hb = std::chrono::milliseconds(options_.config.cluster.heartbeat_ms);
-  if (now - last_heartbeat_ >= hb) {
-    last_heartbeat_ = now;
-    for (auto& [identity, n] : nodes_) {
+  RETURN_IF_ERROR(SendHeartbeats(now));
+  if (!monitoring_) return OkStatus();
+  RETURN_IF_ERROR(DetectDeaths(now));
+  return CheckRecovered();
+}
+
+Status Coordinator::ReceiveAll(const Handler& handler) {
+  for (int i = 0; i < 1000; ++i) {
+    Message frames;
+    StatusOr<bool> got = socket_->Recv(&frames, 2);
+    if (!got.ok()) {
+      if (got.status().code() != StatusCode::kInvalidArgument) return got.status();
+      PSTRAIN_LOG(WARNING) << "control: dropped a message: " << got.status().message();
+      continue;
+    }
+    if (!*got) break;
+    if (frames.size() != 2) continue;
+    const std::string identity(reinterpret_cast<const char*>(frames[0].data()), frames[0].size());
+    if (auto d = dead_.find(identity); d != dead_.end()) {
+      // A node declared dead spoke again (it was paused, not gone): it
+      // must not rejoin with its old state.
+      Node tmp;
+      tmp.identity = identity;
+      tmp.role = msg::Role::WORKER;
       capnp::MallocMessageBuilder m;
-      auto h = m.initRoot<msg::Control>().initHeartbeat();
-      h.setNodeId(-1);
-      h.setRole(msg::Role::COORDINATOR);
-      Status s = SendTo(n, m);
-      if (!s.ok() && s.code() != StatusCode::kUnavailable) return s;
-      // ZeroMQ drops a peer whose connection closed: a killed process is
-      // noticed here long before its heartbeats are missed.
-      n.unreachable = s.ok() ? 0 : n.unreachable + 1;
+      auto s = m.initRoot<msg::Control>().initShutdown();
+      s.setExitCode(1);
+      s.setReason(d->second);
+      (void)SendTo(tmp, m);
+      continue;
+    }
+    Status s = WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) -> Status {
+      if (c.which() == msg::Control::REGISTER) return OnRegister(identity, c.getRegister());
+      auto it = nodes_.find(identity);
+      if (it == nodes_.end()) return InvalidArgument("message from an unregistered peer");
+      Node& n = it->second;
+      n.last_seen = Clock::now();
+      switch (c.which()) {
+        case msg::Control::HEARTBEAT:
+          return OkStatus();
+        case msg::Control::READY:
+          n.ready = true;
+          PublishMembership();
+          return OkStatus();
+        case msg::Control::MEMBERSHIP_ACK:
+          if (c.getMembershipAck().getMembershipEpoch() == membership_epoch_ &&
+              pending_acks_.count(n.id) != 0) {
+            pending_acks_[n.id] = true;
+          }
+          return OkStatus();
+        default:
+          return handler(n, c);
+      }
+    });
+    if (!s.ok()) {
+      if (s.code() != StatusCode::kInvalidArgument) return s;
+      PSTRAIN_LOG(WARNING) << "control: " << s.message();
     }
   }
-  if (monitoring_) {
-    const auto timeout_ms = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
-    std::vector<int> exited = probe_ ? probe_() : std::vector<int>{};
-    std::vector<std::pair<std::string, std::string>> deaths;  // identity, why
-    std::vector<double> detect;
-    for (auto& [identity, n] : nodes_) {
-      if (std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
-        deaths.emplace_back(identity, "its process exited");
-        detect.push_back(Since(n.last_seen));
-      } else if (n.unreachable >= 2 && now - n.last_seen > 2 * hb) {
-        deaths.emplace_back(identity, "its connection closed");
-        detect.push_back(Since(n.last_seen));
-      } else if (now - n.last_seen > timeout_ms) {
-        deaths.emplace_back(
-            identity, "silent for " +
-                          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             now - n.last_seen)
-                                             .count()) +
-                          " ms");
-        detect.push_back(Since(n.last_seen));
-      }
+  return OkStatus();
+}
+
+Status Coordinator::SendHeartbeats(std::chrono::steady_clock::time_point now) {
+  const auto hb = std::chrono::milliseconds(options_.config.cluster.heartbeat_ms);
+  if (now - last_heartbeat_ < hb) return OkStatus();
+  last_heartbeat_ = now;
+  for (auto& [identity, n] : nodes_) {
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<msg::Control>().initHeartbeat();
+    h.setNodeId(-1);
+    h.setRole(msg::Role::COORDINATOR);
+    Status s = SendTo(n, m);
+    if (!s.ok() && s.code() != StatusCode::kUnavailable) return s;
+    // ZeroMQ drops a peer whose connection closed: a killed process is
+    // noticed here long before its heartbeats are missed.
+    n.unreachable = s.ok() ? 0 : n.unreachable + 1;
+  }
+  return OkStatus();
+}
+
+Status Coordinator::DetectDeaths(std::chrono::steady_clock::time_point now) {
+  const auto hb = std::chrono::milliseconds(options_.config.cluster.heartbeat_ms);
+  const auto timeout_ms = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
+  std::vector<int> exited = probe_ ? probe_() : std::vector<int>{};
+  std::vector<std::pair<std::string, std::string>> deaths;  // identity, why
+  std::vector<double> detect;
+  for (auto& [identity, n] : nodes_) {
+    if (std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
+      deaths.emplace_back(identity, "its process exited");
+      detect.push_back(Since(n.last_seen));
+    } else if (n.unreachable >= 2 && now - n.last_seen > 2 * hb) {
+      deaths.emplace_back(identity, "its connection closed");
+      detect.push_back(Since(n.last_seen));
+    } else if (now - n.last_seen > timeout_ms) {
+      deaths.emplace_back(
+          identity, "silent for " +
+                        std::to_string(
+                            std::chrono::duration_cast<std::chrono::milliseconds>(now - n.last_seen)
+                                .count()) +
+                        " ms");
+      detect.push_back(Since(n.last_seen));
     }
-    for (size_t i = 0; i < deaths.size(); ++i) {
-      auto it = nodes_.find(deaths[i].first);
-      if (it == nodes_.end()) continue;
-      const Node& n = it->second;
-      if (n.role == msg::Role::SERVER) {
-        RETURN_IF_ERROR(OnServerDeath(n, detect[i], deaths[i].second));
-        continue;
-      }
-      if (!n.ready) continue;  // still loading: the start deadline covers it
-      RETURN_IF_ERROR(OnWorkerDeath(n, detect[i], deaths[i].second));
+  }
+  for (size_t i = 0; i < deaths.size(); ++i) {
+    auto it = nodes_.find(deaths[i].first);
+    if (it == nodes_.end()) continue;
+    const Node& n = it->second;
+    if (n.role == msg::Role::SERVER) {
+      RETURN_IF_ERROR(OnServerDeath(n, detect[i], deaths[i].second));
+      continue;
     }
-    if (!pending_acks_.empty()) {
-      // Survivors that died meanwhile are not waited for.
-      for (auto it = pending_acks_.begin(); it != pending_acks_.end();) {
-        const std::vector<int> live = LiveWorkerIds();
-        it = std::find(live.begin(), live.end(), it->first) == live.end() ? pending_acks_.erase(it)
-                                                                          : std::next(it);
-      }
-      if (std::all_of(pending_acks_.begin(), pending_acks_.end(),
-                      [](auto& p) { return p.second; })) {
-        RETURN_IF_ERROR(
-            metrics_->Write(JsonObject()
-                                .Add("event", "recovered")
-                                .Add("role", recovering_role_)
-                                .Add("failed", recovering_)
-                                .Add("recover_seconds", Since(recovery_start_))
-                                .Add("live_workers", static_cast<int>(LiveWorkerIds().size()))
-                                .Add("time", SinceStart())));
-        pending_acks_.clear();
-      }
-    }
+    if (!n.ready) continue;  // still loading: the start deadline covers it
+    RETURN_IF_ERROR(OnWorkerDeath(n, detect[i], deaths[i].second));
+  }
+  return OkStatus();
+}
+
+Status Coordinator::CheckRecovered() {
+  if (pending_acks_.empty()) return OkStatus();
+  // Survivors that died meanwhile are not waited for.
+  for (auto it = pending_acks_.begin(); it != pending_acks_.end();) {
+    const std::vector<int> live = LiveWorkerIds();
+    it = std::find(live.begin(), live.end(), it->first) == live.end() ? pending_acks_.erase(it)
+                                                                      : std::next(it);
+  }
+  if (std::all_of(pending_acks_.begin(), pending_acks_.end(), [](auto& p) { return p.second; })) {
+    RETURN_IF_ERROR(
+        metrics_->Write(JsonObject()
+                            .Add("event", "recovered")
+                            .Add("role", recovering_role_)
+                            .Add("failed", recovering_)
+                            .Add("recover_seconds", Since(recovery_start_))
+                            .Add("live_workers", static_cast<int>(LiveWorkerIds().size()))
+                            .Add("time", SinceStart())));
+    pending_acks_.clear();
   }
   return OkStatus();
 }
@@ -525,171 +539,6 @@ Status Coordinator::Assign() {
   return OkStatus();
 }
 
-StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
-  const JobConfig& c = options_.config;
-  const auto start = Clock::now();
-  const HandoutPlan plan = EpochPlan(c, epoch, train_count_);
-  // Slots spread over the live workers (a replacement gets its share here).
-  const std::vector<int> live = LiveWorkerIds();
-  if (live.empty()) return Unavailable("no live worker");
-  book_.SpreadSlots(live);
-  book_.StartEpoch(epoch, live);
-  current_ = EpochState{};
-  current_.epoch = epoch;
-  current_.first_clock = clock_;
-  current_.steps = plan.steps();
-  PublishPhase("training", epoch + 1);
-  board_.Update([&](ClusterStatus& s) { s.epoch_total = train_count_; });
-  for (Node* w : NodesOf(msg::Role::WORKER)) {
-    if (!w->ready) continue;
-    RETURN_IF_ERROR(SendStartEpoch(*w, {}));
-  }
-  std::map<int, WorkerEpoch> done;  // summed over a worker's reports
-  std::map<int, std::pair<int64_t, double>> progress;
-  auto handler = [&](Node& n, msg::Control::Reader m) -> Status {
-    if (m.which() == msg::Control::PROGRESS && m.getProgress().getEpoch() == epoch) {
-      progress[n.id] = {m.getProgress().getSamples(), m.getProgress().getLossSum()};
-      int64_t samples = 0;
-      double loss = 0;
-      for (auto& [id, p] : progress) {
-        samples += p.first;
-        loss += p.second;
-      }
-      const double t = Since(start);
-      console_->Progress({epoch + 1, c.epochs, samples, train_count_,
-                          samples > 0 ? loss / samples : 0, t > 0 ? samples / t : 0, t});
-      PublishProgress(progress, train_count_, t);
-    } else if (m.which() == msg::Control::EPOCH_DONE && m.getEpochDone().getEpoch() == epoch) {
-      auto d = m.getEpochDone();
-      WorkerEpoch& x = done[n.id];
-      x.samples += d.getSamples();
-      x.loss += d.getLossSum();
-      x.correct += d.getCorrect();
-      x.compute += d.getComputeSeconds();
-      x.push += d.getPushWaitSeconds();
-      x.pull += d.getPullWaitSeconds();
-      x.peak_rss = std::max(x.peak_rss, d.getPeakRssBytes());
-      book_.Trained(n.id);
-    }
-    return OkStatus();
-  };
-  // Training is as long as it is; liveness (heartbeats) bounds the wait.
-  RETURN_IF_ERROR(WaitUntil([&] { return book_.AllTrained(); },
-                            "the workers to finish epoch " + std::to_string(epoch + 1),
-                            std::chrono::hours(24 * 365), handler));
-  const double train_seconds = Since(start);
-
-  EpochStats e;
-  e.epoch = epoch + 1;
-  double compute = 0, push = 0, pull = 0;
-  int64_t worker_samples = 0;
-  for (auto& [id, d] : done) {
-    worker_samples += d.samples;
-    e.train_loss += d.loss;
-    e.train_accuracy += static_cast<double>(d.correct);
-    compute += d.compute;
-    push += d.push;
-    pull += d.pull;
-    e.worker_peak_rss = std::max(e.worker_peak_rss, d.peak_rss);
-  }
-  e.train_loss /= std::max<int64_t>(worker_samples, 1);
-  e.train_accuracy /= static_cast<double>(std::max<int64_t>(worker_samples, 1));
-  const double reporting = std::max<size_t>(done.size(), 1);
-  e.compute_s = compute / reporting;
-  e.push_wait_s = push / reporting;
-  e.pull_wait_s = pull / reporting;
-  e.train_seconds = train_seconds;
-  e.lr = ScheduledLearningRate(c.schedule, c.optimizer.lr, epoch + 1.0, c.epochs);
-
-  // Every server must have applied every sample of the epoch exactly once.
-  const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 1;
-  std::map<int, std::pair<int64_t, uint64_t>> applied;
-  std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
-  RETURN_IF_ERROR(RequestStats(token, clock_, clock_ + plan.steps()));
-  RETURN_IF_ERROR(WaitUntil(
-      [&] { return applied.size() == servers.size(); }, "the servers' sample counts",
-      std::chrono::seconds(120),
-      [&](Node& n, msg::Control::Reader m) -> Status {
-        if (m.which() == msg::Control::STATS_REPLY && m.getStatsReply().getToken() == token) {
-          applied[n.id] = {m.getStatsReply().getSamples(), m.getStatsReply().getSampleHash()};
-        }
-        return OkStatus();
-      }));
-  const uint64_t expected_hash = SampleSetHash(train_count_);
-  e.sample_set_ok = 1;
-  e.samples = train_count_;
-  for (auto& [id, sh] : applied) {
-    // Servers of embedding rows only (no dense keys) count no samples.
-    if (std::find(primary_.begin(), primary_.end(), id) == primary_.end()) continue;
-    if (sh.first != train_count_ || sh.second != expected_hash) {
-      e.sample_set_ok = 0;
-      e.samples = std::min(e.samples, sh.first);
-      PSTRAIN_LOG(ERROR) << "epoch " << epoch + 1 << ": server " << id << " applied updates from "
-                         << sh.first << " samples, not each of the " << train_count_
-                         << " exactly once";
-    }
-  }
-  e.samples_per_s = e.samples / std::max(train_seconds, 1e-9);
-  clock_ += plan.steps();
-
-  // Evaluation: the test set split evenly across the live workers.
-  PublishPhase("evaluating", 0);
-  const std::vector<Node*> evaluators = LiveWorkers();
-  std::vector<int> evaluator_ids;
-  for (Node* n : evaluators) evaluator_ids.push_back(n->id);
-  const std::vector<WorkBook::EvalRange> ranges = book_.StartEvaluation(test_count_, evaluator_ids);
-  for (size_t i = 0; i < ranges.size(); ++i) {
-    RETURN_IF_ERROR(SendEvaluate(*evaluators[i], ranges[i].begin, ranges[i].end));
-  }
-  double loss = 0;
-  int64_t correct = 0, count = 0, scored = 0;
-  std::vector<float> scores(test_labels_.size());
-  auto eval_handler = [&](Node& n, msg::Control::Reader m) -> Status {
-    if (m.which() == msg::Control::EVAL_DONE && m.getEvalDone().getEpoch() == epoch) {
-      auto d = m.getEvalDone();
-      // The outstanding range this answers; a report of anything else (a
-      // range already counted, rows it was not given) is dropped.
-      if (!book_.Evaluated(n.id, d.getBegin(), d.getCount())) {
-        PSTRAIN_LOG(WARNING) << "worker " << n.id << " reported " << d.getCount()
-                             << " test rows from " << d.getBegin()
-                             << " that it does not hold; ignored";
-        return OkStatus();
-      }
-      loss += d.getLossSum();
-      correct += d.getCorrect();
-      count += d.getCount();
-      const auto s = d.getScores();
-      if (s.size() > 0 && d.getBegin() >= 0 &&
-          d.getBegin() + static_cast<int64_t>(s.size()) <= static_cast<int64_t>(scores.size())) {
-        for (unsigned i = 0; i < s.size(); ++i) scores[d.getBegin() + i] = s[i];
-        scored += s.size();
-      }
-    }
-    return OkStatus();
-  };
-  RETURN_IF_ERROR(WaitUntil([&] { return book_.AllEvaluated(); },
-                            "the workers to evaluate epoch " + std::to_string(epoch + 1),
-                            std::chrono::hours(24), eval_handler));
-  e.test_samples = count;
-  if (count != test_count_) {
-    PSTRAIN_LOG(ERROR) << "epoch " << epoch + 1 << ": the test metrics cover " << count << " of "
-                       << test_count_ << " test samples";
-  }
-  e.test_loss = loss / std::max<int64_t>(count, 1);
-  e.test_accuracy = static_cast<double>(correct) / std::max<int64_t>(count, 1);
-  if (scored > 0 && scored == test_count_) {
-    e.test_auc = BinaryAuc(scores, test_labels_);
-  } else if (scored > 0) {
-    PSTRAIN_LOG(WARNING) << "epoch " << epoch + 1 << ": scores came for " << scored << " of "
-                         << test_count_ << " test samples; no AUC";
-  }
-  e.seconds = Since(start);
-  current_ = EpochState{};
-  book_.EndEpoch();
-  PublishEpoch(e, done);
-  return e;
-}
-
 std::vector<ServerEntry> Coordinator::ServerTable() {
   std::vector<ServerEntry> table;
   for (Node* s : NodesOf(msg::Role::SERVER)) {
@@ -743,107 +592,6 @@ Status Coordinator::OnServerDeath(const Node& dead, double detect_seconds, const
   recovering_ = "server " + std::to_string(gone.id) + " (" + std::to_string(promoted) +
                 " range(s) promoted to their backups)";
   return OkStatus();
-}
-
-Status Coordinator::RequestStats(uint64_t token, int64_t clock_begin, int64_t clock_end) {
-  for (Node* s : NodesOf(msg::Role::SERVER)) {
-    capnp::MallocMessageBuilder m;
-    auto r = m.initRoot<msg::Control>().initStatsRequest();
-    r.setToken(token);
-    r.setClockBegin(clock_begin);
-    r.setClockEnd(clock_end);
-    RETURN_IF_ERROR(SendTo(*s, m));
-  }
-  return OkStatus();
-}
-
-StatusOr<Manifest> Coordinator::PickCheckpoint() {
-  const JobConfig& c = options_.config;
-  if (c.checkpoint_dir.empty()) {
-    return InvalidArgument("--resume needs checkpoint.dir (or --checkpoint-dir DIR)");
-  }
-  std::vector<std::string> skipped;
-  StatusOr<Manifest> m = FindNewestCheckpoint(c.checkpoint_dir, &skipped);
-  for (const std::string& s : skipped) {
-    console_->Banner(s);
-    RETURN_IF_ERROR(metrics_->Write(JsonObject().Add("event", "checkpoint_skipped").Add("why", s)));
-  }
-  if (!m.ok()) return m.status();
-  auto mismatch = [&](const char* what, int64_t have, int64_t want) {
-    return InvalidArgument(m->dir + " was written by a job with " + what + " " +
-                           std::to_string(have) + "; this job has " + std::to_string(want));
-  };
-  if (m->servers != c.cluster.servers) return mismatch("servers", m->servers, c.cluster.servers);
-  if (m->workers != c.cluster.workers) return mismatch("workers", m->workers, c.cluster.workers);
-  if (m->batch_size != c.batch_size) return mismatch("batch_size", m->batch_size, c.batch_size);
-  if (m->seed != c.seed) {
-    return mismatch("seed", static_cast<int64_t>(m->seed), static_cast<int64_t>(c.seed));
-  }
-  return m;
-}
-
-Status Coordinator::WriteCheckpoint(int epochs_done) {
-  const JobConfig& c = options_.config;
-  const auto start = Clock::now();
-  const std::string folder = CheckpointFolder(c.checkpoint_dir, epochs_done);
-  PublishPhase("checkpointing", 0);
-  std::error_code ec;
-  std::filesystem::remove_all(folder, ec);  // a half-written one from a crash
-  std::filesystem::create_directories(folder, ec);
-  if (ec) return DataLoss("cannot create checkpoint folder " + folder + ": " + ec.message());
-  const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 7;
-  std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
-  for (Node* s : servers) {
-    capnp::MallocMessageBuilder m;
-    auto r = m.initRoot<msg::Control>().initCheckpointRequest();
-    r.setToken(token);
-    r.setDir(folder);
-    RETURN_IF_ERROR(SendTo(*s, m));
-  }
-  Manifest manifest;
-  manifest.epochs_done = epochs_done;
-  manifest.clock = clock_;
-  manifest.seed = c.seed;
-  manifest.servers = c.cluster.servers;
-  manifest.workers = c.cluster.workers;
-  manifest.batch_size = c.batch_size;
-  manifest.tensors = tensors_;
-  // The job as it runs, so the checkpoint can be evaluated on its own.
-  ASSIGN_OR_RETURN(const std::string job, ResolvedJobToml(options_.job_text, options_.job_name,
-                                                          options_.base_dir, options_.overrides));
-  const std::span<const uint8_t> job_bytes(reinterpret_cast<const uint8_t*>(job.data()),
-                                           job.size());
-  RETURN_IF_ERROR(WriteFileDurably(folder + "/job.toml", job_bytes));
-  manifest.job = {"job.toml", job.size(), Crc32(job_bytes), 0, 0};
-  std::map<int, std::string> errors;
-  size_t answered = 0;
-  RETURN_IF_ERROR(WaitUntil([&] { return answered == servers.size(); },
-                            "the servers to write checkpoint " + folder, std::chrono::seconds(600),
-                            [&](Node& n, msg::Control::Reader m) -> Status {
-                              if (m.which() != msg::Control::CHECKPOINT_DONE ||
-                                  m.getCheckpointDone().getToken() != token) {
-                                return OkStatus();
-                              }
-                              auto d = m.getCheckpointDone();
-                              ++answered;
-                              if (d.getError().size() > 0) errors[n.id] = d.getError();
-                              for (auto f : d.getFiles()) {
-                                manifest.files.push_back({f.getName(), f.getBytes(), f.getCrc32(),
-                                                          f.getKeyBegin(), f.getKeyEnd()});
-                              }
-                              return OkStatus();
-                            }));
-  if (!errors.empty()) {
-    return DataLoss("checkpoint " + folder + " failed on server " +
-                    std::to_string(errors.begin()->first) + ": " + errors.begin()->second);
-  }
-  RETURN_IF_ERROR(WriteManifest(folder, manifest));
-  PruneCheckpoints(c.checkpoint_dir, c.checkpoint_keep);
-  return metrics_->Write(JsonObject()
-                             .Add("event", "checkpoint")
-                             .Add("epochs_done", epochs_done)
-                             .Add("dir", folder)
-                             .Add("seconds", Since(start)));
 }
 
 StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {

@@ -100,16 +100,38 @@ class Coordinator {
   std::vector<Node*> LiveWorkers();  // ready workers, by id
   std::vector<int> LiveWorkerIds();
   double SinceStart() const;
+  // Seconds from `t` to now.
+  static double Since(std::chrono::steady_clock::time_point t);
   void ShutdownAll(int code, const std::string& reason);
   // Receives for up to `timeout`, answering heartbeats and handing other
   // messages from registered nodes to `handler`; checks liveness.
   Status Pump(std::chrono::milliseconds timeout, const Handler& handler);
+  // The parts of Pump: every message waiting (registrations, heartbeats,
+  // readiness and acknowledgements here, the rest to `handler`); the
+  // heartbeats due; deaths (an exited process, a closed connection, a
+  // silence past cluster.timeout_ms) and their recovery; the end of a
+  // recovery, once every survivor acknowledged the new membership.
+  Status ReceiveAll(const Handler& handler);
+  Status SendHeartbeats(std::chrono::steady_clock::time_point now);
+  Status DetectDeaths(std::chrono::steady_clock::time_point now);
+  Status CheckRecovered();
   Status OnRegister(const std::string& identity, msg::Register::Reader r);
   Status WaitUntil(const std::function<bool()>& done, const std::string& what,
                    std::chrono::seconds deadline, const Handler& handler);
   Status Register();
   Status Assign();
+  // One epoch: training, the check that every sample was applied once,
+  // evaluation.
   StatusOr<EpochStats> RunEpoch(int epoch);
+  // Hands the epoch's slots out and waits for every worker's report, summed
+  // per worker into `done`; returns the epoch's steps.
+  StatusOr<int64_t> TrainEpoch(int epoch, std::map<int, WorkerEpoch>* done);
+  EpochStats SummariseTraining(int epoch, const std::map<int, WorkerEpoch>& done) const;
+  // Every server must have applied every sample of the epoch's `steps`
+  // (from clock_) exactly once: e->samples and e->sample_set_ok say so.
+  Status CheckSampleSet(int64_t steps, EpochStats* e);
+  // The test set split over the live workers, gathered into e's test figures.
+  Status EvaluateEpoch(int epoch, EpochStats* e);
   // Asks every server to save its ranges into a new checkpoint folder, then
   // writes the manifest that makes the checkpoint count.
   Status WriteCheckpoint(int epochs_done);
