@@ -23,6 +23,7 @@
 #include "paramserver/push_payload.h"
 #include "paramserver/range_shard.h"
 #include "paramserver/seq_window.h"
+#include "paramserver/shard_stats.h"
 
 namespace pstrain {
 namespace {
@@ -70,6 +71,13 @@ class Server {
   Status ReceiveAcks();
   Status HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames);
   Status OnControl(msg::Control::Reader c);
+  // The worker set of a new membership: requests from others are refused.
+  Status ProcessMembership(msg::Membership::Reader mb);
+  // Writes this server's ranges (and rows) into the folder the request
+  // names, answering with the files written.
+  Status ProcessCheckpoint(msg::CheckpointRequest::Reader req);
+  // Answers with the sums, digest and sample counts the coordinator checks.
+  Status ProcessStats(msg::StatsRequest::Reader req);
   void OnData(Message& frames);
   // Handles one request; an error status becomes an error reply. Checks
   // the sender, then hands the request to its Process* method.
@@ -391,109 +399,86 @@ Status Server::OnControl(msg::Control::Reader c) {
       done_ = true;
       exit_code_ = c.getShutdown().getExitCode();
       return OkStatus();
-    case msg::Control::MEMBERSHIP: {
-      auto mb = c.getMembership();
-      const auto workers = mb.getWorkers();
-      const auto incarnations = mb.getWorkerIncarnations();
-      if (workers.size() != incarnations.size()) {
-        return InvalidArgument("membership: workers and incarnations differ in number");
-      }
-      worker_incarnation_.clear();
-      for (unsigned i = 0; i < workers.size(); ++i)
-        worker_incarnation_[workers[i]] = incarnations[i];
-      PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": "
-                        << worker_incarnation_.size() << " live worker(s)";
-      return OkStatus();
-    }
-    case msg::Control::CHECKPOINT_REQUEST: {
-      capnp::MallocMessageBuilder m;
-      auto done = m.initRoot<msg::Control>().initCheckpointDone();
-      done.setNodeId(assignment_.node_id);
-      done.setToken(c.getCheckpointRequest().getToken());
-      const std::string dir = c.getCheckpointRequest().getDir();
-      auto files =
-          done.initFiles(static_cast<unsigned>(shards_.size() + (sparse_.empty() ? 0 : 1)));
-      if (!sparse_.empty()) {
-        // The embedding rows this server holds, all tables in one file (an
-        // empty key range marks it).
-        BinaryWriter w;
-        w.U32(static_cast<uint32_t>(sparse_.size()));
-        for (const auto& [id, t] : sparse_) t.Save(w);
-        Status st = WriteCheckpointFile(dir, SparseFileName(assignment_.node_id), w,
-                                        files[static_cast<unsigned>(shards_.size())]);
-        if (!st.ok()) {
-          done.setError(st.message());
-          return control_->Send(m);
-        }
-      }
-      for (size_t i = 0; i < shards_.size(); ++i) {
-        BinaryWriter w;
-        shards_[i]->Save(w);
-        auto f = files[static_cast<unsigned>(i)];
-        Status st =
-            WriteCheckpointFile(dir, ShardFileName(assignment_.node_id, shards_[i]->keys()), w, f);
-        if (!st.ok()) {
-          done.setError(st.message());
-          break;
-        }
-        f.setKeyBegin(shards_[i]->keys().begin);
-        f.setKeyEnd(shards_[i]->keys().end);
-      }
-      return control_->Send(m);
-    }
-    case msg::Control::STATS_REQUEST: {
-      capnp::MallocMessageBuilder m;
-      auto r = m.initRoot<msg::Control>().initStatsReply();
-      double sum = 0;
-      uint64_t digest = 0;
-      int64_t digest_blocks = 0;
-      int64_t updates = 0;
-      int64_t samples = -1;
-      uint64_t hash = 0;
-      bool agree = true;
-      // Read once: every read of a message counts against its traversal limit.
-      const int64_t clock_begin = c.getStatsRequest().getClockBegin();
-      const int64_t clock_end = c.getStatsRequest().getClockEnd();
-      for (const auto& s : shards_) {
-        sum += s->SumSquares();
-        digest += s->Digest();
-        digest_blocks += static_cast<int64_t>(s->block_count());
-        updates += s->updates_applied();
-        // Every piece saw every (slot, clock): they must agree.
-        for (const auto& piece : s->pieces()) {
-          const DenseShard::SampleStats st = piece->TakeSampleStats(clock_begin, clock_end);
-          if (samples >= 0 && (st.samples != samples || st.hash != hash)) agree = false;
-          if (samples < 0 || st.samples < samples) {
-            samples = st.samples;
-            hash = st.hash;
-          }
-        }
-      }
-      r.setSamples(agree ? samples : -1);
-      r.setSampleHash(hash);
-      r.setMinSlotSamples(samples);
-      r.setNodeId(assignment_.node_id);
-      r.setToken(c.getStatsRequest().getToken());
-      r.setSumSquares(sum);
-      r.setUpdatesApplied(updates);
-      r.setPushesRefused(refused_);
-      r.setBadMessages(bad_messages_);
-      r.setNonFiniteRefused(nonfinite_);
-      int64_t rows = 0, bytes = 0;
-      for (const auto& [id, t] : sparse_) {
-        rows += static_cast<int64_t>(t.row_count());
-        bytes += static_cast<int64_t>(t.bytes());
-        digest += t.Digest();
-      }
-      r.setWeightsDigest(digest);
-      r.setDigestBlocks(digest_blocks);
-      r.setSparseRows(rows);
-      r.setSparseBytes(bytes);
-      return control_->Send(m);
-    }
+    case msg::Control::MEMBERSHIP:
+      return ProcessMembership(c.getMembership());
+    case msg::Control::CHECKPOINT_REQUEST:
+      return ProcessCheckpoint(c.getCheckpointRequest());
+    case msg::Control::STATS_REQUEST:
+      return ProcessStats(c.getStatsRequest());
     default:
       return OkStatus();
   }
+}
+
+Status Server::ProcessMembership(msg::Membership::Reader mb) {
+  const auto workers = mb.getWorkers();
+  const auto incarnations = mb.getWorkerIncarnations();
+  if (workers.size() != incarnations.size()) {
+    return InvalidArgument("membership: workers and incarnations differ in number");
+  }
+  worker_incarnation_.clear();
+  for (unsigned i = 0; i < workers.size(); ++i) worker_incarnation_[workers[i]] = incarnations[i];
+  PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": "
+                    << worker_incarnation_.size() << " live worker(s)";
+  return OkStatus();
+}
+
+Status Server::ProcessCheckpoint(msg::CheckpointRequest::Reader req) {
+  capnp::MallocMessageBuilder m;
+  auto done = m.initRoot<msg::Control>().initCheckpointDone();
+  done.setNodeId(assignment_.node_id);
+  done.setToken(req.getToken());
+  const std::string dir = req.getDir();
+  auto files = done.initFiles(static_cast<unsigned>(shards_.size() + (sparse_.empty() ? 0 : 1)));
+  if (!sparse_.empty()) {
+    // The embedding rows this server holds, all tables in one file (an
+    // empty key range marks it).
+    BinaryWriter w;
+    w.U32(static_cast<uint32_t>(sparse_.size()));
+    for (const auto& [id, t] : sparse_) t.Save(w);
+    Status st = WriteCheckpointFile(dir, SparseFileName(assignment_.node_id), w,
+                                    files[static_cast<unsigned>(shards_.size())]);
+    if (!st.ok()) {
+      done.setError(st.message());
+      return control_->Send(m);
+    }
+  }
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    BinaryWriter w;
+    shards_[i]->Save(w);
+    auto f = files[static_cast<unsigned>(i)];
+    Status st =
+        WriteCheckpointFile(dir, ShardFileName(assignment_.node_id, shards_[i]->keys()), w, f);
+    if (!st.ok()) {
+      done.setError(st.message());
+      break;
+    }
+    f.setKeyBegin(shards_[i]->keys().begin);
+    f.setKeyEnd(shards_[i]->keys().end);
+  }
+  return control_->Send(m);
+}
+
+Status Server::ProcessStats(msg::StatsRequest::Reader req) {
+  capnp::MallocMessageBuilder m;
+  auto r = m.initRoot<msg::Control>().initStatsReply();
+  // Read once: every read of a message counts against its traversal limit.
+  const ShardStats st = GatherStats(shards_, sparse_, req.getClockBegin(), req.getClockEnd());
+  r.setSamples(st.samples_agree ? st.min_samples : -1);
+  r.setSampleHash(st.sample_hash);
+  r.setMinSlotSamples(st.min_samples);
+  r.setNodeId(assignment_.node_id);
+  r.setToken(req.getToken());
+  r.setSumSquares(st.sum_squares);
+  r.setUpdatesApplied(st.updates);
+  r.setPushesRefused(refused_);
+  r.setBadMessages(bad_messages_);
+  r.setNonFiniteRefused(nonfinite_);
+  r.setWeightsDigest(st.digest);
+  r.setDigestBlocks(st.digest_blocks);
+  r.setSparseRows(st.sparse_rows);
+  r.setSparseBytes(st.sparse_bytes);
+  return control_->Send(m);
 }
 
 RangeShard* Server::FindShard(const KeyRange& r) {

@@ -6,6 +6,7 @@
 
 #include "common/base/rng.h"
 #include "paramserver/range_shard.h"
+#include "paramserver/shard_stats.h"
 
 namespace pstrain {
 namespace {
@@ -431,6 +432,44 @@ TEST_CASE("A cut range replicates each piece to a backup cut alike", "[paramserv
   REQUIRE(replicated.ok());
   CHECK(Pulled(backup, t.keys.all()) == Pulled(primary, t.keys.all()));
   for (const auto& piece : backup.pieces()) CHECK(piece->version() == 2);
+}
+
+TEST_CASE(
+    "A server's statistics sum its ranges and say whether every piece applied the same "
+    "samples",
+    "[paramserver]") {
+  Tensors t;
+  const std::vector<float> w0 = Initial(t);
+  std::vector<std::unique_ptr<RangeShard>> shards;
+  shards.push_back(
+      std::make_unique<RangeShard>(t.keys, t.keys.all(), w0, Sgd(Consistency::kBsp, 2), true));
+  // Only the last tensor's pieces hear of clock 0.
+  for (int slot : {0, 1}) {
+    REQUIRE(shards[0]->Push(slot, 0, t.Tensor(2), Floats({1, 1, 1, 1}), 3, 7, 0.5f).ok());
+  }
+  const ShardStats partial = GatherStats(shards, {}, 0, 1);
+  CHECK_FALSE(partial.samples_agree);
+  CHECK(partial.min_samples == 0);
+  CHECK(partial.digest == shards[0]->Digest());
+  CHECK(partial.sum_squares == shards[0]->SumSquares());
+  CHECK(partial.digest_blocks == static_cast<int64_t>(shards[0]->block_count()));
+  // Another server whose every piece applies clock 0 with the same samples.
+  std::vector<std::unique_ptr<RangeShard>> whole;
+  whole.push_back(
+      std::make_unique<RangeShard>(t.keys, t.keys.all(), w0, Sgd(Consistency::kBsp, 2), true));
+  for (int slot : {0, 1}) {
+    for (uint32_t k = 0; k < 3; ++k) {
+      const size_t n = t.keys.Flat(t.Tensor(k)).size();
+      REQUIRE(whole[0]
+                  ->Push(slot, 0, t.Tensor(k), Frame::Copy(t.Random(t.Tensor(k), 1).data(), n * 4),
+                         3, 7, 0.5f)
+                  .ok());
+    }
+  }
+  const ShardStats full = GatherStats(whole, {}, 0, 1);
+  CHECK(full.samples_agree);
+  CHECK(full.min_samples == 6);
+  CHECK(full.updates == whole[0]->updates_applied());
 }
 
 }  // namespace
