@@ -634,54 +634,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
         RETURN_IF_ERROR(WriteCheckpoint(epoch + 1));
       }
     }
-    // weights_l2 from the servers' sums of squares, the digest from theirs.
-    std::map<int, double> sums;
-    uint64_t digest = 0;
-    int64_t digest_blocks = 0;
-    std::string refusals = "[";  // becomes a JSON array, one object per server
-    const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 2;
-    std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
-    RETURN_IF_ERROR(RequestStats(token, clock_, clock_));
-    RETURN_IF_ERROR(WaitUntil([&] { return sums.size() == servers.size(); },
-                              "the servers' parameter statistics", std::chrono::seconds(60),
-                              [&](Node& n, msg::Control::Reader m) -> Status {
-                                if (m.which() == msg::Control::STATS_REPLY &&
-                                    m.getStatsReply().getToken() == token) {
-                                  auto r = m.getStatsReply();
-                                  if (!sums.emplace(n.id, r.getSumSquares()).second) {
-                                    return OkStatus();  // a repeated reply
-                                  }
-                                  digest += r.getWeightsDigest();
-                                  digest_blocks += r.getDigestBlocks();
-                                  refusals += JsonObject()
-                                                  .Add("id", n.id)
-                                                  .Add("updates_applied", r.getUpdatesApplied())
-                                                  .Add("pushes_refused", r.getPushesRefused())
-                                                  .Add("bad_messages", r.getBadMessages())
-                                                  .Add("nonfinite_refused", r.getNonFiniteRefused())
-                                                  .Add("sparse_rows", r.getSparseRows())
-                                                  .Add("sparse_bytes", r.getSparseBytes())
-                                                  .str() +
-                                              ",";
-                                }
-                                return OkStatus();
-                              }));
-    refusals.back() = ']';
-    RETURN_IF_ERROR(
-        metrics_->Write(JsonObject().Add("event", "server_stats").AddRaw("servers", refusals)));
-    double total = 0;
-    for (auto& [id, s] : sums) total += s;
-    f.weights_l2 = std::sqrt(total);
-    ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                     Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
-                                  SparseOptionsOf(c, nullptr)));
-    f.params = static_cast<int64_t>(model->layout().parameter_count());
-    const size_t blocks = KeyLayout(model->layout()).blocks().size();
-    if (digest_blocks != static_cast<int64_t>(blocks)) {
-      return Internal("the servers' weights digests cover " + std::to_string(digest_blocks) +
-                      " blocks of the model's " + std::to_string(blocks));
-    }
-    f.weights_digest = digest;
+    RETURN_IF_ERROR(GatherFinalStats(&f));
     f.epochs = c.epochs;
     f.seconds = Since(run_start_);
     AddRunTotals(f);

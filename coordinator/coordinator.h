@@ -132,6 +132,10 @@ class Coordinator {
   Status CheckSampleSet(int64_t steps, EpochStats* e);
   // The test set split over the live workers, gathered into e's test figures.
   Status EvaluateEpoch(int epoch, EpochStats* e);
+  // The run's end: the weights' L2 norm and digest from the servers' sums
+  // (checking the digest covers every block), and each server's counters
+  // into the metrics file.
+  Status GatherFinalStats(FinalStats* f);
   // Asks every server to save its ranges into a new checkpoint folder, then
   // writes the manifest that makes the checkpoint count.
   Status WriteCheckpoint(int epochs_done);

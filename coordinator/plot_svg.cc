@@ -70,6 +70,8 @@ struct Series {
 }  // namespace
 
 std::string PlotSvg(const std::string& title, const std::vector<EpochStats>& epochs) {
+  // One picture drawn top to bottom (frame, grid, axes, lines, legend):
+  // kept whole so the coordinates read together.
   const size_t n = epochs.size();
   double loss_max = 0;
   double acc_min = 1;

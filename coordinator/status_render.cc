@@ -78,6 +78,8 @@ NodeStatus* ClusterStatus::Find(const std::string& role, int id) {
 }
 
 std::string RenderPrometheus(const ClusterStatus& s) {
+  // One metric family after another, in the order of the exposition: a
+  // list, kept whole.
   const EpochStats* last = s.history.empty() ? nullptr : &s.history.back();
   const bool running = s.phase == "training" && s.epoch_samples > 0;
   Exposition e;

@@ -75,6 +75,36 @@ Status EvaluateTest(Model& model, const Dataset& test, const RowFetch& fetch, St
   return OkStatus();
 }
 
+// Forward and backward of one batch of n samples, cut into
+// config.micro_batches contiguous parts whose gradients are summed in
+// order, exactly as a BSP server sums the workers' parts of a global batch;
+// leaves the sum in model.grads(). `input` is null for sparse data.
+LossResult AccumulatedStep(Model& model, const JobConfig& config, const float* input,
+                           const int32_t* labels, int n, int epoch, int64_t step,
+                           FloatBuffer* accum) {
+  LossResult l;
+  const int parts = std::min(config.micro_batches, n);
+  for (int m = 0; m < parts; ++m) {
+    const int a = n * m / parts, b = n * (m + 1) / parts;
+    model.SetStepSeed(StepSeed(config.seed, epoch, step, m));
+    const LossResult part = model.TrainStep(
+        input == nullptr ? nullptr : input + static_cast<size_t>(a) * model.input_dim(), labels + a,
+        b - a, 1.0f / n);
+    l.loss_sum += part.loss_sum;
+    l.correct += part.correct;
+    if (parts == 1) break;
+    const std::span<const float> g = model.grads();
+    if (m == 0) {
+      std::copy(g.begin(), g.end(), accum->data());
+    } else {
+      float* __restrict acc = accum->data();
+      for (size_t i = 0; i < g.size(); ++i) acc[i] += g[i];
+    }
+  }
+  if (parts > 1) std::copy(accum->data(), accum->data() + accum->size(), model.grads().data());
+  return l;
+}
+
 }  // namespace
 
 StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& train,
@@ -125,28 +155,8 @@ StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& tra
         model.GatherSparse(train, order.data() + first, n);
         RETURN_IF_ERROR(fetch(model));
       }
-      // Gradient accumulation: parts summed in order, exactly as a BSP
-      // server sums the workers' parts of a global batch.
-      LossResult l;
-      const int parts = std::min(config.micro_batches, n);
-      for (int m = 0; m < parts; ++m) {
-        const int a = n * m / parts, b = n * (m + 1) / parts;
-        model.SetStepSeed(StepSeed(config.seed, epoch, step, m));
-        LossResult part =
-            model.TrainStep(sparse ? nullptr : input.data() + static_cast<size_t>(a) * dim,
-                            labels.data() + a, b - a, 1.0f / n);
-        l.loss_sum += part.loss_sum;
-        l.correct += part.correct;
-        if (parts == 1) break;
-        const std::span<const float> g = model.grads();
-        if (m == 0) {
-          std::copy(g.begin(), g.end(), accum.data());
-        } else {
-          float* __restrict acc = accum.data();
-          for (size_t i = 0; i < g.size(); ++i) acc[i] += g[i];
-        }
-      }
-      if (parts > 1) std::copy(accum.data(), accum.data() + accum.size(), model.grads().data());
+      const LossResult l = AccumulatedStep(model, config, sparse ? nullptr : input.data(),
+                                           labels.data(), n, epoch, step, &accum);
       lr =
           ScheduledLearningRate(config.schedule, config.optimizer.lr,
                                 epoch + static_cast<double>(step) / steps_per_epoch, config.epochs);

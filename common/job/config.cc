@@ -133,6 +133,8 @@ T Get(const toml::table& root, const KeySpec& k) {
 StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& name,
                                    const std::string& base_dir,
                                    const std::vector<ConfigOverride>& overrides) {
+  // Longer than a function should be, and kept whole: after the checks
+  // every line reads one key into the job, in the schema's order.
   toml::table root;
   try {
     root = toml::parse(text, name);

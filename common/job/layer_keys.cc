@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "common/job/schema.h"
+#include "common/nn/ops/dropout.h"
 #include "common/nn/ops/registry.h"
 
 namespace pstrain::jobfile {
@@ -38,10 +39,7 @@ Status ParseLayerValue(const std::string& name, const toml::node& v, const std::
   if (name == "rate") {
     if (!v.is_number()) return InvalidArgument(full + " must be a number, got " + NodeText(v));
     spec->rate = *v.value<double>();
-    if (!(spec->rate >= 0.0 && spec->rate < 1.0)) {
-      return InvalidArgument(full + " must be >= 0 and < 1, got " + NodeText(v));
-    }
-    return OkStatus();
+    return CheckDropoutRate(spec->rate, full, NodeText(v));
   }
   if (name == "init") {
     const std::string v_text = v.is_string() ? *v.value<std::string>() : NodeText(v);

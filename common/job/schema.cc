@@ -5,6 +5,8 @@
 namespace pstrain::jobfile {
 
 const std::vector<KeySpec>& Schema() {
+  // One entry per key, in the order `pstrain help job` prints them: a table
+  // reads better whole than cut into functions.
   static const std::vector<KeySpec> schema = {
       {"job.name",
        KeyType::kString,

@@ -20,6 +20,11 @@ void DropoutBackward(const float* dy, const float* mask, float* dx, size_t n, bo
   StoreGrad(dx, n, add, [&](size_t i) { return dy[i] * mask[i]; });
 }
 
+Status CheckDropoutRate(double rate, const std::string& key, const std::string& shown) {
+  if (rate >= 0.0 && rate < 1.0) return OkStatus();
+  return InvalidArgument(key + " must be >= 0 and < 1, got " + shown);
+}
+
 std::string DropoutOp::Describe() const {
   std::string rate = std::to_string(rate_);
   rate.erase(rate.find_last_not_of('0') + 1);
@@ -52,9 +57,7 @@ void DropoutOp::Backward(const OpCall& c) {
 }
 
 StatusOr<std::unique_ptr<Op>> MakeDropout(const OpContext& c) {
-  if (!(c.spec.rate >= 0.0 && c.spec.rate < 1.0)) {
-    return InvalidArgument(c.at + ".rate must be >= 0 and < 1, got " + std::to_string(c.spec.rate));
-  }
+  RETURN_IF_ERROR(CheckDropoutRate(c.spec.rate, c.at + ".rate", std::to_string(c.spec.rate)));
   return std::unique_ptr<Op>(std::make_unique<DropoutOp>(c.inputs[0], c.spec.rate));
 }
 

@@ -15,6 +15,10 @@ void DropoutForward(const float* x, float* y, float* mask, size_t n, double rate
 // dx += dy * mask (written when !add).
 void DropoutBackward(const float* dy, const float* mask, float* dx, size_t n, bool add);
 
+// OK when 0 <= rate < 1; else an error naming `key` and showing the value
+// as `shown` (the job-file parser and the graph builder both check here).
+Status CheckDropoutRate(double rate, const std::string& key, const std::string& shown);
+
 class DropoutOp : public Op {
  public:
   DropoutOp(ValueShape shape, double rate) : shape_(shape), rate_(rate) {}
