@@ -111,5 +111,25 @@ TEST_CASE("A new epoch forgets the last one's reports and ranges", "[coordinator
   CHECK(b.epoch() == 1);
 }
 
+TEST_CASE("A death between epochs (while a checkpoint is written) only moves the slots",
+          "[coordinator][workbook]") {
+  WorkBook b(3);
+  b.SpreadSlots({0, 1, 2});
+  b.StartEpoch(0, {0, 1, 2});
+  for (int w : {0, 1, 2}) CHECK(b.Trained(w));
+  b.StartEvaluation(6, {0, 1, 2});
+  for (int w : {0, 1, 2}) CHECK(b.Evaluated(w, 2 * w, 2));
+  b.EndEpoch();  // the coordinator now asks the servers for a checkpoint
+  const WorkBook::Death d = b.WorkerDied(1, {0, 2});
+  CHECK(d.taken == std::vector<int>{1});
+  CHECK(d.redo.empty());
+  CHECK(d.moved.empty());
+  CHECK(b.AllTrained());
+  CHECK(b.AllEvaluated());
+  // The next epoch spreads the slots over the survivors again.
+  b.SpreadSlots({0, 2});
+  CHECK(b.slot_owners() == std::vector<int>{0, 2, 0});
+}
+
 }  // namespace
 }  // namespace pstrain
