@@ -16,8 +16,8 @@
 
 #include "bench/bench_cluster.h"
 #include "common/base/json.h"
-#include "common/nn/model.h"
 #include "common/msg/codec.h"
+#include "common/nn/model.h"
 #include "worker/ps_client.h"
 
 namespace pstrain {

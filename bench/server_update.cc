@@ -21,10 +21,10 @@
 #include <vector>
 
 #include "common/base/json.h"
-#include "common/ps/keys.h"
-#include "common/nn/optimizer.h"
 #include "common/base/rng.h"
+#include "common/nn/optimizer.h"
 #include "common/nn/tensor.h"
+#include "common/ps/keys.h"
 #include "paramserver/dense_shard.h"
 #include "paramserver/range_shard.h"
 

@@ -29,10 +29,10 @@
 #include <vector>
 
 #include "bench/bench_cluster.h"
-#include "common/data/handout.h"
 #include "common/base/json.h"
-#include "common/nn/model.h"
 #include "common/base/rng.h"
+#include "common/data/handout.h"
+#include "common/nn/model.h"
 #include "worker/ps_client.h"
 
 namespace pstrain {

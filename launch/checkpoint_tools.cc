@@ -5,12 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "common/nn/blas.h"
 #include "common/ckpt/checkpoint.h"
-#include "common/job/config.h"
 #include "common/data/job_data.h"
-#include "common/ps/keys.h"
+#include "common/job/config.h"
+#include "common/nn/blas.h"
 #include "common/nn/model.h"
+#include "common/ps/keys.h"
 #include "common/ps/sparse_table.h"
 #include "common/ps/weights_digest.h"
 #include "paramserver/dense_shard.h"

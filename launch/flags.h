@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "common/job/config.h"
 #include "common/base/status.h"
+#include "common/job/config.h"
 
 namespace pstrain {
 

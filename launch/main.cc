@@ -11,11 +11,11 @@
 #include <cstdlib>
 #include <string>
 
-#include "common/nn/blas.h"
-#include "common/job/config.h"
 #include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/data/synthetic_ctr.h"
+#include "common/job/config.h"
+#include "common/nn/blas.h"
 #include "launch/checkpoint_tools.h"
 #include "launch/flags.h"
 #include "launch/roles.h"

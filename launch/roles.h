@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "common/base/status.h"
 #include "common/job/config.h"
 #include "common/net/zmq_socket.h"
-#include "common/base/status.h"
 #include "launch/flags.h"
 
 namespace pstrain {

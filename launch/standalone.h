@@ -4,8 +4,8 @@
 
 #include <atomic>
 
-#include "common/job/config.h"
 #include "common/base/status.h"
+#include "common/job/config.h"
 
 namespace pstrain {
 

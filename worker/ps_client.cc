@@ -7,8 +7,8 @@
 #include <cstring>
 #include <thread>
 
-#include "common/data/handout.h"
 #include "common/base/logging.h"
+#include "common/data/handout.h"
 #include "common/msg/codec.h"
 
 namespace pstrain {

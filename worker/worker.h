@@ -10,8 +10,8 @@
 #include <optional>
 #include <string>
 
-#include "common/net/zmq_socket.h"
 #include "common/base/status.h"
+#include "common/net/zmq_socket.h"
 
 namespace pstrain {
 

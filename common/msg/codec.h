@@ -12,9 +12,9 @@
 #include <functional>
 #include <string>
 
+#include "common/base/status.h"
 #include "common/msg/pstrain.capnp.h"
 #include "common/net/zmq_socket.h"
-#include "common/base/status.h"
 
 namespace pstrain {
 

@@ -5,8 +5,8 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 
-#include "common/net/node.h"
 #include "common/base/rng.h"
+#include "common/net/node.h"
 #include "tests/test_util.h"
 
 namespace pstrain {

@@ -3,11 +3,11 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "common/job/config.h"
 #include "common/data/dataset.h"
 #include "common/data/job_data.h"
-#include "common/nn/metrics.h"
 #include "common/data/synthetic_ctr.h"
+#include "common/job/config.h"
+#include "common/nn/metrics.h"
 #include "tests/test_util.h"
 #include "worker/trainer.h"
 

@@ -5,9 +5,9 @@
 #include <limits>
 #include <vector>
 
-#include "common/nn/blas.h"
 #include "common/base/rng.h"
 #include "common/data/sampler.h"
+#include "common/nn/blas.h"
 
 namespace pstrain {
 namespace {

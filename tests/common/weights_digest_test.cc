@@ -4,8 +4,8 @@
 #include <cstring>
 #include <set>
 
-#include "common/ps/keys.h"
 #include "common/base/rng.h"
+#include "common/ps/keys.h"
 #include "common/ps/sparse_table.h"
 #include "paramserver/range_shard.h"
 

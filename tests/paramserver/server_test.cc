@@ -15,10 +15,10 @@
 #include <optional>
 #include <thread>
 
-#include "common/nn/model.h"
+#include "common/base/rng.h"
 #include "common/msg/codec.h"
 #include "common/net/node.h"
-#include "common/base/rng.h"
+#include "common/nn/model.h"
 #include "tests/test_util.h"
 #include "worker/ps_client.h"
 
