@@ -434,13 +434,10 @@ Status Coordinator::Register() {
 
 // Sends the assignment to every node that has not got one yet (all of them
 // at the start; a replacement later).
-Status Coordinator::Assign() {
+StatusOr<std::vector<KeyRange>> Coordinator::PlanKeyRanges(const Model& model) const {
   const JobConfig& c = options_.config;
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                   Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
-                                SparseOptionsOf(c, nullptr)));
-  const KeyLayout keys(model->layout());
-  if (model->sparse() && c.cluster.replication > 1) {
+  const KeyLayout keys(model.layout());
+  if (model.sparse() && c.cluster.replication > 1) {
     return InvalidArgument(
         "cluster.replication " + std::to_string(c.cluster.replication) +
         ": embedding rows have no backups; a sparse job recovers from a server's death with "
@@ -449,8 +446,8 @@ Status Coordinator::Assign() {
   // A sparse model's dense part may be smaller than one block a server:
   // the servers past its blocks then hold embedding rows only.
   const int dense_servers =
-      model->sparse() ? std::min(c.cluster.servers, static_cast<int>(keys.blocks().size()))
-                      : c.cluster.servers;
+      model.sparse() ? std::min(c.cluster.servers, static_cast<int>(keys.blocks().size()))
+                     : c.cluster.servers;
   ASSIGN_OR_RETURN(std::vector<KeyRange> slices, SliceKeys(keys, dense_servers));
   for (const KeyRange& r : slices) {
     const size_t bytes = keys.Flat(r).size() * sizeof(float);
@@ -463,6 +460,40 @@ Status Coordinator::Assign() {
                              " MiB a message may carry: use more servers (cluster.servers)");
     }
   }
+  return slices;
+}
+
+Status Coordinator::WriteMembershipEvent() {
+  std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
+  std::string servers_json = "[", workers_json = "[";
+  for (Node* s : servers) {
+    servers_json += (servers_json.size() > 1 ? "," : "") + JsonObject()
+                                                               .Add("id", s->id)
+                                                               .Add("endpoint", s->endpoint)
+                                                               .Add("pid", s->pid)
+                                                               .Add("host", s->host)
+                                                               .str();
+  }
+  for (Node* w : NodesOf(msg::Role::WORKER)) {
+    workers_json += (workers_json.size() > 1 ? "," : "") +
+                    JsonObject().Add("id", w->id).Add("pid", w->pid).Add("host", w->host).str();
+  }
+  RETURN_IF_ERROR(
+      metrics_->Write(JsonObject()
+                          .Add("event", "membership")
+                          .Add("coordinator", endpoint_)
+                          .Add("membership_epoch", static_cast<int64_t>(membership_epoch_))
+                          .AddRaw("servers", servers_json + "]")
+                          .AddRaw("workers", workers_json + "]")));
+  return OkStatus();
+}
+
+Status Coordinator::Assign() {
+  const JobConfig& c = options_.config;
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                   Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
+                                SparseOptionsOf(c, nullptr)));
+  ASSIGN_OR_RETURN(const std::vector<KeyRange> slices, PlanKeyRanges(*model));
   tensors_.clear();
   for (const TensorSpec& t : model->layout().tensors()) tensors_.push_back({t.name, t.shape});
   board_.Update([&](ClusterStatus& s) {
@@ -516,27 +547,7 @@ Status Coordinator::Assign() {
   book_ = WorkBook(c.cluster.workers);
   book_.SpreadSlots(LiveWorkerIds());
 
-  std::string servers_json = "[", workers_json = "[";
-  for (Node* s : servers) {
-    servers_json += (servers_json.size() > 1 ? "," : "") + JsonObject()
-                                                               .Add("id", s->id)
-                                                               .Add("endpoint", s->endpoint)
-                                                               .Add("pid", s->pid)
-                                                               .Add("host", s->host)
-                                                               .str();
-  }
-  for (Node* w : NodesOf(msg::Role::WORKER)) {
-    workers_json += (workers_json.size() > 1 ? "," : "") +
-                    JsonObject().Add("id", w->id).Add("pid", w->pid).Add("host", w->host).str();
-  }
-  RETURN_IF_ERROR(
-      metrics_->Write(JsonObject()
-                          .Add("event", "membership")
-                          .Add("coordinator", endpoint_)
-                          .Add("membership_epoch", static_cast<int64_t>(membership_epoch_))
-                          .AddRaw("servers", servers_json + "]")
-                          .AddRaw("workers", workers_json + "]")));
-  return OkStatus();
+  return WriteMembershipEvent();
 }
 
 std::vector<ServerEntry> Coordinator::ServerTable() {

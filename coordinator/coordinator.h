@@ -33,6 +33,8 @@
 
 namespace pstrain {
 
+class Model;
+
 struct CoordinatorOptions {
   JobConfig config;
   std::string job_text;  // the job file's text, sent to every node
@@ -120,6 +122,10 @@ class Coordinator {
                    std::chrono::seconds deadline, const Handler& handler);
   Status Register();
   Status Assign();
+  // The key range of each server (checking what replication can carry).
+  StatusOr<std::vector<KeyRange>> PlanKeyRanges(const Model& model) const;
+  // The "membership" line of the metrics file: every server and worker.
+  Status WriteMembershipEvent();
   // One epoch: training, the check that every sample was applied once,
   // evaluation.
   StatusOr<EpochStats> RunEpoch(int epoch);
