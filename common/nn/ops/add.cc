@@ -34,8 +34,7 @@ StatusOr<std::unique_ptr<Op>> MakeAdd(const OpContext& c) {
                              c.inputs[k].Text());
     }
   }
-  return std::unique_ptr<Op>(
-      std::make_unique<AddOp>(c.inputs[0], static_cast<int>(c.inputs.size())));
+  return std::unique_ptr<Op>(std::make_unique<AddOp>(c.inputs[0]));
 }
 
 }  // namespace pstrain

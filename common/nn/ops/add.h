@@ -14,7 +14,7 @@ void AddForward(const std::vector<const float*>& xs, float* y, size_t n);
 
 class AddOp : public Op {
  public:
-  AddOp(ValueShape shape, int inputs) : shape_(shape), inputs_(inputs) {}
+  explicit AddOp(ValueShape shape) : shape_(shape) {}
   std::string Describe() const override;
   ValueShape output() const override { return shape_; }
   void Forward(const OpCall& c) override;
@@ -22,7 +22,6 @@ class AddOp : public Op {
 
  private:
   ValueShape shape_;
-  int inputs_;
 };
 
 StatusOr<std::unique_ptr<Op>> MakeAdd(const OpContext& c);
