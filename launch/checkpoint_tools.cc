@@ -181,16 +181,23 @@ int RunInspect(const CommandLine& cl) {
     std::printf("  parameters: %zu in %d tensors\n", layout.parameter_count(), layout.count());
     double total = 0;
     bool all = true;
+    // Columns as wide as the longest name and shape (node paths can be long).
+    int name_w = 16, shape_w = 12;
+    for (const TensorSpec& t : layout.tensors()) {
+      name_w = std::max(name_w, static_cast<int>(t.name.size()));
+      shape_w = std::max(shape_w, static_cast<int>(Shape(t.shape).size()));
+    }
     for (const TensorSpec& t : layout.tensors()) {
       if (!Covered(loaded, t)) {
         all = false;
-        std::printf("    %-16s %-12s L2 unknown (its file is damaged)\n", t.name.c_str(),
-                    Shape(t.shape).c_str());
+        std::printf("    %-*s %-*s L2 unknown (its file is damaged)\n", name_w, t.name.c_str(),
+                    shape_w, Shape(t.shape).c_str());
         continue;
       }
       const double l2 = L2Norm(params.span().subspan(t.offset, t.size));
       total += l2 * l2;
-      std::printf("    %-16s %-12s L2 %.6f\n", t.name.c_str(), Shape(t.shape).c_str(), l2);
+      std::printf("    %-*s %-*s L2 %.6f\n", name_w, t.name.c_str(), shape_w,
+                  Shape(t.shape).c_str(), l2);
     }
     if (all) {
       std::printf("  weights L2 %.6f\n", std::sqrt(total));
