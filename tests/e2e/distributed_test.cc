@@ -198,9 +198,11 @@ TEST_CASE("ASP and SSP with staleness 2 reach 87% on Fashion-MNIST", "[e2e][dist
   for (const char* mode : {"asp", "ssp"}) {
     SECTION(mode) {
       TempDir dir;
+      // 15 epochs: ASP's result depends on timing, and at 10 it sometimes
+      // ends a few tenths of a percent short of 87% on a loaded machine.
       RunOutput r = Train(kFashionJob, dir.File("m"),
                           {"--servers", "2", "--workers", "2", "--consistency", mode, "--staleness",
-                           "2", "--epochs", "10"});
+                           "2", "--epochs", "15"});
       INFO(r.err);
       REQUIRE(r.code == 0);
       CHECK(Events(r.lines, "final").at(0)["test_accuracy"].get<double>() >= 0.87);
