@@ -45,6 +45,14 @@ class Worker {
  private:
   Status Setup();
   Status OnControl(msg::Control::Reader c);
+  // The reactions to the coordinator: an epoch to train (queued), a new
+  // membership (the slots this worker now owns; any gained mid-epoch are
+  // taken over), a new server routing (the current step is pushed again to
+  // the new owners), test rows to evaluate (queued).
+  Status OnStartEpoch(msg::StartEpoch::Reader e);
+  Status OnMembership(msg::Membership::Reader m);
+  Status OnRouting(msg::Routing::Reader r);
+  Status OnEvaluate(msg::Evaluate::Reader e);
   // Trains the slots this worker owns for the epoch, or just `only` when
   // it is not empty (slots taken over after this worker had finished).
   Status RunEpoch(int epoch, int64_t first_clock, int64_t steps, const std::vector<int>& only);
@@ -206,72 +214,14 @@ void Worker::SetSlotOwners(const std::vector<int>& owners) {
 
 Status Worker::OnControl(msg::Control::Reader c) {
   switch (c.which()) {
-    case msg::Control::START_EPOCH: {
-      auto e = c.getStartEpoch();
-      if (e.getSteps() < 0 || e.getEpoch() < 0 ||
-          static_cast<int>(e.getSlotOwners().size()) != assignment_.config.cluster.workers) {
-        return InvalidArgument("bad StartEpoch");
-      }
-      SetSlotOwners(ToVector(e.getSlotOwners()));
-      // A new epoch: slots handed over before it are in its slot owners.
-      takeover_.clear();
-      abort_waits_ = false;
-      Task t;
-      t.kind = Task::kEpoch;
-      t.epoch = e.getEpoch();
-      t.first_clock = e.getFirstClock();
-      t.steps = e.getSteps();
-      t.only = ToVector(e.getOnlySlots());
-      for (int s : t.only) {
-        if (s < 0 || s >= assignment_.config.cluster.workers) return InvalidArgument("bad slot");
-      }
-      tasks_.push_back(std::move(t));
-      return OkStatus();
-    }
-    case msg::Control::MEMBERSHIP: {
-      auto m = c.getMembership();
-      if (static_cast<int>(m.getSlotOwners().size()) != assignment_.config.cluster.workers) {
-        return InvalidArgument("bad Membership");
-      }
-      const std::vector<int> before = my_slots_;
-      SetSlotOwners(ToVector(m.getSlotOwners()));
-      // While evaluating, every slot of the epoch is done: the new slots
-      // are this worker's from the next epoch on, nothing to take over.
-      for (int s : evaluating_ ? std::vector<int>{} : my_slots_) {
-        if (std::find(before.begin(), before.end(), s) == before.end()) {
-          takeover_.push_back(s);
-          abort_waits_ = true;
-        }
-      }
-      client_->set_membership_epoch(m.getMembershipEpoch());
-      if (!takeover_.empty()) {
-        PSTRAIN_LOG(INFO) << "took over " << takeover_.size() << " slot(s) of a dead worker";
-      }
-      return AckMembership(m.getMembershipEpoch());
-    }
-    case msg::Control::ROUTING: {
-      std::vector<ServerEntry> servers;
-      for (auto si : c.getRouting().getServers()) servers.push_back(ReadServerInfo(si));
-      RETURN_IF_ERROR(client_->UpdateRouting(servers, c.getRouting().getMembershipEpoch()));
-      rerun_step_ = true;
-      abort_waits_ = true;
-      PSTRAIN_LOG(INFO) << "new server routing (epoch " << c.getRouting().getMembershipEpoch()
-                        << "): redoing the current step";
-      return AckMembership(c.getRouting().getMembershipEpoch());
-    }
-    case msg::Control::EVALUATE: {
-      auto e = c.getEvaluate();
-      if (e.getBegin() < 0 || e.getEnd() > data_.test.count || e.getBegin() > e.getEnd()) {
-        return InvalidArgument("evaluation rows outside the test set");
-      }
-      Task t;
-      t.kind = Task::kEval;
-      t.epoch = e.getEpoch();
-      t.begin = e.getBegin();
-      t.end = e.getEnd();
-      tasks_.push_back(std::move(t));
-      return OkStatus();
-    }
+    case msg::Control::START_EPOCH:
+      return OnStartEpoch(c.getStartEpoch());
+    case msg::Control::MEMBERSHIP:
+      return OnMembership(c.getMembership());
+    case msg::Control::ROUTING:
+      return OnRouting(c.getRouting());
+    case msg::Control::EVALUATE:
+      return OnEvaluate(c.getEvaluate());
     case msg::Control::SHUTDOWN:
       done_ = true;
       exit_code_ = c.getShutdown().getExitCode();
@@ -283,6 +233,73 @@ Status Worker::OnControl(msg::Control::Reader c) {
     default:
       return OkStatus();
   }
+}
+
+Status Worker::OnStartEpoch(msg::StartEpoch::Reader e) {
+  if (e.getSteps() < 0 || e.getEpoch() < 0 ||
+      static_cast<int>(e.getSlotOwners().size()) != assignment_.config.cluster.workers) {
+    return InvalidArgument("bad StartEpoch");
+  }
+  SetSlotOwners(ToVector(e.getSlotOwners()));
+  // A new epoch: slots handed over before it are in its slot owners.
+  takeover_.clear();
+  abort_waits_ = false;
+  Task t;
+  t.kind = Task::kEpoch;
+  t.epoch = e.getEpoch();
+  t.first_clock = e.getFirstClock();
+  t.steps = e.getSteps();
+  t.only = ToVector(e.getOnlySlots());
+  for (int s : t.only) {
+    if (s < 0 || s >= assignment_.config.cluster.workers) return InvalidArgument("bad slot");
+  }
+  tasks_.push_back(std::move(t));
+  return OkStatus();
+}
+
+Status Worker::OnMembership(msg::Membership::Reader m) {
+  if (static_cast<int>(m.getSlotOwners().size()) != assignment_.config.cluster.workers) {
+    return InvalidArgument("bad Membership");
+  }
+  const std::vector<int> before = my_slots_;
+  SetSlotOwners(ToVector(m.getSlotOwners()));
+  // While evaluating, every slot of the epoch is done: the new slots
+  // are this worker's from the next epoch on, nothing to take over.
+  for (int s : evaluating_ ? std::vector<int>{} : my_slots_) {
+    if (std::find(before.begin(), before.end(), s) == before.end()) {
+      takeover_.push_back(s);
+      abort_waits_ = true;
+    }
+  }
+  client_->set_membership_epoch(m.getMembershipEpoch());
+  if (!takeover_.empty()) {
+    PSTRAIN_LOG(INFO) << "took over " << takeover_.size() << " slot(s) of a dead worker";
+  }
+  return AckMembership(m.getMembershipEpoch());
+}
+
+Status Worker::OnRouting(msg::Routing::Reader r) {
+  std::vector<ServerEntry> servers;
+  for (auto si : r.getServers()) servers.push_back(ReadServerInfo(si));
+  RETURN_IF_ERROR(client_->UpdateRouting(servers, r.getMembershipEpoch()));
+  rerun_step_ = true;
+  abort_waits_ = true;
+  PSTRAIN_LOG(INFO) << "new server routing (epoch " << r.getMembershipEpoch()
+                    << "): redoing the current step";
+  return AckMembership(r.getMembershipEpoch());
+}
+
+Status Worker::OnEvaluate(msg::Evaluate::Reader e) {
+  if (e.getBegin() < 0 || e.getEnd() > data_.test.count || e.getBegin() > e.getEnd()) {
+    return InvalidArgument("evaluation rows outside the test set");
+  }
+  Task t;
+  t.kind = Task::kEval;
+  t.epoch = e.getEpoch();
+  t.begin = e.getBegin();
+  t.end = e.getEnd();
+  tasks_.push_back(std::move(t));
+  return OkStatus();
 }
 
 Status Worker::FetchRows(Model& model) {
