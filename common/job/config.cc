@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "common/job/schema.h"
 
@@ -16,6 +17,7 @@ using jobfile::ChoicesText;
 using jobfile::FindKey;
 using jobfile::KeySpec;
 using jobfile::KeyType;
+using jobfile::KeyValue;
 using jobfile::KnownKeysOf;
 using jobfile::KnownSections;
 using jobfile::NodeText;
@@ -114,42 +116,8 @@ Status ApplyOverride(toml::table& root, const ConfigOverride& o) {
   return OkStatus();
 }
 
-template <typename T>
-T Get(const toml::table& root, const KeySpec& k) {
-  const toml::node* n = root.at_path(k.key).node();
-  if (n != nullptr) {
-    if constexpr (std::is_same_v<T, std::string>)
-      return *n->value<std::string>();
-    else
-      return *n->value<T>();
-  }
-  if (k.default_value[0] == '\0') return T{};
-  toml::table d = toml::parse(std::string("v = ") + k.default_value);
-  return *d.get("v")->value<T>();
-}
-
-}  // namespace
-
-StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& name,
-                                   const std::string& base_dir,
-                                   const std::vector<ConfigOverride>& overrides) {
-  // Longer than a function should be, and kept whole: after the checks
-  // every line reads one key into the job, in the schema's order.
-  toml::table root;
-  try {
-    root = toml::parse(text, name);
-  } catch (const toml::parse_error& e) {
-    return InvalidArgument(name + ":" + std::to_string(e.source().begin.line) + ": " +
-                           std::string(e.description()));
-  }
-  std::vector<std::string> overridden;
-  for (const ConfigOverride& o : overrides) {
-    RETURN_IF_ERROR(ApplyOverride(root, o));
-    overridden.push_back(o.key);
-  }
-  const Where where(name, overridden);
-
-  // Unknown sections and keys.
+// Unknown sections and keys, and every value against its key's type and range.
+Status CheckKeys(const toml::table& root, const Where& where) {
   for (const auto& [section_key, section_node] : root) {
     const std::string section(section_key.str());
     const toml::table* t = section_node.as_table();
@@ -171,160 +139,127 @@ StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& n
       RETURN_IF_ERROR(CheckValue(*spec, v, where));
     }
   }
+  return OkStatus();
+}
 
-  auto spec = [](const char* key) -> const KeySpec& { return *FindKey(key); };
-  auto str = [&](const char* key) { return Get<std::string>(root, spec(key)); };
-  auto num = [&](const char* key) { return Get<double>(root, spec(key)); };
-  auto integer = [&](const char* key) { return Get<int64_t>(root, spec(key)); };
-  auto boolean = [&](const char* key) { return Get<bool>(root, spec(key)); };
-  auto path = [&](const char* key) {
-    std::string p = str(key);
-    if (p.empty() || std::filesystem::path(p).is_absolute()) return p;
-    return (std::filesystem::path(base_dir) / p).lexically_normal().string();
-  };
+// Every key with a setter: its value, or its default when it has one.
+void ReadKeys(const toml::table& root, const std::string& base_dir, JobConfig* c) {
+  for (const KeySpec& k : Schema()) {
+    if (k.set == nullptr) continue;
+    const toml::node* n = root.at_path(k.key).node();
+    toml::table defaults;
+    if (n == nullptr) {
+      if (k.default_value[0] == '\0') continue;
+      defaults = toml::parse(std::string("v = ") + k.default_value);
+      n = defaults.get("v");
+    }
+    k.set(c, KeyValue{k, *n, base_dir});
+  }
+}
+
+Status ReadImageShape(const toml::table& root, const Where& where, ImageShape* shape) {
+  const toml::node* n = root.at_path("data.image_shape").node();
+  if (n == nullptr) return OkStatus();
+  const toml::array& a = *n->as_array();
+  std::string given;
+  for (const toml::node& e : a) given += (given.empty() ? "[" : ", ") + NodeText(e);
+  if (a.size() != 3 || !std::all_of(a.begin(), a.end(), [](const toml::node& e) {
+        return e.is_integer() && *e.value<int64_t>() <= (1 << 24);
+      })) {
+    return InvalidArgument(where.At("data.image_shape", n) +
+                           "data.image_shape must be [channels, height, width], three positive "
+                           "integers, got " +
+                           given + "]");
+  }
+  *shape = {static_cast<int>(*a[0].value<int64_t>()), static_cast<int>(*a[1].value<int64_t>()),
+            static_cast<int>(*a[2].value<int64_t>())};
+  return OkStatus();
+}
+
+// The files data.format needs are named and exist.
+Status CheckDataFiles(const DataConfig& d, const toml::table& root, const Where& where) {
+  using Needed = std::vector<std::pair<const char*, const std::string*>>;
+  const Needed needed = d.format == "idx"
+                            ? Needed{{"data.train_images", &d.train_images},
+                                     {"data.train_labels", &d.train_labels},
+                                     {"data.test_images", &d.test_images},
+                                     {"data.test_labels", &d.test_labels}}
+                            : Needed{{"data.train", &d.train}, {"data.test", &d.test}};
+  for (const auto& [key, path] : needed) {
+    const toml::node* n = root.at_path(key).node();
+    if (path->empty()) {
+      return InvalidArgument(where.At(key, n) + key + " is missing: data.format = \"" + d.format +
+                             "\" needs it");
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(*path, ec)) {
+      return InvalidArgument(where.At(key, n) + key + ": data file " + *path + " does not exist" +
+                             (std::filesystem::exists(*path, ec) ? " as a regular file" : ""));
+    }
+  }
+  return OkStatus();
+}
+
+// What no single key's range can say: keys that must agree with each other.
+Status CheckAcrossKeys(const JobConfig& c, const toml::table& root, const Where& where) {
+  auto at = [&](const char* key) { return where.At(key, root.at_path(key).node()); };
+  for (const auto& [key, beta] : {std::pair{"optimizer.beta1", c.optimizer.beta1},
+                                  std::pair{"optimizer.beta2", c.optimizer.beta2}}) {
+    if (beta >= 1.0f) {
+      return InvalidArgument(at(key) + key + " must be < 1, got " + NumberText(beta));
+    }
+  }
+  if (c.cluster.replication > c.cluster.servers) {
+    return InvalidArgument(
+        at("cluster.replication") + "cluster.replication " + std::to_string(c.cluster.replication) +
+        " needs at least as many servers, not " + std::to_string(c.cluster.servers));
+  }
+  if (c.cluster.timeout_ms <= c.cluster.heartbeat_ms) {
+    return InvalidArgument(at("cluster.timeout_ms") + "cluster.timeout_ms (" +
+                           std::to_string(c.cluster.timeout_ms) +
+                           ") must be larger than cluster.heartbeat_ms (" +
+                           std::to_string(c.cluster.heartbeat_ms) + ")");
+  }
+  if (!c.data.shard_weights.empty() && c.data.handout != HandoutKind::kStatic) {
+    return InvalidArgument(at("data.shard_weights") +
+                           "data.shard_weights needs data.handout = \"static\"");
+  }
+  if (!(c.topk_ratio > 0.0)) {
+    return InvalidArgument(at("compression.topk_ratio") +
+                           "compression.topk_ratio must be above 0 (and at most 1), not " +
+                           std::to_string(c.topk_ratio));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<JobConfig> ParseJobConfig(const std::string& text, const std::string& name,
+                                   const std::string& base_dir,
+                                   const std::vector<ConfigOverride>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument(name + ":" + std::to_string(e.source().begin.line) + ": " +
+                           std::string(e.description()));
+  }
+  std::vector<std::string> overridden;
+  for (const ConfigOverride& o : overrides) {
+    RETURN_IF_ERROR(ApplyOverride(root, o));
+    overridden.push_back(o.key);
+  }
+  const Where where(name, overridden);
+  RETURN_IF_ERROR(CheckKeys(root, where));
 
   JobConfig c;
   c.job_file = name;
-  c.name = str("job.name");
+  ReadKeys(root, base_dir, &c);
   if (c.name.empty()) c.name = std::filesystem::path(name).stem().string();
-  c.seed = static_cast<uint64_t>(integer("job.seed"));
-
-  c.data.format = str("data.format");
-  c.data.train_images = path("data.train_images");
-  c.data.train_labels = path("data.train_labels");
-  c.data.test_images = path("data.test_images");
-  c.data.test_labels = path("data.test_labels");
-  c.data.train = path("data.train");
-  c.data.test = path("data.test");
-  c.data.label_column = static_cast<int>(integer("data.label_column"));
-  c.data.header = boolean("data.header");
-  c.data.features = integer("data.features");
-  c.data.handout = str("data.handout") == HandoutKindName(HandoutKind::kStatic)
-                       ? HandoutKind::kStatic
-                       : HandoutKind::kGlobal;
-  if (const toml::node* n = root.at_path("data.shard_weights").node()) {
-    for (const toml::node& e : *n->as_array()) c.data.shard_weights.push_back(*e.value<double>());
-  }
-  if (const toml::node* n = root.at_path("data.image_shape").node()) {
-    const toml::array& a = *n->as_array();
-    std::string given;
-    for (const toml::node& e : a) given += (given.empty() ? "[" : ", ") + NodeText(e);
-    if (a.size() != 3 || !std::all_of(a.begin(), a.end(), [](const toml::node& e) {
-          return e.is_integer() && *e.value<int64_t>() <= (1 << 24);
-        })) {
-      return InvalidArgument(where.At("data.image_shape", n) +
-                             "data.image_shape must be [channels, height, width], three positive "
-                             "integers, got " +
-                             given + "]");
-    }
-    c.data.image_shape = {static_cast<int>(*a[0].value<int64_t>()),
-                          static_cast<int>(*a[1].value<int64_t>()),
-                          static_cast<int>(*a[2].value<int64_t>())};
-  }
-  const std::vector<const char*> needed =
-      c.data.format == "idx" ? std::vector<const char*>{"data.train_images", "data.train_labels",
-                                                        "data.test_images", "data.test_labels"}
-                             : std::vector<const char*>{"data.train", "data.test"};
-  for (const char* key : needed) {
-    const std::string p = path(key);
-    const toml::node* n = root.at_path(key).node();
-    if (p.empty()) {
-      return InvalidArgument(where.At(key, n) + key + " is missing: data.format = \"" +
-                             c.data.format + "\" needs it");
-    }
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(p, ec)) {
-      return InvalidArgument(where.At(key, n) + key + ": data file " + p + " does not exist" +
-                             (std::filesystem::exists(p, ec) ? " as a regular file" : ""));
-    }
-  }
-
+  RETURN_IF_ERROR(ReadImageShape(root, where, &c.data.image_shape));
+  RETURN_IF_ERROR(CheckDataFiles(c.data, root, where));
   RETURN_IF_ERROR(ParseLayers(root.at_path("model.layers").node(), where, &c.layers));
-  c.wide = boolean("model.wide");
-
-  const std::string opt = str("optimizer.type");
-  c.optimizer.kind = opt == "sgd"        ? OptimizerKind::kSgd
-                     : opt == "momentum" ? OptimizerKind::kMomentum
-                     : opt == "adam"     ? OptimizerKind::kAdam
-                                         : OptimizerKind::kAdagrad;
-  c.optimizer.lr = static_cast<float>(num("optimizer.lr"));
-  c.optimizer.momentum = static_cast<float>(num("optimizer.momentum"));
-  c.optimizer.nesterov = boolean("optimizer.nesterov");
-  c.optimizer.beta1 = static_cast<float>(num("optimizer.beta1"));
-  c.optimizer.beta2 = static_cast<float>(num("optimizer.beta2"));
-  c.optimizer.eps = static_cast<float>(num("optimizer.eps"));
-  c.optimizer.weight_decay = static_cast<float>(num("optimizer.weight_decay"));
-  for (const char* key : {"optimizer.beta1", "optimizer.beta2"}) {
-    if (num(key) >= 1.0) {
-      return InvalidArgument(where.At(key, root.at_path(key).node()) + key + " must be < 1, got " +
-                             NumberText(num(key)));
-    }
-  }
-
-  const std::string sched = str("schedule.type");
-  c.schedule.kind = sched == "constant" ? ScheduleKind::kConstant
-                    : sched == "step"   ? ScheduleKind::kStep
-                                        : ScheduleKind::kCosine;
-  c.schedule.step_epochs = num("schedule.step_epochs");
-  c.schedule.gamma = num("schedule.gamma");
-  c.schedule.min_lr_factor = num("schedule.min_lr_factor");
-  c.schedule.warmup_epochs = num("schedule.warmup_epochs");
-
-  c.epochs = static_cast<int>(integer("train.epochs"));
-  c.batch_size = static_cast<int>(integer("train.batch_size"));
-  c.threads = static_cast<int>(integer("train.threads"));
-  c.eval_batch_size = static_cast<int>(integer("train.eval_batch_size"));
-  c.micro_batches = static_cast<int>(integer("train.micro_batches"));
-  c.cluster.servers = static_cast<int>(integer("cluster.servers"));
-  c.cluster.workers = static_cast<int>(integer("cluster.workers"));
-  // The schema has checked the value is one of the names.
-  for (Consistency k : {Consistency::kBsp, Consistency::kAsp, Consistency::kSsp}) {
-    if (str("cluster.consistency") == ConsistencyName(k)) c.cluster.consistency = k;
-  }
-  c.cluster.staleness = static_cast<int>(integer("cluster.staleness"));
-  c.cluster.bind = str("cluster.bind");
-  c.cluster.replication = static_cast<int>(integer("cluster.replication"));
-  if (c.cluster.replication > c.cluster.servers) {
-    return InvalidArgument(
-        where.At("cluster.replication", root.at_path("cluster.replication").node()) +
-        "cluster.replication " + std::to_string(c.cluster.replication) +
-        " needs at least as many servers, not " + std::to_string(c.cluster.servers));
-  }
-  c.cluster.heartbeat_ms = static_cast<int>(integer("cluster.heartbeat_ms"));
-  c.cluster.ipc = boolean("cluster.ipc");
-  c.cluster.overlap = boolean("cluster.overlap");
-  c.cluster.timeout_ms = static_cast<int>(integer("cluster.timeout_ms"));
-  c.cluster.start_timeout_s = static_cast<int>(integer("cluster.start_timeout_s"));
-  if (c.cluster.timeout_ms <= c.cluster.heartbeat_ms) {
-    return InvalidArgument(
-        where.At("cluster.timeout_ms", root.at_path("cluster.timeout_ms").node()) +
-        "cluster.timeout_ms (" + std::to_string(c.cluster.timeout_ms) +
-        ") must be larger than cluster.heartbeat_ms (" + std::to_string(c.cluster.heartbeat_ms) +
-        ")");
-  }
-  if (!c.data.shard_weights.empty() && c.data.handout != HandoutKind::kStatic) {
-    return InvalidArgument(
-        where.At("data.shard_weights", root.at_path("data.shard_weights").node()) +
-        "data.shard_weights needs data.handout = \"static\"");
-  }
-  c.checkpoint_dir = path("checkpoint.dir");
-  c.checkpoint_every_epochs = static_cast<int>(integer("checkpoint.every_epochs"));
-  c.checkpoint_keep = static_cast<int>(integer("checkpoint.keep"));
-  c.metrics_path = str("output.metrics");
-  c.progress = str("output.progress");
-  c.compress_gradients = str("compression.gradients");
-  c.compress_weights = str("compression.weights");
-  c.topk_ratio = num("compression.topk_ratio");
-  if (!(c.topk_ratio > 0.0)) {
-    return InvalidArgument(
-        where.At("compression.topk_ratio", root.at_path("compression.topk_ratio").node()) +
-        "compression.topk_ratio must be above 0 (and at most 1), not " +
-        std::to_string(c.topk_ratio));
-  }
-  c.key_path = path("security.key");
-  c.insecure = boolean("security.insecure");
-  c.http_port = static_cast<int>(integer("output.http_port"));
-  c.http_bind = str("output.http_bind");
+  RETURN_IF_ERROR(CheckAcrossKeys(c, root, where));
   return c;
 }
 
@@ -336,8 +271,7 @@ StatusOr<std::string> ResolvedJobToml(const std::string& text, const std::string
   toml::table root = toml::parse(text, name);
   for (const ConfigOverride& o : overrides) RETURN_IF_ERROR(ApplyOverride(root, o));
   for (const KeySpec& k : Schema()) {
-    // output.metrics is relative to the current folder, like a flag.
-    if (k.type != KeyType::kPath || std::string_view(k.key) == "output.metrics") continue;
+    if (!jobfile::ResolvesAgainstJobFile(k)) continue;
     toml::node* n = root.at_path(k.key).node();
     if (n == nullptr || !n->is_string()) continue;
     const std::string p = *n->value<std::string>();

@@ -1,11 +1,12 @@
 // The job: one TOML file (model, data, optimizer, schedule, training,
 // output), every key of which can be overridden from the command line.
 //
-// Every key is declared once in a schema (config.cc) with its type, default,
-// valid values and a line of documentation; the schema drives validation,
-// overrides and `pstrain help job`. Unknown keys, wrong types, impossible
-// values and missing files are errors that name the key (and the file and
-// line where it was set) and say what would be valid.
+// Every key is declared once, in a table (schema.cc): its type, default,
+// valid values, a line of documentation and the field it sets. The table
+// drives validation, overrides, the reading into JobConfig and `pstrain help
+// job`. Unknown keys, wrong types, impossible values and missing files are
+// errors that name the key (and the file and line where it was set) and say
+// what would be valid.
 #pragma once
 
 #include <cstdint>

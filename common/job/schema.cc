@@ -1,8 +1,58 @@
 #include "common/job/schema.h"
 
+#include <filesystem>
 #include <sstream>
+#include <type_traits>
 
 namespace pstrain::jobfile {
+namespace {
+
+// How a checked TOML value becomes a field of the job, by the field's type.
+void Assign(int& field, const KeyValue& v) { field = static_cast<int>(*v.node.value<int64_t>()); }
+void Assign(int64_t& field, const KeyValue& v) { field = *v.node.value<int64_t>(); }
+void Assign(uint64_t& field, const KeyValue& v) {
+  field = static_cast<uint64_t>(*v.node.value<int64_t>());
+}
+void Assign(double& field, const KeyValue& v) { field = *v.node.value<double>(); }
+void Assign(float& field, const KeyValue& v) {
+  field = static_cast<float>(*v.node.value<double>());
+}
+void Assign(bool& field, const KeyValue& v) { field = *v.node.value<bool>(); }
+void Assign(std::vector<double>& field, const KeyValue& v) {
+  field.clear();
+  for (const toml::node& e : *v.node.as_array()) field.push_back(*e.value<double>());
+}
+void Assign(std::string& field, const KeyValue& v) {
+  field = *v.node.value<std::string>();
+  if (v.spec.type != KeyType::kPath || !ResolvesAgainstJobFile(v.spec) || field.empty() ||
+      std::filesystem::path(field).is_absolute()) {
+    return;
+  }
+  field = (std::filesystem::path(v.base_dir) / field).lexically_normal().string();
+}
+// Enums: the value's place among the key's choices (checked by then), which
+// the table lists in the enum's order.
+template <typename E, typename = std::enable_if_t<std::is_enum_v<E>>>
+void Assign(E& field, const KeyValue& v) {
+  const std::string s = *v.node.value<std::string>();
+  const auto& c = v.spec.choices;
+  field = static_cast<E>(std::find(c.begin(), c.end(), s) - c.begin());
+}
+
+template <auto Field>
+void Set(JobConfig* job, const KeyValue& v) {
+  Assign(job->*Field, v);
+}
+template <auto Section, auto Field>
+void SetIn(JobConfig* job, const KeyValue& v) {
+  Assign((job->*Section).*Field, v);
+}
+
+}  // namespace
+
+bool ResolvesAgainstJobFile(const KeySpec& k) {
+  return k.type == KeyType::kPath && std::string_view(k.key) != "output.metrics";
+}
 
 const std::vector<KeySpec>& Schema() {
   // One entry per key, in the order `pstrain help job` prints them: a table
@@ -15,8 +65,17 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "name shown in logs and metrics (default: the job file's name)"},
-      {"job.seed", KeyType::kInt, "1", 0, 9.2e18, false, {}, "fixes initialisation and data order"},
+       "name shown in logs and metrics (default: the job file's name)",
+       Set<&JobConfig::name>},
+      {"job.seed",
+       KeyType::kInt,
+       "1",
+       0,
+       9.2e18,
+       false,
+       {},
+       "fixes initialisation and data order",
+       Set<&JobConfig::seed>},
       {"data.format",
        KeyType::kEnum,
        "\"idx\"",
@@ -24,7 +83,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"idx", "csv", "libsvm"},
-       "file format of the data"},
+       "file format of the data",
+       SetIn<&JobConfig::data, &DataConfig::format>},
       {"data.train_images",
        KeyType::kPath,
        "",
@@ -32,12 +92,53 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "idx: training images (gzipped or plain)"},
-      {"data.train_labels", KeyType::kPath, "", 0, 0, false, {}, "idx: training labels"},
-      {"data.test_images", KeyType::kPath, "", 0, 0, false, {}, "idx: test images"},
-      {"data.test_labels", KeyType::kPath, "", 0, 0, false, {}, "idx: test labels"},
-      {"data.train", KeyType::kPath, "", 0, 0, false, {}, "csv, libsvm: training samples"},
-      {"data.test", KeyType::kPath, "", 0, 0, false, {}, "csv, libsvm: test samples"},
+       "idx: training images (gzipped or plain)",
+       SetIn<&JobConfig::data, &DataConfig::train_images>},
+      {"data.train_labels",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "idx: training labels",
+       SetIn<&JobConfig::data, &DataConfig::train_labels>},
+      {"data.test_images",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "idx: test images",
+       SetIn<&JobConfig::data, &DataConfig::test_images>},
+      {"data.test_labels",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "idx: test labels",
+       SetIn<&JobConfig::data, &DataConfig::test_labels>},
+      {"data.train",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "csv, libsvm: training samples",
+       SetIn<&JobConfig::data, &DataConfig::train>},
+      {"data.test",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "csv, libsvm: test samples",
+       SetIn<&JobConfig::data, &DataConfig::test>},
       {"data.features",
        KeyType::kInt,
        "0",
@@ -46,7 +147,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "libsvm: size of the feature space, every index below it (0: one more than the largest "
-       "index in the files)"},
+       "index in the files)",
+       SetIn<&JobConfig::data, &DataConfig::features>},
       {"data.label_column",
        KeyType::kInt,
        "0",
@@ -54,8 +156,17 @@ const std::vector<KeySpec>& Schema() {
        65535,
        false,
        {},
-       "csv: 0-based column of the label; -1 is the last"},
-      {"data.header", KeyType::kBool, "false", 0, 0, false, {}, "csv: the first line is a header"},
+       "csv: 0-based column of the label; -1 is the last",
+       SetIn<&JobConfig::data, &DataConfig::label_column>},
+      {"data.header",
+       KeyType::kBool,
+       "false",
+       0,
+       0,
+       false,
+       {},
+       "csv: the first line is a header",
+       SetIn<&JobConfig::data, &DataConfig::header>},
       {"data.handout",
        KeyType::kEnum,
        "\"global\"",
@@ -63,7 +174,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"global", "static"},
-       "how samples are handed to workers: one global order per epoch, or fixed partitions"},
+       "how samples are handed to workers: one global order per epoch, or fixed partitions",
+       SetIn<&JobConfig::data, &DataConfig::handout>},
       {"data.shard_weights",
        KeyType::kFloatList,
        "",
@@ -71,7 +183,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "static: relative partition size per worker, e.g. [1, 2, 3] (default: equal)"},
+       "static: relative partition size per worker, e.g. [1, 2, 3] (default: equal)",
+       SetIn<&JobConfig::data, &DataConfig::shard_weights>},
       {"data.image_shape",
        KeyType::kFloatList,
        "",
@@ -81,7 +194,8 @@ const std::vector<KeySpec>& Schema() {
        {},
        "[channels, height, width] of a sample, for conv2d and maxpool layers on data without a "
        "shape of its own (CSV: the features hold each pixel's channels together, row by row); "
-       "IDX images have theirs"},
+       "IDX images have theirs",
+       nullptr},
       {"model.layers",
        KeyType::kLayers,
        "",
@@ -99,7 +213,8 @@ const std::vector<KeySpec>& Schema() {
        "before it) and share = \"A\" (use node A's parameters); the last node is the output and "
        "has one unit per class (or one unit for a binary task, trained with the logistic loss); "
        "sparse data starts with {type = \"embedding\", dim = D}, whose rows live on the "
-       "parameter servers"},
+       "parameter servers",
+       nullptr},
       {"model.wide",
        KeyType::kBool,
        "false",
@@ -108,7 +223,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "sparse data: add a linear term over the features (a one-float-per-feature table) to a "
-       "one-unit output (wide and deep)"},
+       "one-unit output (wide and deep)",
+       Set<&JobConfig::wide>},
       {"model.loss",
        KeyType::kEnum,
        "\"softmax_cross_entropy\"",
@@ -116,7 +232,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"softmax_cross_entropy"},
-       "loss function (a one-output model on two-class data uses the logistic loss)"},
+       "loss function (a one-output model on two-class data uses the logistic loss)",
+       nullptr},
       {"optimizer.type",
        KeyType::kEnum,
        "\"momentum\"",
@@ -124,8 +241,17 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"sgd", "momentum", "adam", "adagrad"},
-       "update rule"},
-      {"optimizer.lr", KeyType::kFloat, "0.05", 0, 1e6, true, {}, "base learning rate"},
+       "update rule",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::kind>},
+      {"optimizer.lr",
+       KeyType::kFloat,
+       "0.05",
+       0,
+       1e6,
+       true,
+       {},
+       "base learning rate",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::lr>},
       {"optimizer.momentum",
        KeyType::kFloat,
        "0.9",
@@ -133,7 +259,8 @@ const std::vector<KeySpec>& Schema() {
        1,
        true,
        {},
-       "momentum: velocity decay, in [0, 1)"},
+       "momentum: velocity decay, in [0, 1)",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::momentum>},
       {"optimizer.nesterov",
        KeyType::kBool,
        "false",
@@ -141,7 +268,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "momentum: use Nesterov's variant"},
+       "momentum: use Nesterov's variant",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::nesterov>},
       {"optimizer.beta1",
        KeyType::kFloat,
        "0.9",
@@ -149,7 +277,8 @@ const std::vector<KeySpec>& Schema() {
        1,
        false,
        {},
-       "adam: first-moment decay, in [0, 1)"},
+       "adam: first-moment decay, in [0, 1)",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::beta1>},
       {"optimizer.beta2",
        KeyType::kFloat,
        "0.999",
@@ -157,7 +286,8 @@ const std::vector<KeySpec>& Schema() {
        1,
        false,
        {},
-       "adam: second-moment decay, in [0, 1)"},
+       "adam: second-moment decay, in [0, 1)",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::beta2>},
       {"optimizer.eps",
        KeyType::kFloat,
        "1e-8",
@@ -165,7 +295,8 @@ const std::vector<KeySpec>& Schema() {
        1,
        true,
        {},
-       "adam, adagrad: denominator guard"},
+       "adam, adagrad: denominator guard",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::eps>},
       {"optimizer.weight_decay",
        KeyType::kFloat,
        "0.0",
@@ -173,7 +304,8 @@ const std::vector<KeySpec>& Schema() {
        1,
        false,
        {},
-       "L2 penalty added to the gradient"},
+       "L2 penalty added to the gradient",
+       SetIn<&JobConfig::optimizer, &OptimizerOptions::weight_decay>},
       {"schedule.type",
        KeyType::kEnum,
        "\"constant\"",
@@ -181,7 +313,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"constant", "step", "cosine"},
-       "learning-rate schedule"},
+       "learning-rate schedule",
+       SetIn<&JobConfig::schedule, &ScheduleOptions::kind>},
       {"schedule.step_epochs",
        KeyType::kFloat,
        "10.0",
@@ -189,8 +322,17 @@ const std::vector<KeySpec>& Schema() {
        1e9,
        true,
        {},
-       "step: epochs between decays"},
-      {"schedule.gamma", KeyType::kFloat, "0.1", 0, 1, true, {}, "step: decay factor"},
+       "step: epochs between decays",
+       SetIn<&JobConfig::schedule, &ScheduleOptions::step_epochs>},
+      {"schedule.gamma",
+       KeyType::kFloat,
+       "0.1",
+       0,
+       1,
+       true,
+       {},
+       "step: decay factor",
+       SetIn<&JobConfig::schedule, &ScheduleOptions::gamma>},
       {"schedule.min_lr_factor",
        KeyType::kFloat,
        "0.0",
@@ -198,7 +340,8 @@ const std::vector<KeySpec>& Schema() {
        1,
        false,
        {},
-       "cosine: final lr as a fraction of optimizer.lr"},
+       "cosine: final lr as a fraction of optimizer.lr",
+       SetIn<&JobConfig::schedule, &ScheduleOptions::min_lr_factor>},
       {"schedule.warmup_epochs",
        KeyType::kFloat,
        "0.0",
@@ -206,8 +349,17 @@ const std::vector<KeySpec>& Schema() {
        1e9,
        false,
        {},
-       "linear warm-up from 0 over this many epochs"},
-      {"train.epochs", KeyType::kInt, "10", 1, 1e6, false, {}, "passes over the training data"},
+       "linear warm-up from 0 over this many epochs",
+       SetIn<&JobConfig::schedule, &ScheduleOptions::warmup_epochs>},
+      {"train.epochs",
+       KeyType::kInt,
+       "10",
+       1,
+       1e6,
+       false,
+       {},
+       "passes over the training data",
+       Set<&JobConfig::epochs>},
       {"train.batch_size",
        KeyType::kInt,
        "64",
@@ -215,8 +367,17 @@ const std::vector<KeySpec>& Schema() {
        65536,
        false,
        {},
-       "samples per step (per worker)"},
-      {"train.threads", KeyType::kInt, "1", 1, 256, false, {}, "OpenBLAS threads per process"},
+       "samples per step (per worker)",
+       Set<&JobConfig::batch_size>},
+      {"train.threads",
+       KeyType::kInt,
+       "1",
+       1,
+       256,
+       false,
+       {},
+       "OpenBLAS threads per process",
+       Set<&JobConfig::threads>},
       {"train.eval_batch_size",
        KeyType::kInt,
        "1000",
@@ -224,7 +385,8 @@ const std::vector<KeySpec>& Schema() {
        65536,
        false,
        {},
-       "rows per forward pass when evaluating"},
+       "rows per forward pass when evaluating",
+       Set<&JobConfig::eval_batch_size>},
       {"train.micro_batches",
        KeyType::kInt,
        "1",
@@ -233,7 +395,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "standalone: split each batch into this many contiguous parts whose gradients are summed in "
-       "order (gradient accumulation); M parts reproduce BSP with M workers bit for bit"},
+       "order (gradient accumulation); M parts reproduce BSP with M workers bit for bit",
+       Set<&JobConfig::micro_batches>},
       {"cluster.servers",
        KeyType::kInt,
        "1",
@@ -241,7 +404,8 @@ const std::vector<KeySpec>& Schema() {
        4096,
        false,
        {},
-       "parameter servers (local launcher and mpirun)"},
+       "parameter servers (local launcher and mpirun)",
+       SetIn<&JobConfig::cluster, &ClusterConfig::servers>},
       {"cluster.workers",
        KeyType::kInt,
        "1",
@@ -249,7 +413,8 @@ const std::vector<KeySpec>& Schema() {
        4096,
        false,
        {},
-       "workers (local launcher; under mpirun: the ranks after the servers)"},
+       "workers (local launcher; under mpirun: the ranks after the servers)",
+       SetIn<&JobConfig::cluster, &ClusterConfig::workers>},
       {"cluster.consistency",
        KeyType::kEnum,
        "\"bsp\"",
@@ -258,7 +423,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {"bsp", "asp", "ssp"},
        "bsp: sum every worker's gradient, then apply; asp: apply each on arrival; ssp: asp with a "
-       "staleness bound"},
+       "staleness bound",
+       SetIn<&JobConfig::cluster, &ClusterConfig::consistency>},
       {"cluster.staleness",
        KeyType::kInt,
        "2",
@@ -266,7 +432,8 @@ const std::vector<KeySpec>& Schema() {
        1000000,
        false,
        {},
-       "ssp: how many steps the fastest worker may run ahead of the slowest"},
+       "ssp: how many steps the fastest worker may run ahead of the slowest",
+       SetIn<&JobConfig::cluster, &ClusterConfig::staleness>},
       {"cluster.bind",
        KeyType::kString,
        "\"127.0.0.1\"",
@@ -275,7 +442,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "address the coordinator and servers listen on (an IP address, or an interface name like "
-       "eth0)"},
+       "eth0)",
+       SetIn<&JobConfig::cluster, &ClusterConfig::bind>},
       {"cluster.replication",
        KeyType::kInt,
        "1",
@@ -284,7 +452,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "copies of every key range: 2 keeps a backup on another server, promoted when the primary "
-       "dies"},
+       "dies",
+       SetIn<&JobConfig::cluster, &ClusterConfig::replication>},
       {"cluster.ipc",
        KeyType::kBool,
        "false",
@@ -293,7 +462,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "workers and backups on a server's host (same host name and network namespace) reach it "
-       "through its ipc:// socket instead of TCP (off by default: slower than loopback TCP here)"},
+       "through its ipc:// socket instead of TCP (off by default: slower than loopback TCP here)",
+       SetIn<&JobConfig::cluster, &ClusterConfig::ipc>},
       {"cluster.overlap",
        KeyType::kBool,
        "true",
@@ -304,7 +474,8 @@ const std::vector<KeySpec>& Schema() {
        "BSP: servers apply and serve each piece of the parameters (a tensor, cut every 128 KiB) as "
        "soon as every worker pushed it, workers pull layer by layer and start the forward pass "
        "when the first layer's weights are in; false: one pull of the whole model, answered when "
-       "every push of the step is in"},
+       "every push of the step is in",
+       SetIn<&JobConfig::cluster, &ClusterConfig::overlap>},
       {"cluster.heartbeat_ms",
        KeyType::kInt,
        "500",
@@ -312,7 +483,8 @@ const std::vector<KeySpec>& Schema() {
        60000,
        false,
        {},
-       "how often nodes and coordinator exchange heartbeats"},
+       "how often nodes and coordinator exchange heartbeats",
+       SetIn<&JobConfig::cluster, &ClusterConfig::heartbeat_ms>},
       {"cluster.timeout_ms",
        KeyType::kInt,
        "3000",
@@ -320,7 +492,8 @@ const std::vector<KeySpec>& Schema() {
        3600000,
        false,
        {},
-       "a node silent this long is dead"},
+       "a node silent this long is dead",
+       SetIn<&JobConfig::cluster, &ClusterConfig::timeout_ms>},
       {"cluster.start_timeout_s",
        KeyType::kInt,
        "120",
@@ -328,7 +501,8 @@ const std::vector<KeySpec>& Schema() {
        86400,
        false,
        {},
-       "how long the coordinator waits for every node to register"},
+       "how long the coordinator waits for every node to register",
+       SetIn<&JobConfig::cluster, &ClusterConfig::start_timeout_s>},
       {"checkpoint.dir",
        KeyType::kPath,
        "",
@@ -336,7 +510,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "folder for checkpoints (empty: none); --resume continues from the newest that verifies"},
+       "folder for checkpoints (empty: none); --resume continues from the newest that verifies",
+       Set<&JobConfig::checkpoint_dir>},
       {"checkpoint.every_epochs",
        KeyType::kInt,
        "1",
@@ -344,8 +519,17 @@ const std::vector<KeySpec>& Schema() {
        1000000,
        false,
        {},
-       "write a checkpoint after every this many epochs"},
-      {"checkpoint.keep", KeyType::kInt, "3", 1, 1000, false, {}, "how many checkpoints to keep"},
+       "write a checkpoint after every this many epochs",
+       Set<&JobConfig::checkpoint_every_epochs>},
+      {"checkpoint.keep",
+       KeyType::kInt,
+       "3",
+       1,
+       1000,
+       false,
+       {},
+       "how many checkpoints to keep",
+       Set<&JobConfig::checkpoint_keep>},
       {"output.metrics",
        KeyType::kPath,
        "",
@@ -353,7 +537,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {},
-       "JSON-lines metrics file (empty: none)"},
+       "JSON-lines metrics file (empty: none)",
+       Set<&JobConfig::metrics_path>},
       {"output.progress",
        KeyType::kEnum,
        "\"auto\"",
@@ -361,7 +546,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"auto", "always", "never"},
-       "progress line while an epoch runs (auto: when stdout is a terminal)"},
+       "progress line while an epoch runs (auto: when stdout is a terminal)",
+       Set<&JobConfig::progress>},
       {"output.http_port",
        KeyType::kInt,
        "0",
@@ -370,7 +556,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "the coordinator serves /metrics (Prometheus), /status (JSON) and a live page / on this "
-       "port (0: off; -1: a free port the system picks, printed at start)"},
+       "port (0: off; -1: a free port the system picks, printed at start)",
+       Set<&JobConfig::http_port>},
       {"output.http_bind",
        KeyType::kString,
        "\"127.0.0.1\"",
@@ -379,7 +566,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "address the HTTP status server listens on (0.0.0.0: every interface; beyond loopback only "
-       "with security.insecure: the page has no authentication)"},
+       "with security.insecure: the page has no authentication)",
+       Set<&JobConfig::http_bind>},
       {"compression.gradients",
        KeyType::kEnum,
        "\"none\"",
@@ -388,7 +576,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {"none", "fp16", "bf16", "topk"},
        "how workers send gradients: float32, half, bfloat16, or the top-k entries by magnitude "
-       "with the rest carried to the next step (error feedback)"},
+       "with the rest carried to the next step (error feedback)",
+       Set<&JobConfig::compress_gradients>},
       {"compression.weights",
        KeyType::kEnum,
        "\"none\"",
@@ -396,7 +585,8 @@ const std::vector<KeySpec>& Schema() {
        0,
        false,
        {"none", "fp16", "bf16"},
-       "how servers send weights to workers (the servers keep float32)"},
+       "how servers send weights to workers (the servers keep float32)",
+       Set<&JobConfig::compress_weights>},
       {"compression.topk_ratio",
        KeyType::kFloat,
        "0.01",
@@ -404,7 +594,8 @@ const std::vector<KeySpec>& Schema() {
        1,
        false,
        {},
-       "topk: the fraction of each pushed range's entries sent per step, in (0, 1]"},
+       "topk: the fraction of each pushed range's entries sent per step, in (0, 1]",
+       Set<&JobConfig::topk_ratio>},
       {"security.key",
        KeyType::kPath,
        "",
@@ -413,7 +604,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "job key file from `pstrain keygen`: every socket uses CurveZMQ and admits only nodes "
-       "holding this key (empty: no encryption, loopback only unless security.insecure)"},
+       "holding this key (empty: no encryption, loopback only unless security.insecure)",
+       Set<&JobConfig::key_path>},
       {"security.insecure",
        KeyType::kBool,
        "false",
@@ -422,7 +614,8 @@ const std::vector<KeySpec>& Schema() {
        false,
        {},
        "allow listening on a non-loopback address without a job key (anyone who can reach the "
-       "ports can join the job and change its weights)"},
+       "ports can join the job and change its weights)",
+       Set<&JobConfig::insecure>},
   };
   return schema;
 }

@@ -13,11 +13,22 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "common/job/config.h"
 #include "common/nn/graph_spec.h"
 
 namespace pstrain::jobfile {
 
 enum class KeyType { kInt, kFloat, kBool, kString, kPath, kEnum, kLayers, kFloatList };
+
+struct KeySpec;
+
+// A key's checked value as the parser hands it to the key's setter: the
+// file's (or the command line's) node, or the default's.
+struct KeyValue {
+  const KeySpec& spec;
+  const toml::node& node;
+  const std::string& base_dir;  // relative paths are relative to it
+};
 
 struct KeySpec {
   const char* key;  // "section.name"
@@ -26,9 +37,18 @@ struct KeySpec {
   double min = -1e300;        // numbers: inclusive bounds
   double max = 1e300;
   bool min_exclusive = false;
-  std::vector<std::string> choices;  // enums
+  std::vector<std::string> choices;  // enums, in the order of the enum they set
   const char* doc = "";
+  // Stores the value in the job (null: the parser reads the key itself,
+  // like model.layers). Set<&JobConfig::epochs>, SetIn<&JobConfig::cluster,
+  // &ClusterConfig::servers>: the row names the field, and the field's type
+  // says how to convert.
+  void (*set)(JobConfig* job, const KeyValue& value) = nullptr;
 };
+
+// False for output.metrics, which is relative to the current folder like a
+// flag; true for every other path key.
+bool ResolvesAgainstJobFile(const KeySpec& k);
 
 // Every key, in the order `pstrain help job` lists them.
 const std::vector<KeySpec>& Schema();

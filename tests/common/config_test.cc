@@ -74,6 +74,30 @@ TEST_CASE("Every key is read from the file", "[config]") {
   CHECK(c->progress == "never");
 }
 
+TEST_CASE("Every choice of an enum key sets the value it names", "[config]") {
+  // The table converts a choice by its place in the key's list, so the lists
+  // must keep the enums' order.
+  JobFixture f;
+  auto with = [&](const std::string& key, std::string_view value) {
+    auto c = f.Parse(f.Job(), {{key, std::string(value)}});
+    REQUIRE(c.ok());
+    return *c;
+  };
+  for (Consistency k : {Consistency::kBsp, Consistency::kAsp, Consistency::kSsp}) {
+    CHECK(with("cluster.consistency", ConsistencyName(k)).cluster.consistency == k);
+  }
+  for (HandoutKind k : {HandoutKind::kGlobal, HandoutKind::kStatic}) {
+    CHECK(with("data.handout", HandoutKindName(k)).data.handout == k);
+  }
+  CHECK(with("optimizer.type", "sgd").optimizer.kind == OptimizerKind::kSgd);
+  CHECK(with("optimizer.type", "momentum").optimizer.kind == OptimizerKind::kMomentum);
+  CHECK(with("optimizer.type", "adam").optimizer.kind == OptimizerKind::kAdam);
+  CHECK(with("optimizer.type", "adagrad").optimizer.kind == OptimizerKind::kAdagrad);
+  CHECK(with("schedule.type", "constant").schedule.kind == ScheduleKind::kConstant);
+  CHECK(with("schedule.type", "step").schedule.kind == ScheduleKind::kStep);
+  CHECK(with("schedule.type", "cosine").schedule.kind == ScheduleKind::kCosine);
+}
+
 TEST_CASE("Command-line overrides win over the file and are validated alike", "[config]") {
   JobFixture f;
   auto c = f.Parse(f.Job("[train]\nepochs = 3\n"), {{"train.epochs", "5"},
