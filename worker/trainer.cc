@@ -107,93 +107,149 @@ LossResult AccumulatedStep(Model& model, const JobConfig& config, const float* i
 
 }  // namespace
 
+namespace {
+
+// One standalone job: the model's optimizer, the sparse tables (here in
+// this process), the batch buffers and the epoch's sample order.
+class StandaloneRun {
+ public:
+  StandaloneRun(const JobConfig& config, const Dataset& train, const Dataset& test, Model& model,
+                TrainingObserver& observer, const std::atomic<bool>* stop)
+      : config_(config),
+        train_(train),
+        test_(test),
+        model_(model),
+        observer_(observer),
+        stop_(stop),
+        sparse_(model.sparse()),
+        steps_per_epoch_((train.count + config.batch_size - 1) / config.batch_size) {}
+
+  Status Setup();
+  // Trains epoch `epoch` (0-based) and reports it to the observer.
+  Status TrainEpoch(int epoch);
+  // The final evaluation and the weights' digest.
+  StatusOr<FinalStats> Finish();
+
+ private:
+  // Step `step` of the epoch: trains, applies, adds to the epoch's sums.
+  Status TrainStep(int epoch, int64_t step, float* lr);
+
+  const JobConfig& config_;
+  const Dataset& train_;
+  const Dataset& test_;
+  Model& model_;
+  TrainingObserver& observer_;
+  const std::atomic<bool>* stop_;
+  const bool sparse_;
+  const int64_t steps_per_epoch_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::vector<SparseTable> tables_;
+  RowFetch fetch_;
+  FloatBuffer input_, accum_;
+  std::vector<int32_t> labels_;
+  std::vector<uint32_t> order_;
+  // The epoch's sums.
+  double loss_sum_ = 0;
+  int64_t correct_ = 0, done_ = 0;
+};
+
+Status StandaloneRun::Setup() {
+  if (sparse_ && config_.micro_batches > 1) {
+    return InvalidArgument("train.micro_batches > 1 is for dense models; this one is sparse");
+  }
+  optimizer_ = Optimizer::Create(config_.optimizer, model_.params().size());
+  for (const RowBlock& b : model_.tables()) {
+    ASSIGN_OR_RETURN(SparseTable t,
+                     SparseTable::Create(b.table, b.dim, config_.optimizer, config_.seed));
+    tables_.push_back(std::move(t));
+  }
+  fetch_ = [this](Model& m) {
+    for (size_t t = 0; t < tables_.size(); ++t)
+      tables_[t].Pull(m.rows(), m.tables()[t].values.data());
+    return OkStatus();
+  };
+  input_ = FloatBuffer(sparse_ ? 0 : static_cast<size_t>(config_.batch_size) * train_.dim);
+  accum_ = FloatBuffer(config_.micro_batches > 1 ? model_.grads().size() : 0);
+  labels_.resize(config_.batch_size);
+  return OkStatus();
+}
+
+Status StandaloneRun::TrainStep(int epoch, int64_t step, float* lr) {
+  const int64_t first = step * config_.batch_size;
+  const int n = static_cast<int>(std::min<int64_t>(config_.batch_size, train_.count - first));
+  float* input = sparse_ ? nullptr : input_.data();
+  FillBatch(train_, order_.data() + first, n, input, labels_.data());
+  if (sparse_) {
+    model_.GatherSparse(train_, order_.data() + first, n);
+    RETURN_IF_ERROR(fetch_(model_));
+  }
+  const LossResult l =
+      AccumulatedStep(model_, config_, input, labels_.data(), n, epoch, step, &accum_);
+  *lr = ScheduledLearningRate(config_.schedule, config_.optimizer.lr,
+                              epoch + static_cast<double>(step) / steps_per_epoch_, config_.epochs);
+  RETURN_IF_ERROR(CheckLossFinite(l.loss_sum, epoch, step, -1));
+  optimizer_->Apply(model_.params(), model_.grads(), *lr);
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    tables_[t].Push(model_.rows(), model_.tables()[t].grads.data(), *lr);
+  }
+  loss_sum_ += l.loss_sum;
+  correct_ += l.correct;
+  done_ += n;
+  return OkStatus();
+}
+
+Status StandaloneRun::TrainEpoch(int epoch) {
+  const auto epoch_start = std::chrono::steady_clock::now();
+  FillEpochOrder(config_.seed, epoch, train_.count, &order_);
+  loss_sum_ = 0;
+  correct_ = done_ = 0;
+  float lr = config_.optimizer.lr;
+  for (int64_t step = 0; step < steps_per_epoch_; ++step) {
+    if (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) {
+      return Cancelled("training stopped by a signal in epoch " + std::to_string(epoch + 1) +
+                       ", before step " + std::to_string(step + 1));
+    }
+    RETURN_IF_ERROR(TrainStep(epoch, step, &lr));
+    if ((step & 15) == 15 || step + 1 == steps_per_epoch_) {
+      const double t = Since(epoch_start);
+      observer_.OnProgress({epoch + 1, config_.epochs, done_, train_.count, loss_sum_ / done_,
+                            t > 0 ? done_ / t : 0, t});
+    }
+  }
+  EpochStats e;
+  e.epoch = epoch + 1;
+  e.train_seconds = Since(epoch_start);
+  e.samples = done_;
+  e.train_loss = loss_sum_ / std::max<int64_t>(done_, 1);
+  e.train_accuracy = static_cast<double>(correct_) / std::max<int64_t>(done_, 1);
+  e.samples_per_s = done_ / std::max(e.train_seconds, 1e-9);
+  RETURN_IF_ERROR(EvaluateTest(model_, test_, fetch_, &e));
+  e.seconds = Since(epoch_start);
+  e.lr = lr;
+  return observer_.OnEpoch(e);
+}
+
+StatusOr<FinalStats> StandaloneRun::Finish() {
+  FinalStats f;
+  f.epochs = config_.epochs;
+  RETURN_IF_ERROR(EvaluateTest(model_, test_, fetch_, &f));
+  f.weights_l2 = L2Norm(model_.params());
+  f.weights_digest = ModelDigest(KeyLayout(model_.layout()), model_.params());
+  for (const SparseTable& t : tables_) f.weights_digest += t.Digest();
+  f.params = static_cast<int64_t>(model_.layout().parameter_count());
+  return f;
+}
+
+}  // namespace
+
 StatusOr<FinalStats> TrainStandalone(const JobConfig& config, const Dataset& train,
                                      const Dataset& test, Model& model, TrainingObserver& observer,
                                      const std::atomic<bool>* stop) {
   const auto run_start = std::chrono::steady_clock::now();
-  const int batch = config.batch_size;
-  const int dim = train.dim;
-  const bool sparse = model.sparse();
-  if (sparse && config.micro_batches > 1) {
-    return InvalidArgument("train.micro_batches > 1 is for dense models; this one is sparse");
-  }
-  std::unique_ptr<Optimizer> optimizer = Optimizer::Create(config.optimizer, model.params().size());
-  // Sparse models: the embedding tables, here in this process.
-  std::vector<SparseTable> tables;
-  for (const RowBlock& b : model.tables()) {
-    ASSIGN_OR_RETURN(SparseTable t,
-                     SparseTable::Create(b.table, b.dim, config.optimizer, config.seed));
-    tables.push_back(std::move(t));
-  }
-  const RowFetch fetch = [&tables](Model& m) {
-    for (size_t t = 0; t < tables.size(); ++t)
-      tables[t].Pull(m.rows(), m.tables()[t].values.data());
-    return OkStatus();
-  };
-  FloatBuffer input(sparse ? 0 : static_cast<size_t>(batch) * dim);
-  FloatBuffer accum(config.micro_batches > 1 ? model.grads().size() : 0);
-  std::vector<int32_t> labels(batch);
-  std::vector<uint32_t> order;
-  const int64_t steps_per_epoch = (train.count + batch - 1) / batch;
-
-  for (int epoch = 0; epoch < config.epochs; ++epoch) {
-    const auto epoch_start = std::chrono::steady_clock::now();
-    FillEpochOrder(config.seed, epoch, train.count, &order);
-    double loss_sum = 0;
-    int64_t correct = 0;
-    int64_t done = 0;
-    float lr = config.optimizer.lr;
-    for (int64_t step = 0; step < steps_per_epoch; ++step) {
-      if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
-        return Cancelled("training stopped by a signal in epoch " + std::to_string(epoch + 1) +
-                         ", before step " + std::to_string(step + 1));
-      }
-      const int64_t first = step * batch;
-      const int n = static_cast<int>(std::min<int64_t>(batch, train.count - first));
-      FillBatch(train, order.data() + first, n, sparse ? nullptr : input.data(), labels.data());
-      if (sparse) {
-        model.GatherSparse(train, order.data() + first, n);
-        RETURN_IF_ERROR(fetch(model));
-      }
-      const LossResult l = AccumulatedStep(model, config, sparse ? nullptr : input.data(),
-                                           labels.data(), n, epoch, step, &accum);
-      lr =
-          ScheduledLearningRate(config.schedule, config.optimizer.lr,
-                                epoch + static_cast<double>(step) / steps_per_epoch, config.epochs);
-      RETURN_IF_ERROR(CheckLossFinite(l.loss_sum, epoch, step, -1));
-      optimizer->Apply(model.params(), model.grads(), lr);
-      for (size_t t = 0; t < tables.size(); ++t) {
-        tables[t].Push(model.rows(), model.tables()[t].grads.data(), lr);
-      }
-      loss_sum += l.loss_sum;
-      correct += l.correct;
-      done += n;
-      if ((step & 15) == 15 || step + 1 == steps_per_epoch) {
-        const double t = Since(epoch_start);
-        observer.OnProgress({epoch + 1, config.epochs, done, train.count, loss_sum / done,
-                             t > 0 ? done / t : 0, t});
-      }
-    }
-    EpochStats e;
-    e.epoch = epoch + 1;
-    e.train_seconds = Since(epoch_start);
-    e.samples = done;
-    e.train_loss = loss_sum / std::max<int64_t>(done, 1);
-    e.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(done, 1);
-    e.samples_per_s = done / std::max(e.train_seconds, 1e-9);
-    RETURN_IF_ERROR(EvaluateTest(model, test, fetch, &e));
-    e.seconds = Since(epoch_start);
-    e.lr = lr;
-    RETURN_IF_ERROR(observer.OnEpoch(e));
-  }
-
-  FinalStats f;
-  f.epochs = config.epochs;
-  RETURN_IF_ERROR(EvaluateTest(model, test, fetch, &f));
-  f.weights_l2 = L2Norm(model.params());
-  f.weights_digest = ModelDigest(KeyLayout(model.layout()), model.params());
-  for (const SparseTable& t : tables) f.weights_digest += t.Digest();
-  f.params = static_cast<int64_t>(model.layout().parameter_count());
+  StandaloneRun run(config, train, test, model, observer, stop);
+  RETURN_IF_ERROR(run.Setup());
+  for (int epoch = 0; epoch < config.epochs; ++epoch) RETURN_IF_ERROR(run.TrainEpoch(epoch));
+  ASSIGN_OR_RETURN(FinalStats f, run.Finish());
   f.seconds = Since(run_start);
   return f;
 }

@@ -6,9 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <deque>
 #include <filesystem>
-#include <set>
+#include <optional>
 
 #include "common/base/logging.h"
 #include "common/data/handout.h"
@@ -17,6 +16,7 @@
 #include "common/nn/blas.h"
 #include "common/nn/model.h"
 #include "common/nn/optimizer.h"
+#include "worker/duties.h"
 #include "worker/ps_client.h"
 #include "worker/trainer.h"
 #include "worker/weight_pipeline.h"
@@ -45,21 +45,48 @@ class Worker {
  private:
   Status Setup();
   Status OnControl(msg::Control::Reader c);
-  // The reactions to the coordinator: an epoch to train (queued), a new
-  // membership (the slots this worker now owns; any gained mid-epoch are
-  // taken over), a new server routing (the current step is pushed again to
-  // the new owners), test rows to evaluate (queued).
+  // The reactions to the coordinator (WorkerDuties keeps what they change):
+  // an epoch to train (queued), a new membership (the slots this worker now
+  // owns; any gained mid-epoch are taken over), a new server routing (the
+  // current step is pushed again to the new owners), test rows to evaluate
+  // (queued).
   Status OnStartEpoch(msg::StartEpoch::Reader e);
   Status OnMembership(msg::Membership::Reader m);
   Status OnRouting(msg::Routing::Reader r);
   Status OnEvaluate(msg::Evaluate::Reader e);
+
   // Trains the slots this worker owns for the epoch, or just `only` when
   // it is not empty (slots taken over after this worker had finished).
   Status RunEpoch(int epoch, int64_t first_clock, int64_t steps, const std::vector<int>& only);
-  // Computes step k (at `clock`) of each slot in `slots` with the weights in
-  // the model and pushes the gradients.
-  Status ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64_t clock,
-                      const std::vector<int>& slots);
+  // Step k of the epoch for `slots`, computed again as often as it is
+  // interrupted, then the weights after it.
+  Status RunStep(int64_t k, const std::vector<int>& slots);
+  // Computes step k of each slot in `slots` with the weights in the model
+  // and pushes the gradients.
+  Status ComputeSlots(int64_t k, const std::vector<int>& slots);
+  Status ComputeSlot(int64_t k, int slot, float lr);
+  // Slots of a dead worker came to this one: computes their missing steps
+  // up to k (BSP: step k; ASP/SSP: all so far) with the weights it holds;
+  // the servers drop whatever the dead worker had already delivered.
+  Status TakeOver(int64_t k);
+  // A wait for the weights after step k was interrupted: redoes what step
+  // k now needs (pushes it again after a routing change, or takes over).
+  Status Resume(int64_t k);
+  // True when `s` is a wait interrupted by a takeover or a routing change.
+  bool Interrupted(const Status& s) const;
+  // Gets the weights after step k (`s`: the first attempt's outcome),
+  // resuming as often as the wait is interrupted.
+  Status FinishPull(int64_t k, Status s);
+  Status PullAfter(int64_t k);
+  // Overlap: the wait for the weights after step k was interrupted (`s`):
+  // back to step k's weights, and finish step k as without overlap.
+  Status Recover(int64_t k, Status s);
+  template <typename Report>
+  void FillCounts(Report r) const;
+  Status SendProgress();
+  // Waits for the epoch's pushes and reports the epoch.
+  Status FinishEpoch();
+
   Status Evaluate(int epoch, int64_t begin, int64_t end);
   // Fetches the weights after `clock` steps (ASP: the newest) into the
   // model; the model keeps its old weights until all of them arrived.
@@ -69,7 +96,6 @@ class Worker {
   Status Idle();
   // Sparse models: pulls the rows of the gathered batch from the servers.
   Status FetchRows(Model& model);
-  void SetSlotOwners(const std::vector<int>& owners);
   // Tells the coordinator this worker acts on `membership_epoch` now.
   Status AckMembership(uint64_t membership_epoch);
 
@@ -84,32 +110,23 @@ class Worker {
   std::unique_ptr<PsClient> client_;
   // The weights of each step, from the servers into the model.
   std::unique_ptr<WeightPipeline> weights_;
-  std::vector<int> slot_owners_;
-  std::vector<int> my_slots_;
-  std::vector<int> takeover_;  // slots handed to this worker mid-epoch
-  bool abort_waits_ = false;   // a takeover or new routing interrupts the current wait
-  bool rerun_step_ = false;    // the servers changed: push the current step again
+  std::unique_ptr<WorkerDuties> duties_;
   FloatBuffer input_;
   std::vector<int32_t> labels_;
   std::vector<PsClient::Ticket> pushes_;
+  // The epoch being trained.
+  struct EpochRun {
+    int epoch = 0;
+    int64_t first_clock = 0;
+    HandoutPlan plan;
+  };
+  std::optional<EpochRun> run_;
   // Per epoch: what this worker computed.
   double loss_sum_ = 0, compute_s_ = 0, push_wait_s_ = 0, pull_wait_s_ = 0;
   int64_t correct_ = 0, done_samples_ = 0;
   uint64_t hash_ = 0;
   bool done_ = false;
   int exit_code_ = 0;
-  // What the coordinator asked for, in the order it asked: an epoch's
-  // training, or the evaluation of a range of test rows (a survivor may be
-  // handed the ranges of workers that died while it was busy).
-  struct Task {
-    enum Kind { kEpoch, kEval } kind = kEpoch;
-    int epoch = 0;
-    int64_t first_clock = 0, steps = 0;  // kEpoch
-    std::vector<int> only;               // kEpoch: just these slots, when not empty
-    int64_t begin = 0, end = 0;          // kEval: test rows [begin, end)
-  };
-  std::deque<Task> tasks_;
-  bool evaluating_ = false;
   Status WaitForEvalGate();
   Status EvaluateRows(int epoch, int64_t begin, int64_t end);
 };
@@ -134,11 +151,10 @@ Status Worker::Run(int* exit_code) {
     Status idle = Idle();
     if (done_) break;
     RETURN_IF_ERROR(idle);
-    if (tasks_.empty()) continue;
-    const Task t = std::move(tasks_.front());
-    tasks_.pop_front();
-    Status s = t.kind == Task::kEpoch ? RunEpoch(t.epoch, t.first_clock, t.steps, t.only)
-                                      : Evaluate(t.epoch, t.begin, t.end);
+    const std::optional<WorkerTask> t = duties_->NextTask();
+    if (!t) continue;
+    Status s = t->kind == WorkerTask::kEpoch ? RunEpoch(t->epoch, t->first_clock, t->steps, t->only)
+                                             : Evaluate(t->epoch, t->begin, t->end);
     if (!s.ok() && !done_) return s;  // after a shutdown, an interrupted wait is expected
   }
   *exit_code = exit_code_;
@@ -147,6 +163,7 @@ Status Worker::Run(int* exit_code) {
 
 Status Worker::Setup() {
   const JobConfig& c = assignment_.config;
+  duties_ = std::make_unique<WorkerDuties>(assignment_.node_id, c.cluster.workers);
   SetBlasThreads(c.threads);
   FlushDenormalsToZero();
   ASSIGN_OR_RETURN(data_, LoadJobData(c.data));
@@ -175,10 +192,7 @@ Status Worker::Setup() {
   client_->SetCompression(compression);
   client_->SetIdleHook([this]() -> Status {
     RETURN_IF_ERROR(Idle());
-    if (abort_waits_) {
-      abort_waits_ = false;
-      return Aborted("slots were handed to this worker");
-    }
+    if (duties_->TakeInterrupt()) return Aborted("slots were handed to this worker");
     return OkStatus();
   });
   const bool overlap = c.cluster.consistency == Consistency::kBsp && c.cluster.overlap;
@@ -202,14 +216,6 @@ Status Worker::AckMembership(uint64_t membership_epoch) {
   b.setNodeId(assignment_.node_id);
   b.setMembershipEpoch(membership_epoch);
   return control_->Send(ack);
-}
-
-void Worker::SetSlotOwners(const std::vector<int>& owners) {
-  slot_owners_ = owners;
-  my_slots_.clear();
-  for (size_t s = 0; s < owners.size(); ++s) {
-    if (owners[s] == assignment_.node_id) my_slots_.push_back(static_cast<int>(s));
-  }
 }
 
 Status Worker::OnControl(msg::Control::Reader c) {
@@ -236,45 +242,14 @@ Status Worker::OnControl(msg::Control::Reader c) {
 }
 
 Status Worker::OnStartEpoch(msg::StartEpoch::Reader e) {
-  if (e.getSteps() < 0 || e.getEpoch() < 0 ||
-      static_cast<int>(e.getSlotOwners().size()) != assignment_.config.cluster.workers) {
-    return InvalidArgument("bad StartEpoch");
-  }
-  SetSlotOwners(ToVector(e.getSlotOwners()));
-  // A new epoch: slots handed over before it are in its slot owners.
-  takeover_.clear();
-  abort_waits_ = false;
-  Task t;
-  t.kind = Task::kEpoch;
-  t.epoch = e.getEpoch();
-  t.first_clock = e.getFirstClock();
-  t.steps = e.getSteps();
-  t.only = ToVector(e.getOnlySlots());
-  for (int s : t.only) {
-    if (s < 0 || s >= assignment_.config.cluster.workers) return InvalidArgument("bad slot");
-  }
-  tasks_.push_back(std::move(t));
-  return OkStatus();
+  return duties_->StartEpoch(e.getEpoch(), e.getFirstClock(), e.getSteps(),
+                             ToVector(e.getSlotOwners()), ToVector(e.getOnlySlots()));
 }
 
 Status Worker::OnMembership(msg::Membership::Reader m) {
-  if (static_cast<int>(m.getSlotOwners().size()) != assignment_.config.cluster.workers) {
-    return InvalidArgument("bad Membership");
-  }
-  const std::vector<int> before = my_slots_;
-  SetSlotOwners(ToVector(m.getSlotOwners()));
-  // While evaluating, every slot of the epoch is done: the new slots
-  // are this worker's from the next epoch on, nothing to take over.
-  for (int s : evaluating_ ? std::vector<int>{} : my_slots_) {
-    if (std::find(before.begin(), before.end(), s) == before.end()) {
-      takeover_.push_back(s);
-      abort_waits_ = true;
-    }
-  }
+  ASSIGN_OR_RETURN(const int gained, duties_->NewMembership(ToVector(m.getSlotOwners())));
   client_->set_membership_epoch(m.getMembershipEpoch());
-  if (!takeover_.empty()) {
-    PSTRAIN_LOG(INFO) << "took over " << takeover_.size() << " slot(s) of a dead worker";
-  }
+  if (gained > 0) PSTRAIN_LOG(INFO) << "took over " << gained << " slot(s) of a dead worker";
   return AckMembership(m.getMembershipEpoch());
 }
 
@@ -282,24 +257,14 @@ Status Worker::OnRouting(msg::Routing::Reader r) {
   std::vector<ServerEntry> servers;
   for (auto si : r.getServers()) servers.push_back(ReadServerInfo(si));
   RETURN_IF_ERROR(client_->UpdateRouting(servers, r.getMembershipEpoch()));
-  rerun_step_ = true;
-  abort_waits_ = true;
+  duties_->NewRouting();
   PSTRAIN_LOG(INFO) << "new server routing (epoch " << r.getMembershipEpoch()
                     << "): redoing the current step";
   return AckMembership(r.getMembershipEpoch());
 }
 
 Status Worker::OnEvaluate(msg::Evaluate::Reader e) {
-  if (e.getBegin() < 0 || e.getEnd() > data_.test.count || e.getBegin() > e.getEnd()) {
-    return InvalidArgument("evaluation rows outside the test set");
-  }
-  Task t;
-  t.kind = Task::kEval;
-  t.epoch = e.getEpoch();
-  t.begin = e.getBegin();
-  t.end = e.getEnd();
-  tasks_.push_back(std::move(t));
-  return OkStatus();
+  return duties_->Evaluate(e.getEpoch(), e.getBegin(), e.getEnd(), data_.test.count);
 }
 
 Status Worker::FetchRows(Model& model) {
@@ -319,191 +284,211 @@ Status Worker::Pull(int64_t clock) {
   return weights_->Pull(clock, asp ? 0 : clock);
 }
 
-Status Worker::ComputeSlots(const HandoutPlan& plan, int epoch, int64_t k, int64_t clock,
-                            const std::vector<int>& slots) {
+Status Worker::ComputeSlots(int64_t k, const std::vector<int>& slots) {
   const JobConfig& c = assignment_.config;
-  const bool bsp = c.cluster.consistency == Consistency::kBsp;
-  const float lr = ScheduledLearningRate(c.schedule, c.optimizer.lr,
-                                         epoch + static_cast<double>(k) / plan.steps(), c.epochs);
+  const HandoutPlan& plan = run_->plan;
+  const int64_t clock = run_->first_clock + k;
+  const float lr = ScheduledLearningRate(
+      c.schedule, c.optimizer.lr, run_->epoch + static_cast<double>(k) / plan.steps(), c.epochs);
   weights_->set_want_clock(clock);
-  for (int slot : slots) {
-    const std::span<const uint32_t> mine = plan.Samples(slot, k);
-    const int n = static_cast<int>(mine.size());
-    PsClient::GradientTag tag{slot, clock, lr, n, 0};
-    if (n == 0) {
-      // Every piece must be at `clock` before it takes a push for it.
-      if (weights_->overlap()) {
-        RETURN_IF_ERROR(weights_->InstallAll(clock));
-        RETURN_IF_ERROR(weights_->Prefetch(clock + 1));
-      }
-      ASSIGN_OR_RETURN(PsClient::Ticket p, client_->PushEmpty(tag));
-      pushes_.push_back(p);
+  // A copy: `slots` may be the owned slots, which a membership change
+  // during a wait replaces (the caller computes the step again then).
+  const std::vector<int> todo = slots;
+  for (int slot : todo) {
+    if (!plan.Samples(slot, k).empty()) {
+      RETURN_IF_ERROR(ComputeSlot(k, slot, lr));
       continue;
     }
-    // The model's gradients are lent to ZeroMQ until it has sent them.
-    auto t0 = Clock::now();
-    RETURN_IF_ERROR(client_->WaitBuffersReleased(kWaitDeadline));
-    auto t1 = Clock::now();
-    push_wait_s_ += Seconds(t1 - t0);
-    const bool sparse = model_->sparse();
-    FillBatch(data_.train, mine.data(), n, sparse ? nullptr : input_.data(), labels_.data());
-    for (uint32_t s : mine) tag.sample_hash += Mix64(s);
-    if (sparse) {
-      // The rows this batch touches, fresh from the servers.
-      model_->GatherSparse(data_.train, mine.data(), n);
-      const auto f0 = Clock::now();
-      RETURN_IF_ERROR(FetchRows(*model_));
-      t1 = Clock::now();
-      pull_wait_s_ += Seconds(t1 - f0);
+    // Every piece must be at `clock` before it takes a push for it.
+    if (weights_->overlap()) {
+      RETURN_IF_ERROR(weights_->InstallAll(clock));
+      RETURN_IF_ERROR(weights_->Prefetch(clock + 1));
     }
-    // BSP sums the slots' gradients: scale each by the whole step's size so
-    // the sum is the mean over the global batch.
-    const float scale = 1.0f / static_cast<float>(bsp ? plan.StepTotal(k) : n);
-    Status push_status;
-    model_->SetStepSeed(StepSeed(c.seed, epoch, k, slot));
-    weights_->TakeForwardWait();
-    LossResult l = model_->TrainStep(
-        sparse ? nullptr : input_.data(), labels_.data(), n, scale,
-        [&](int first, int last) {
-          if (!push_status.ok()) return;
-          // The next weights are asked for before the first gradient goes
-          // out, so the servers can answer each piece once it is applied.
-          if (weights_->overlap()) push_status = weights_->Prefetch(clock + 1);
-          if (!push_status.ok()) return;
-          const TensorLayout& layout = model_->layout();
-          const KeyRange range = keys_->Covering(layout[first].offset,
-                                                 layout[last - 1].offset + layout[last - 1].size);
-          StatusOr<PsClient::Ticket> p = client_->Push(range, model_->grads().data(), tag);
-          if (p.ok()) {
-            pushes_.push_back(*p);
-          } else {
-            push_status = p.status();
-          }
-        },
-        weights_->BeforeForward());
-    RETURN_IF_ERROR(weights_->forward_status());
-    const double forward_wait_s = weights_->TakeForwardWait();
-    pull_wait_s_ += forward_wait_s;
-    RETURN_IF_ERROR(push_status);
-    for (const RowBlock& t : model_->tables()) {
-      // Applied on arrival: the rows' gradients do not wait for the clock.
-      ASSIGN_OR_RETURN(PsClient::Ticket p,
-                       client_->PushRows(t.table, t.dim, model_->rows(), t.grads.data(), lr));
-      pushes_.push_back(p);
-    }
-    RETURN_IF_ERROR(CheckLossFinite(l.loss_sum, epoch, k, slot));
-    compute_s_ += Seconds(Clock::now() - t1) - forward_wait_s;
-    loss_sum_ += l.loss_sum;
-    correct_ += l.correct;
-    done_samples_ += n;
-    hash_ += tag.sample_hash;
+    ASSIGN_OR_RETURN(PsClient::Ticket p, client_->PushEmpty({slot, clock, lr, 0, 0}));
+    pushes_.push_back(p);
   }
   return OkStatus();
+}
+
+Status Worker::ComputeSlot(int64_t k, int slot, float lr) {
+  const JobConfig& c = assignment_.config;
+  const HandoutPlan& plan = run_->plan;
+  const int64_t clock = run_->first_clock + k;
+  const std::span<const uint32_t> mine = plan.Samples(slot, k);
+  const int n = static_cast<int>(mine.size());
+  PsClient::GradientTag tag{slot, clock, lr, n, 0};
+  // The model's gradients are lent to ZeroMQ until it has sent them.
+  auto t0 = Clock::now();
+  RETURN_IF_ERROR(client_->WaitBuffersReleased(kWaitDeadline));
+  auto t1 = Clock::now();
+  push_wait_s_ += Seconds(t1 - t0);
+  const bool sparse = model_->sparse();
+  FillBatch(data_.train, mine.data(), n, sparse ? nullptr : input_.data(), labels_.data());
+  for (uint32_t s : mine) tag.sample_hash += Mix64(s);
+  if (sparse) {
+    // The rows this batch touches, fresh from the servers.
+    model_->GatherSparse(data_.train, mine.data(), n);
+    const auto f0 = Clock::now();
+    RETURN_IF_ERROR(FetchRows(*model_));
+    t1 = Clock::now();
+    pull_wait_s_ += Seconds(t1 - f0);
+  }
+  // BSP sums the slots' gradients: scale each by the whole step's size so
+  // the sum is the mean over the global batch.
+  const bool bsp = c.cluster.consistency == Consistency::kBsp;
+  const float scale = 1.0f / static_cast<float>(bsp ? plan.StepTotal(k) : n);
+  Status push_status;
+  model_->SetStepSeed(StepSeed(c.seed, run_->epoch, k, slot));
+  weights_->TakeForwardWait();
+  LossResult l = model_->TrainStep(
+      sparse ? nullptr : input_.data(), labels_.data(), n, scale,
+      [&](int first, int last) {
+        if (!push_status.ok()) return;
+        // The next weights are asked for before the first gradient goes
+        // out, so the servers can answer each piece once it is applied.
+        if (weights_->overlap()) push_status = weights_->Prefetch(clock + 1);
+        if (!push_status.ok()) return;
+        const TensorLayout& layout = model_->layout();
+        const KeyRange range =
+            keys_->Covering(layout[first].offset, layout[last - 1].offset + layout[last - 1].size);
+        StatusOr<PsClient::Ticket> p = client_->Push(range, model_->grads().data(), tag);
+        if (p.ok()) {
+          pushes_.push_back(*p);
+        } else {
+          push_status = p.status();
+        }
+      },
+      weights_->BeforeForward());
+  RETURN_IF_ERROR(weights_->forward_status());
+  const double forward_wait_s = weights_->TakeForwardWait();
+  pull_wait_s_ += forward_wait_s;
+  RETURN_IF_ERROR(push_status);
+  for (const RowBlock& t : model_->tables()) {
+    // Applied on arrival: the rows' gradients do not wait for the clock.
+    ASSIGN_OR_RETURN(PsClient::Ticket p,
+                     client_->PushRows(t.table, t.dim, model_->rows(), t.grads.data(), lr));
+    pushes_.push_back(p);
+  }
+  RETURN_IF_ERROR(CheckLossFinite(l.loss_sum, run_->epoch, k, slot));
+  compute_s_ += Seconds(Clock::now() - t1) - forward_wait_s;
+  loss_sum_ += l.loss_sum;
+  correct_ += l.correct;
+  done_samples_ += n;
+  hash_ += tag.sample_hash;
+  return OkStatus();
+}
+
+Status Worker::TakeOver(int64_t k) {
+  const std::vector<int> taken = duties_->TakeTakeover();
+  const bool bsp = assignment_.config.cluster.consistency == Consistency::kBsp;
+  for (int64_t j = bsp ? k : 0; j <= k && j >= 0; ++j) RETURN_IF_ERROR(ComputeSlots(j, taken));
+  return OkStatus();
+}
+
+Status Worker::Resume(int64_t k) {
+  if (duties_->TakeRerun()) {
+    // A server died and its backup took over: push this step again to the
+    // new owners (the others drop what they already have).
+    return k >= 0 ? ComputeSlots(k, duties_->my_slots()) : OkStatus();
+  }
+  return TakeOver(k);
+}
+
+bool Worker::Interrupted(const Status& s) const {
+  return s.code() == StatusCode::kAborted &&
+         (duties_->takeover_pending() || duties_->rerun_pending());
+}
+
+Status Worker::FinishPull(int64_t k, Status s) {
+  const auto t0 = Clock::now();
+  while (Interrupted(s)) {
+    s = Resume(k);
+    if (s.ok()) s = Pull(run_->first_clock + k + 1);
+  }
+  pull_wait_s_ += Seconds(Clock::now() - t0);
+  return s;
+}
+
+Status Worker::PullAfter(int64_t k) {
+  const auto t0 = Clock::now();
+  Status s = Pull(run_->first_clock + k + 1);
+  pull_wait_s_ += Seconds(Clock::now() - t0);
+  return FinishPull(k, std::move(s));
+}
+
+Status Worker::Recover(int64_t k, Status s) {
+  weights_->Rewind(run_->first_clock + k);
+  return FinishPull(k, std::move(s));
+}
+
+Status Worker::RunStep(int64_t k, const std::vector<int>& slots) {
+  Status s = ComputeSlots(k, slots);
+  while (Interrupted(s)) {
+    if (weights_->overlap() && k > 0) {
+      RETURN_IF_ERROR(Recover(k - 1, std::move(s)));
+    } else {
+      duties_->ClearRerun();  // the weights of step k are complete: redoing step k suffices
+    }
+    s = ComputeSlots(k, slots);
+  }
+  RETURN_IF_ERROR(s);
+  if (duties_->takeover_pending()) RETURN_IF_ERROR(TakeOver(k));  // handed over while computing
+  if (!weights_->overlap()) return PullAfter(k);
+  if (k + 1 < run_->plan.steps()) return OkStatus();
+  // The epoch's last weights, in the model for evaluation.
+  const auto t0 = Clock::now();
+  s = weights_->InstallAll(run_->first_clock + k + 1);
+  pull_wait_s_ += Seconds(Clock::now() - t0);
+  if (Interrupted(s)) s = Recover(k, std::move(s));
+  return s;
 }
 
 Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
                         const std::vector<int>& only) {
   const JobConfig& c = assignment_.config;
-  const HandoutPlan plan = EpochPlan(c, epoch, data_.train.count);
-  if (plan.steps() != steps) {
+  run_ = EpochRun{epoch, first_clock, EpochPlan(c, epoch, data_.train.count)};
+  if (run_->plan.steps() != steps) {
     return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
-                    std::to_string(plan.steps()));
+                    std::to_string(run_->plan.steps()));
   }
-  const bool bsp = c.cluster.consistency == Consistency::kBsp;
   loss_sum_ = compute_s_ = push_wait_s_ = pull_wait_s_ = 0;
   correct_ = done_samples_ = 0;
   hash_ = 0;
   auto last_progress = Clock::now();
   auto last_idle = Clock::now();
   // Weights for the first step, unless the last pull already brought them.
-  // Slots of a dead worker came to this one: compute their missing steps
-  // (BSP: the current one; ASP/SSP: all so far) with the weights it holds;
-  // the servers drop whatever the dead worker had already delivered.
-  auto take_over = [&](int64_t k) -> Status {
-    std::vector<int> taken;
-    taken.swap(takeover_);
-    for (int64_t j = bsp ? k : 0; j <= k && j >= 0; ++j) {
-      RETURN_IF_ERROR(ComputeSlots(plan, epoch, j, first_clock + j, taken));
-    }
-    return OkStatus();
-  };
-  // A wait for the weights after step k was interrupted: redo what step k
-  // now needs.
-  auto resume = [&](int64_t k) -> Status {
-    if (rerun_step_) {
-      // A server died and its backup took over: push this step again to
-      // the new owners (the others drop what they already have).
-      rerun_step_ = false;
-      return k >= 0 ? ComputeSlots(plan, epoch, k, first_clock + k, my_slots_) : OkStatus();
-    }
-    return take_over(k);
-  };
-  auto interrupted = [&](const Status& s) {
-    return s.code() == StatusCode::kAborted && (!takeover_.empty() || rerun_step_);
-  };
-  // Gets the weights after step k, redoing what step k needs as often as
-  // the wait (`s`, the first attempt) is interrupted.
-  auto finish = [&](int64_t k, Status s) -> Status {
-    const auto t0 = Clock::now();
-    while (interrupted(s)) {
-      s = resume(k);
-      if (s.ok()) s = Pull(first_clock + k + 1);
-    }
-    pull_wait_s_ += Seconds(Clock::now() - t0);
-    return s;
-  };
-  auto pull = [&](int64_t k) {
-    const auto t0 = Clock::now();
-    Status s = Pull(first_clock + k + 1);
-    pull_wait_s_ += Seconds(Clock::now() - t0);
-    return finish(k, std::move(s));
-  };
-  // Overlap: waiting for the weights after step k was interrupted (`s`).
-  // Back to step k's weights, finish step k as without overlap.
-  auto recover = [&](int64_t k, Status s) -> Status {
-    weights_->Rewind(first_clock + k);
-    return finish(k, std::move(s));
-  };
-  if (!bsp || weights_->version() != first_clock) RETURN_IF_ERROR(pull(-1));
+  const bool bsp = c.cluster.consistency == Consistency::kBsp;
+  if (!bsp || weights_->version() != first_clock) RETURN_IF_ERROR(PullAfter(-1));
   for (int64_t k = 0; k < steps; ++k) {
-    const int64_t clock = first_clock + k;
-    const std::vector<int>& slots = only.empty() ? my_slots_ : only;
-    Status s = ComputeSlots(plan, epoch, k, clock, slots);
-    while (interrupted(s)) {
-      if (weights_->overlap() && k > 0) {
-        RETURN_IF_ERROR(recover(k - 1, std::move(s)));
-      } else {
-        rerun_step_ = false;  // the weights of step k are complete: redoing step k suffices
-      }
-      s = ComputeSlots(plan, epoch, k, clock, slots);
-    }
-    RETURN_IF_ERROR(s);
-    if (!takeover_.empty()) RETURN_IF_ERROR(take_over(k));  // handed over while computing
-    if (!weights_->overlap()) {
-      RETURN_IF_ERROR(pull(k));
-    } else if (k + 1 == steps) {
-      // The epoch's last weights, in the model for evaluation.
-      const auto t0 = Clock::now();
-      s = weights_->InstallAll(clock + 1);
-      pull_wait_s_ += Seconds(Clock::now() - t0);
-      if (interrupted(s)) s = recover(k, std::move(s));
-      RETURN_IF_ERROR(s);
-    }
+    RETURN_IF_ERROR(RunStep(k, only.empty() ? duties_->my_slots() : only));
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {
       last_idle = Clock::now();
       RETURN_IF_ERROR(Idle());
     }
     if (Clock::now() - last_progress > std::chrono::milliseconds(500)) {
       last_progress = Clock::now();
-      capnp::MallocMessageBuilder m;
-      auto p = m.initRoot<msg::Control>().initProgress();
-      p.setNodeId(assignment_.node_id);
-      p.setEpoch(epoch);
-      p.setSamples(done_samples_);
-      p.setLossSum(loss_sum_);
-      RETURN_IF_ERROR(control_->Send(m));
+      RETURN_IF_ERROR(SendProgress());
     }
   }
+  return FinishEpoch();
+}
+
+// The counts Progress and EpochDone share.
+template <typename Report>
+void Worker::FillCounts(Report r) const {
+  r.setNodeId(assignment_.node_id);
+  r.setEpoch(run_->epoch);
+  r.setSamples(done_samples_);
+  r.setLossSum(loss_sum_);
+}
+
+Status Worker::SendProgress() {
+  capnp::MallocMessageBuilder m;
+  FillCounts(m.initRoot<msg::Control>().initProgress());
+  return control_->Send(m);
+}
+
+Status Worker::FinishEpoch() {
   const auto t0 = Clock::now();
   for (PsClient::Ticket p : pushes_) {
     Status s = client_->Wait(p, kWaitDeadline);
@@ -514,10 +499,7 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   push_wait_s_ += Seconds(Clock::now() - t0);
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEpochDone();
-  d.setNodeId(assignment_.node_id);
-  d.setEpoch(epoch);
-  d.setSamples(done_samples_);
-  d.setLossSum(loss_sum_);
+  FillCounts(d);
   d.setCorrect(correct_);
   d.setSampleHash(hash_);
   d.setComputeSeconds(compute_s_);
@@ -540,16 +522,16 @@ Status Worker::WaitForEvalGate() {
 }
 
 Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
-  evaluating_ = true;
+  duties_->set_evaluating(true);
   Status s = EvaluateRows(epoch, begin, end);
-  evaluating_ = false;
+  duties_->set_evaluating(false);
   return s;
 }
 
 Status Worker::EvaluateRows(int epoch, int64_t begin, int64_t end) {
   RETURN_IF_ERROR(WaitForEvalGate());
-  if (assignment_.config.cluster.consistency != Consistency::kBsp || rerun_step_) {
-    rerun_step_ = false;
+  const bool rerun = duties_->TakeRerun();
+  if (assignment_.config.cluster.consistency != Consistency::kBsp || rerun) {
     Status s;
     do {
       s = Pull(weights_->version());
