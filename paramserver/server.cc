@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <map>
 
@@ -18,36 +17,21 @@
 #include "common/nn/model.h"
 #include "common/ps/compress.h"
 #include "common/ps/sparse_table.h"
+#include "paramserver/admission.h"
 #include "paramserver/checkpoint_files.h"
 #include "paramserver/dense_shard.h"
+#include "paramserver/pull_queue.h"
 #include "paramserver/push_payload.h"
 #include "paramserver/range_shard.h"
-#include "paramserver/seq_window.h"
+#include "paramserver/routing_plan.h"
+#include "paramserver/row_tables.h"
 #include "paramserver/shard_stats.h"
 
 namespace pstrain {
 namespace {
 
-// Embedding tables a job may have (a client naming another is refused).
-constexpr uint32_t kMaxSparseTables = 16;
-
-// Requests one worker may have waiting here (pulls for a clock not reached
-// yet): this many, plus two per piece the server keeps (a worker asks for
-// every piece of the next clock ahead of time, and again after a retry).
-// More are refused, so a flooding client cannot make the server hold an
-// unbounded queue.
+// Pulls one worker may have waiting here beyond two per piece (PullQueue).
 constexpr int kMaxWaitingPullsPerWorker = 64;
-
-struct PendingPull {
-  Frame peer;
-  int worker;
-  WireType wire;  // how the reply is coded
-  uint64_t request_id;
-  RangeShard* shard;
-  KeyRange keys;
-  int64_t clock;
-  std::chrono::steady_clock::time_point since;
-};
 
 class Server {
  public:
@@ -65,8 +49,10 @@ class Server {
  private:
   Status Setup(const NodeAssignment& a);
   // Adopts a server table: promotes replicas now owned, points each owned
-  // range at its backup (or none).
+  // range at its backup (or none), as PlanRouting says.
   Status ApplyRouting(const std::vector<ServerEntry>& servers);
+  // A link to server `backup`, connected on first use.
+  Status ConnectLink(const ServerEntry& backup);
   void Replicate(int to, DenseShard* shard, const DenseShard::Update& u);
   Status ReceiveAcks();
   Status HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames);
@@ -119,16 +105,13 @@ class Server {
   uint64_t next_replicate_ = 1;
   uint64_t incarnation_ = 0;
   std::vector<float> scratch_;
-  VectorPool<float> decoded_;  // compressed pushes, decoded, held until applied
-  std::map<uint32_t, SparseTable> sparse_;
-  std::vector<float> row_scratch_;              // a row push's gradients, aligned
-  std::vector<uint64_t> row_ids_;               // the rows a request names
-  VectorPool<float> row_replies_;               // row pull replies in flight
-  std::map<int, uint64_t> worker_incarnation_;  // the live workers
-  uint64_t routing_epoch_ = 0;  // requests routed by an older membership are refused
-  std::map<int, SeqWindow> seqs_;
-  std::deque<PendingPull> pulls_;
-  std::map<int, int> waiting_pulls_;  // by worker id
+  VectorPool<float> decoded_;        // compressed pushes, decoded, held until applied
+  std::unique_ptr<RowTables> rows_;  // sparse models: the embedding rows
+  std::vector<float> row_scratch_;   // a row push's gradients, aligned
+  std::vector<uint64_t> row_ids_;    // the rows a request names
+  VectorPool<float> row_replies_;    // row pull replies in flight
+  Admission admission_;              // who may send requests; which pushes are new
+  PullQueue pulls_{kMaxWaitingPullsPerWorker};
   bool done_ = false;
   int exit_code_ = 0;
   int64_t bad_messages_ = 0;
@@ -201,11 +184,12 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
     RETURN_IF_ERROR(control_->Drain([&](msg::Control::Reader c) { return OnControl(c); }));
     RETURN_IF_ERROR(control_->Tick());
     const auto now = std::chrono::steady_clock::now();
-    if (!pulls_.empty() && now - pulls_.front().since > std::chrono::seconds(10) &&
+    if (!pulls_.empty() && now - pulls_.oldest().since > std::chrono::seconds(10) &&
         now - last_wait_log_ > std::chrono::seconds(10)) {
       last_wait_log_ = now;
+      const PendingPull& p = pulls_.oldest();
       PSTRAIN_LOG(INFO) << pulls_.size() << " pull(s) waiting; "
-                        << pulls_.front().shard->Waiting(pulls_.front().keys, pulls_.front().clock);
+                        << p.shard->Waiting(p.keys, p.clock);
     }
   }
   *exit_code = exit_code_;
@@ -224,6 +208,7 @@ Status Server::Setup(const NodeAssignment& a) {
                                 SparseOptionsOf(c, nullptr)));
   model->InitParams(c.seed);
   keys_ = std::make_unique<KeyLayout>(model->layout());
+  rows_ = std::make_unique<RowTables>(c.optimizer, c.seed);
   ShardOptions so;
   so.consistency = c.cluster.consistency;
   so.staleness = c.cluster.staleness;
@@ -260,7 +245,7 @@ Status Server::Setup(const NodeAssignment& a) {
         ASSIGN_OR_RETURN(SparseTable t, SparseTable::Load(reader, c.optimizer, c.seed));
         PSTRAIN_LOG(INFO) << "restored " << t.row_count() << " rows of table " << t.table()
                           << " from " << path;
-        sparse_.emplace(t.table(), std::move(t));
+        rows_->Restore(std::move(t));
       }
     }
   }
@@ -273,57 +258,41 @@ Status Server::Setup(const NodeAssignment& a) {
           *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so, cut));
     }
   }
-  for (size_t i = 0; i < a.workers.size(); ++i) {
-    worker_incarnation_[a.workers[i]] = a.worker_incarnations.at(i);
-  }
-  routing_epoch_ = a.membership_epoch;
+  RETURN_IF_ERROR(admission_.SetMembership(a.workers, a.worker_incarnations));
+  admission_.set_routing_epoch(a.membership_epoch);
   return ApplyRouting(a.servers);
 }
 
 Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
   servers_ = servers;
-  // Replicas that are now ours to serve: promoted after their primary died.
-  for (const ServerEntry& s : servers) {
-    if (s.id != assignment_.node_id) continue;
-    for (const KeyRange& r : s.ranges) {
-      if (FindShard(r) != nullptr) continue;
-      for (auto it = replicas_.begin(); it != replicas_.end(); ++it) {
-        if ((*it)->keys() == r) {
-          PSTRAIN_LOG(WARNING) << "promoted to primary of keys " << ToString(r) << " at clock "
-                               << (*it)->pieces().front()->version();
-          shards_.push_back(std::move(*it));
-          replicas_.erase(it);
-          break;
-        }
-      }
-      if (FindShard(r) == nullptr) {
-        return Internal("assigned keys " + ToString(r) + " that this server has no replica of");
-      }
-    }
+  std::vector<KeyRange> owned, replicas;
+  for (const auto& shard : shards_) owned.push_back(shard->keys());
+  for (const auto& replica : replicas_) replicas.push_back(replica->keys());
+  ASSIGN_OR_RETURN(const RoutingPlan plan,
+                   PlanRouting(assignment_.node_id, servers, owned, replicas));
+  for (const KeyRange& r : plan.promote) {
+    auto it = std::find_if(replicas_.begin(), replicas_.end(),
+                           [&](const auto& replica) { return replica->keys() == r; });
+    PSTRAIN_LOG(WARNING) << "promoted to primary of keys " << ToString(r) << " at clock "
+                         << (*it)->pieces().front()->version();
+    shards_.push_back(std::move(*it));
+    replicas_.erase(it);
   }
-  // Each primary range replicates to the server that keeps its backup, if any.
-  for (auto& shard : shards_) {
-    const ServerEntry* backup = nullptr;
-    for (const ServerEntry& s : servers) {
-      for (const KeyRange& r : s.backup_ranges) {
-        if (r == shard->keys() && s.id != assignment_.node_id) backup = &s;
-      }
+  for (const RoutingPlan::Backup& b : plan.backups) {
+    RangeShard* shard = FindShard(b.keys);
+    const int to = b.server;
+    if (to >= 0) {
+      auto backup = std::find_if(servers.begin(), servers.end(),
+                                 [to](const ServerEntry& s) { return s.id == to; });
+      RETURN_IF_ERROR(ConnectLink(*backup));
     }
-    if (backup == nullptr) {
-      for (const auto& piece : shard->pieces()) piece->SetReplication(nullptr);
-      continue;
-    }
-    if (links_.count(backup->id) == 0) {
-      SocketOptions o;
-      o.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
-      ASSIGN_OR_RETURN(std::unique_ptr<Socket> link, Socket::Create(ctx_, SocketKind::kDealer, o));
-      RETURN_IF_ERROR(link->Connect(BestEndpoint(*backup)));
-      links_[backup->id] = std::move(link);
-    }
-    const int to = backup->id;
     for (const auto& piece : shard->pieces()) {
       DenseShard* p = piece.get();
-      p->SetReplication([this, to, p](const DenseShard::Update& u) { Replicate(to, p, u); });
+      if (to < 0) {
+        p->SetReplication(nullptr);
+      } else {
+        p->SetReplication([this, to, p](const DenseShard::Update& u) { Replicate(to, p, u); });
+      }
     }
   }
   for (auto it = links_.begin(); it != links_.end();) {
@@ -335,6 +304,16 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
   return OkStatus();
 }
 
+Status Server::ConnectLink(const ServerEntry& backup) {
+  if (links_.count(backup.id) != 0) return OkStatus();
+  SocketOptions o;
+  o.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
+  ASSIGN_OR_RETURN(std::unique_ptr<Socket> link, Socket::Create(ctx_, SocketKind::kDealer, o));
+  RETURN_IF_ERROR(link->Connect(BestEndpoint(backup)));
+  links_[backup.id] = std::move(link);
+  return OkStatus();
+}
+
 void Server::Replicate(int to, DenseShard* shard, const DenseShard::Update& u) {
   const uint64_t id = next_replicate_++;
   capnp::MallocMessageBuilder m;
@@ -343,7 +322,7 @@ void Server::Replicate(int to, DenseShard* shard, const DenseShard::Update& u) {
   h.setRequestId(id);
   h.setWorkerId(assignment_.node_id);
   h.setIncarnation(incarnation_);
-  h.setMembershipEpoch(routing_epoch_);
+  h.setMembershipEpoch(admission_.routing_epoch());
   h.initKeyRange().setBegin(u.part.begin);
   h.getKeyRange().setEnd(u.part.end);
   h.setLr(u.lr);
@@ -390,7 +369,7 @@ Status Server::ReceiveAcks() {
 Status Server::OnControl(msg::Control::Reader c) {
   switch (c.which()) {
     case msg::Control::ROUTING: {
-      routing_epoch_ = c.getRouting().getMembershipEpoch();
+      admission_.set_routing_epoch(c.getRouting().getMembershipEpoch());
       std::vector<ServerEntry> servers;
       for (auto si : c.getRouting().getServers()) servers.push_back(ReadServerInfo(si));
       return ApplyRouting(servers);
@@ -411,15 +390,13 @@ Status Server::OnControl(msg::Control::Reader c) {
 }
 
 Status Server::ProcessMembership(msg::Membership::Reader mb) {
-  const auto workers = mb.getWorkers();
-  const auto incarnations = mb.getWorkerIncarnations();
-  if (workers.size() != incarnations.size()) {
-    return InvalidArgument("membership: workers and incarnations differ in number");
-  }
-  worker_incarnation_.clear();
-  for (unsigned i = 0; i < workers.size(); ++i) worker_incarnation_[workers[i]] = incarnations[i];
-  PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": "
-                    << worker_incarnation_.size() << " live worker(s)";
+  std::vector<int> workers;
+  std::vector<uint64_t> incarnations;
+  for (int w : mb.getWorkers()) workers.push_back(w);
+  for (uint64_t i : mb.getWorkerIncarnations()) incarnations.push_back(i);
+  RETURN_IF_ERROR(admission_.SetMembership(workers, incarnations));
+  PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": " << admission_.live_workers()
+                    << " live worker(s)";
   return OkStatus();
 }
 
@@ -429,13 +406,13 @@ Status Server::ProcessCheckpoint(msg::CheckpointRequest::Reader req) {
   done.setNodeId(assignment_.node_id);
   done.setToken(req.getToken());
   const std::string dir = req.getDir();
-  auto files = done.initFiles(static_cast<unsigned>(shards_.size() + (sparse_.empty() ? 0 : 1)));
-  if (!sparse_.empty()) {
+  auto files = done.initFiles(static_cast<unsigned>(shards_.size() + (rows_->empty() ? 0 : 1)));
+  if (!rows_->empty()) {
     // The embedding rows this server holds, all tables in one file (an
     // empty key range marks it).
     BinaryWriter w;
-    w.U32(static_cast<uint32_t>(sparse_.size()));
-    for (const auto& [id, t] : sparse_) t.Save(w);
+    w.U32(static_cast<uint32_t>(rows_->tables().size()));
+    for (const auto& [id, t] : rows_->tables()) t.Save(w);
     Status st = WriteCheckpointFile(dir, SparseFileName(assignment_.node_id), w,
                                     files[static_cast<unsigned>(shards_.size())]);
     if (!st.ok()) {
@@ -463,7 +440,8 @@ Status Server::ProcessStats(msg::StatsRequest::Reader req) {
   capnp::MallocMessageBuilder m;
   auto r = m.initRoot<msg::Control>().initStatsReply();
   // Read once: every read of a message counts against its traversal limit.
-  const ShardStats st = GatherStats(shards_, sparse_, req.getClockBegin(), req.getClockEnd());
+  const ShardStats st =
+      GatherStats(shards_, rows_->tables(), req.getClockBegin(), req.getClockEnd());
   r.setSamples(st.samples_agree ? st.min_samples : -1);
   r.setSampleHash(st.sample_hash);
   r.setMinSlotSamples(st.min_samples);
@@ -558,25 +536,8 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
 }
 
 Status Server::CheckSender(msg::DataHeader::Reader h, const Message& frames) const {
-  const int worker = h.getWorkerId();
-  auto inc = worker_incarnation_.find(worker);
-  if (inc == worker_incarnation_.end()) {
-    return Aborted("worker " + std::to_string(worker) +
-                   " is not a live member of this job (declared dead, or never joined)");
-  }
-  if (inc->second != h.getIncarnation()) {
-    return Aborted("worker " + std::to_string(worker) + ": stale incarnation");
-  }
-  if (h.getMembershipEpoch() < routing_epoch_) {
-    return Aborted("membership epoch " + std::to_string(h.getMembershipEpoch()) +
-                   " is older than the servers' routing, epoch " + std::to_string(routing_epoch_));
-  }
-  const size_t payload_frames = frames.size() - 2;
-  if (h.getPayloadFrames() != payload_frames) {
-    return InvalidArgument("header announces " + std::to_string(h.getPayloadFrames()) +
-                           " payload frames, " + std::to_string(payload_frames) + " came");
-  }
-  return OkStatus();
+  return admission_.Check(h.getWorkerId(), h.getIncarnation(), h.getMembershipEpoch(),
+                          h.getPayloadFrames(), frames.size() - 2);
 }
 
 StatusOr<Server::DenseRequest> Server::ParseDense(msg::DataHeader::Reader h) {
@@ -614,17 +575,9 @@ Status Server::ProcessPull(Frame& peer, msg::DataHeader::Reader h, const Message
     ServePull(p);
     return OkStatus();
   }
-  int& waiting = waiting_pulls_[worker];
   size_t pieces = 0;
   for (const auto& owned : shards_) pieces += owned->pieces().size();
-  if (waiting >= kMaxWaitingPullsPerWorker + 2 * static_cast<int>(pieces)) {
-    return ResourceExhausted("worker " + std::to_string(worker) + " already has " +
-                             std::to_string(waiting) +
-                             " pulls waiting here, the most a client may have; refused");
-  }
-  ++waiting;
-  pulls_.push_back(std::move(p));
-  return OkStatus();
+  return pulls_.Park(std::move(p), pieces);
 }
 
 Status Server::ProcessPush(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
@@ -637,7 +590,7 @@ Status Server::ProcessPush(Frame& peer, msg::DataHeader::Reader h, Message& fram
   const float lr = h.getLr();
   if (!(lr >= 0.0f) || !std::isfinite(lr)) return InvalidArgument("learning rate is not finite");
   if (assignment_.config.cluster.consistency != Consistency::kBsp &&
-      !seqs_[worker].FirstTime(h.getSeq())) {
+      !admission_.FirstTime(worker, h.getSeq())) {
     Reply(peer, h.getRequestId(), {});  // a duplicate: acknowledged, not applied
     return OkStatus();
   }
@@ -656,26 +609,11 @@ Status Server::ProcessPush(Frame& peer, msg::DataHeader::Reader h, Message& fram
 }
 
 StatusOr<SparseTable*> Server::TableFor(msg::DataHeader::Reader h) {
-  const uint32_t table = h.getTable(), dim = h.getDim();
-  auto it = sparse_.find(table);
-  if (it == sparse_.end() && table >= kMaxSparseTables) {
-    return InvalidArgument("sparse table " + std::to_string(table) + " does not exist (at most " +
-                           std::to_string(kMaxSparseTables) + " tables)");
-  }
-  if (it == sparse_.end()) {
-    ASSIGN_OR_RETURN(SparseTable t, SparseTable::Create(table, dim, assignment_.config.optimizer,
-                                                        assignment_.config.seed));
-    it = sparse_.emplace(table, std::move(t)).first;
-  }
-  if (it->second.dim() != dim) {
-    return InvalidArgument("sparse table " + std::to_string(table) + " has rows of " +
-                           std::to_string(it->second.dim()) + " floats, not " +
-                           std::to_string(dim));
-  }
+  ASSIGN_OR_RETURN(SparseTable * table, rows_->Get(h.getTable(), h.getDim()));
   row_ids_.clear();
   for (uint64_t row : h.getRows()) row_ids_.push_back(row);
   if (row_ids_.empty()) return InvalidArgument("no rows named");
-  return &it->second;
+  return table;
 }
 
 Status Server::ProcessRowPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames) {
@@ -701,7 +639,7 @@ Status Server::ProcessRowPush(Frame& peer, msg::DataHeader::Reader h, const Mess
                            std::to_string(dim) + " floats needs one " + std::to_string(bytes) +
                            "-byte payload frame");
   }
-  if (!seqs_[worker].FirstTime(h.getSeq())) {
+  if (!admission_.FirstTime(worker, h.getSeq())) {
     Reply(peer, h.getRequestId(), {});
     return OkStatus();
   }
@@ -759,15 +697,8 @@ void Server::ServePull(PendingPull& p) {
 }
 
 void Server::ServeReadyPulls() {
-  for (auto it = pulls_.begin(); it != pulls_.end();) {
-    if (it->shard->PullReady(it->keys, it->clock)) {
-      ServePull(*it);
-      --waiting_pulls_[it->worker];
-      it = pulls_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  pulls_.ServeReady([](const PendingPull& p) { return p.shard->PullReady(p.keys, p.clock); },
+                    [this](PendingPull& p) { ServePull(p); });
 }
 
 }  // namespace
