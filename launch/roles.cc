@@ -59,11 +59,7 @@ int Coordinate(const JobSource& job, Coordinator& coordinator, Console& console,
 StatusOr<JobSource> ReadJobSource(const std::string& path,
                                   const std::vector<ConfigOverride>& overrides) {
   JobSource j;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open the job file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  j.text = ss.str();
+  ASSIGN_OR_RETURN(j.text, ReadJobFile(path));
   j.path = path;
   j.base_dir = std::filesystem::absolute(path).parent_path().string();
   // Paths given on the command line are made absolute (ParseJobConfig does)

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -46,6 +47,7 @@ Status CheckValue(const KeySpec& k, const toml::node& n, const Where& where) {
     case KeyType::kFloat:
       if (!n.is_number()) return wrong_type("a number");
       number = *n.value<double>();
+      if (!std::isfinite(number)) return wrong_type("a finite number");
       break;
     case KeyType::kBool:
       if (!n.is_boolean()) return wrong_type("true or false");
@@ -68,7 +70,7 @@ Status CheckValue(const KeySpec& k, const toml::node& n, const Where& where) {
       const toml::array* a = n.as_array();
       if (a == nullptr || a->empty()) return wrong_type("a non-empty array of positive numbers");
       for (const toml::node& e : *a) {
-        if (!e.is_number() || *e.value<double>() <= 0) {
+        if (!e.is_number() || !(*e.value<double>() > 0) || !std::isfinite(*e.value<double>())) {
           return InvalidArgument(at + k.key + " must hold positive numbers, got " + NodeText(e));
         }
       }
@@ -283,14 +285,24 @@ StatusOr<std::string> ResolvedJobToml(const std::string& text, const std::string
   return os.str();
 }
 
-StatusOr<JobConfig> LoadJobConfig(const std::string& path,
-                                  const std::vector<ConfigOverride>& overrides) {
+StatusOr<std::string> ReadJobFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    return InvalidArgument(path + ": the job file is not a regular file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound(path + ": cannot open the job file");
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) return InvalidArgument(path + ": cannot read the job file");
+  return ss.str();
+}
+
+StatusOr<JobConfig> LoadJobConfig(const std::string& path,
+                                  const std::vector<ConfigOverride>& overrides) {
+  ASSIGN_OR_RETURN(const std::string text, ReadJobFile(path));
   const std::string dir = std::filesystem::absolute(path).parent_path().string();
-  return ParseJobConfig(ss.str(), path, dir, overrides);
+  return ParseJobConfig(text, path, dir, overrides);
 }
 
 bool JobKeyIsPath(const std::string& key) {

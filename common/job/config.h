@@ -88,6 +88,10 @@ struct ConfigOverride {
   std::string value;
 };
 
+// The job file's text; kInvalidArgument when `path` is not a regular file,
+// kNotFound when it cannot be opened.
+StatusOr<std::string> ReadJobFile(const std::string& path);
+
 // Reads, validates and resolves the job file. Relative data paths in the
 // file are relative to the file's folder; relative paths given as overrides
 // are relative to the current directory.

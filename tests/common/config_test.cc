@@ -200,6 +200,18 @@ TEST_CASE("Bad job files get one line naming the key and what would be valid", "
       {"momentum of one", f.Job("[optimizer]\nmomentum = 1.5\n"),
        "optimizer.momentum must be > 0 and <= 1, got 1.5"},
       {"beta of one", f.Job("[optimizer]\nbeta2 = 1.0\n"), "optimizer.beta2 must be < 1"},
+      {"nan lr", f.Job("[optimizer]\nlr = nan\n"),
+       "job.toml:9: optimizer.lr must be a finite number, got nan"},
+      {"nan momentum", f.Job("[optimizer]\nmomentum = nan\n"),
+       "optimizer.momentum must be a finite number, got nan"},
+      {"nan weight decay", f.Job("[optimizer]\nweight_decay = nan\n"),
+       "optimizer.weight_decay must be a finite number, got nan"},
+      {"nan gamma", f.Job("[schedule]\ngamma = nan\n"),
+       "schedule.gamma must be a finite number, got nan"},
+      {"nan warm-up", f.Job("[schedule]\nwarmup_epochs = nan\n"),
+       "schedule.warmup_epochs must be a finite number, got nan"},
+      {"infinite lr", f.Job("[optimizer]\nlr = inf\n"),
+       "optimizer.lr must be a finite number, got inf"},
       {"bad enum", f.Job("[optimizer]\ntype = \"lbfgs\"\n"),
        "optimizer.type is \"lbfgs\"; valid values: \"sgd\", \"momentum\", \"adam\", \"adagrad\""},
       {"enum given a bool", f.Job("[output]\nprogress = true\n"),
@@ -400,6 +412,14 @@ TEST_CASE("Bad overrides get one line naming the key", "[config]") {
        f.Job(),
        {"output.http_port", "-2"},
        "command line: output.http_port must be >= -1 and <= 65535, got -2"},
+      {"nan",
+       f.Job(),
+       {"optimizer.lr", "nan"},
+       "command line: optimizer.lr must be a finite number, got nan"},
+      {"nan in a list",
+       f.Job(),
+       {"data.shard_weights", "[1, nan]"},
+       "command line: data.shard_weights must hold positive numbers, got nan"},
       {"bad enum",
        f.Job(),
        {"cluster.consistency", "eventual"},
@@ -429,6 +449,10 @@ TEST_CASE("A job file that cannot be opened is named", "[config]") {
   auto r = LoadJobConfig("/nonexistent/job.toml", {});
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message() == "/nonexistent/job.toml: cannot open the job file");
+  TempDir dir;
+  auto folder = LoadJobConfig(dir.path().string(), {});
+  REQUIRE_FALSE(folder.ok());
+  CHECK(folder.status().message() == dir.path().string() + ": the job file is not a regular file");
 }
 
 TEST_CASE("The job help lists every key with its default", "[config]") {

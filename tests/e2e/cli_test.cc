@@ -72,6 +72,23 @@ TEST_CASE("Bad job files and flags exit 2 with one line naming the problem", "[e
        "data.test_labels: data file /nonexistent/labels.gz does not exist"},
       {"unknown flag", good, {"--epoch", "3"}, "unknown flag --epoch"},
       {"syntax error", "[data\n", {}, "job.toml:1:"},
+      {"nan learning rate", good, {"--lr", "nan"}, "optimizer.lr must be a finite number, got nan"},
+      {"nan momentum",
+       good,
+       {"--set", "optimizer.momentum=nan"},
+       "optimizer.momentum must be a finite number, got nan"},
+      {"nan weight decay",
+       good,
+       {"--set", "optimizer.weight_decay=nan"},
+       "optimizer.weight_decay must be a finite number, got nan"},
+      {"nan gamma",
+       good,
+       {"--set", "schedule.gamma=nan"},
+       "schedule.gamma must be a finite number, got nan"},
+      {"nan warm-up",
+       good,
+       {"--set", "schedule.warmup_epochs=nan"},
+       "schedule.warmup_epochs must be a finite number, got nan"},
       {"wrong last layer",
        good + "\n",
        {"--set", "model.layers=[{type=\"dense\",units=7}]"},
@@ -89,6 +106,12 @@ TEST_CASE("Bad job files and flags exit 2 with one line naming the problem", "[e
       CHECK(err.find('\n') == std::string::npos);
       CHECK(err.rfind("pstrain: ", 0) == 0);
     }
+  }
+  SECTION("job file that is a folder") {
+    RunResult r = Run({kPstrain, "train", dir.path().string(), "--standalone"});
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err,
+               Catch::Contains(dir.path().string() + ": the job file is not a regular file"));
   }
   SECTION("job file missing") {
     RunResult r = Run({kPstrain, "train", dir.File("none.toml"), "--standalone"});
