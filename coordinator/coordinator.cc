@@ -214,7 +214,10 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
                          << why;
     return SendTo(tmp, m);
   };
-  if (role != msg::Role::SERVER && role != msg::Role::WORKER) return refuse("unknown role");
+  if (role != msg::Role::SERVER && role != msg::Role::WORKER) {
+    return refuse("only servers and workers register with the coordinator, not role " +
+                  std::to_string(static_cast<int>(role)));
+  }
   if (nodes_.count(identity) != 0) return OkStatus();  // a repeated registration
   std::vector<Node*> same = NodesOf(role);
   if (static_cast<int>(same.size()) >= wanted) {
@@ -280,12 +283,19 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
     StatusOr<bool> got = socket_->Recv(&frames, 2);
     if (!got.ok()) {
       if (got.status().code() != StatusCode::kInvalidArgument) return got.status();
+      ++refused_;
       PSTRAIN_LOG(WARNING) << "control: dropped a message: " << got.status().message();
       continue;
     }
     if (!*got) break;
-    if (frames.size() != 2) continue;
+    if (frames.empty()) continue;
     const std::string identity(reinterpret_cast<const char*>(frames[0].data()), frames[0].size());
+    if (frames.size() != 2) {
+      Refuse(identity, "peer " + PeerName(identity),
+             "a message of " + std::to_string(frames.size() - 1) +
+                 " frames; a control message is one frame");
+      continue;
+    }
     if (auto d = dead_.find(identity); d != dead_.end()) {
       // A node declared dead spoke again (it was paused, not gone): it
       // must not rejoin with its old state.
@@ -299,11 +309,20 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
       (void)SendTo(tmp, m);
       continue;
     }
+    std::string peer = "unregistered peer " + PeerName(identity);
     Status s = WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) -> Status {
       if (c.which() == msg::Control::REGISTER) return OnRegister(identity, c.getRegister());
       auto it = nodes_.find(identity);
-      if (it == nodes_.end()) return InvalidArgument("message from an unregistered peer");
+      if (it == nodes_.end()) {
+        return InvalidArgument("a " + ControlKindName(c.which()) +
+                               " message from an unregistered peer");
+      }
       Node& n = it->second;
+      peer = std::string(RoleName(n.role)) + " " + std::to_string(n.id);
+      if (!RoleMaySend(n.role, c.which())) {
+        return InvalidArgument("a " + ControlKindName(c.which()) + " message, which " +
+                               RoleName(n.role) + "s never send");
+      }
       n.last_seen = Clock::now();
       switch (c.which()) {
         case msg::Control::HEARTBEAT:
@@ -324,10 +343,29 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
     });
     if (!s.ok()) {
       if (s.code() != StatusCode::kInvalidArgument) return s;
-      PSTRAIN_LOG(WARNING) << "control: " << s.message();
+      Refuse(identity, peer, s.message());
     }
   }
   return OkStatus();
+}
+
+void Coordinator::Refuse(const std::string& identity, const std::string& peer,
+                         const std::string& why) {
+  ++refused_;
+  board_.Update([&](ClusterStatus& st) { st.refused_messages = refused_; });
+  int64_t held_back = 0;
+  if (refusal_log_.Allow(Clock::now(), &held_back)) {
+    PSTRAIN_LOG(WARNING) << "control: refused from " << peer << ": " << why
+                         << (held_back > 0
+                                 ? " (" + std::to_string(held_back) + " more refusals not logged)"
+                                 : std::string());
+  }
+  Node to;
+  to.identity = identity;
+  to.role = msg::Role::WORKER;
+  capnp::MallocMessageBuilder m;
+  m.initRoot<msg::Control>().setError("refused: " + why);
+  (void)SendTo(to, m);  // best effort: the peer may be gone
 }
 
 Status Coordinator::SendHeartbeats(std::chrono::steady_clock::time_point now) {

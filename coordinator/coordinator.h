@@ -26,6 +26,7 @@
 #include "common/net/node.h"
 #include "common/net/zmq_socket.h"
 #include "coordinator/console.h"
+#include "coordinator/control_rules.h"
 #include "coordinator/http_server.h"
 #include "coordinator/metrics_log.h"
 #include "coordinator/status_board.h"
@@ -118,6 +119,9 @@ class Coordinator {
   Status DetectDeaths(std::chrono::steady_clock::time_point now);
   Status CheckRecovered();
   Status OnRegister(const std::string& identity, msg::Register::Reader r);
+  // A control message that is not accepted: one log line naming the peer
+  // (rate-limited), an `error` reply to it, and the refusal counted.
+  void Refuse(const std::string& identity, const std::string& peer, const std::string& why);
   Status WaitUntil(const std::function<bool()>& done, const std::string& what,
                    std::chrono::seconds deadline, const Handler& handler);
   Status Register();
@@ -205,6 +209,9 @@ class Coordinator {
   Status SendStartEpoch(const Node& n, const std::vector<int>& only);
   // Asks worker n to evaluate test rows [begin, end) of the current epoch.
   Status SendEvaluate(const Node& n, int64_t begin, int64_t end);
+  // Refused control messages, and the rate limit of their log lines.
+  int64_t refused_ = 0;
+  LogLimiter refusal_log_{20, std::chrono::seconds(1)};
   StatusBoard board_;
   std::unique_ptr<HttpServer> http_;  // after board_: stopped before it goes
 };

@@ -68,6 +68,11 @@ StatusOr<int64_t> Coordinator::TrainEpoch(int epoch, std::map<int, WorkerEpoch>*
                           samples > 0 ? loss / samples : 0, t > 0 ? samples / t : 0, t});
       PublishProgress(progress, train_count_, t);
     } else if (m.which() == msg::Control::EPOCH_DONE && m.getEpochDone().getEpoch() == epoch) {
+      // Counted once for each time the worker was given slots to train.
+      if (!book_.Trained(n.id)) {
+        return InvalidArgument("an epochDone for epoch " + std::to_string(epoch + 1) +
+                               " that it was not asked for or had sent already");
+      }
       auto d = m.getEpochDone();
       WorkerEpoch& x = (*done)[n.id];
       x.samples += d.getSamples();
@@ -77,7 +82,6 @@ StatusOr<int64_t> Coordinator::TrainEpoch(int epoch, std::map<int, WorkerEpoch>*
       x.push += d.getPushWaitSeconds();
       x.pull += d.getPullWaitSeconds();
       x.peak_rss = std::max(x.peak_rss, d.getPeakRssBytes());
-      book_.Trained(n.id);
     }
     return OkStatus();
   };
@@ -163,10 +167,9 @@ Status Coordinator::EvaluateEpoch(int epoch, EpochStats* e) {
       // The outstanding range this answers; a report of anything else (a
       // range already counted, rows it was not given) is dropped.
       if (!book_.Evaluated(n.id, d.getBegin(), d.getCount())) {
-        PSTRAIN_LOG(WARNING) << "worker " << n.id << " reported " << d.getCount()
-                             << " test rows from " << d.getBegin()
-                             << " that it does not hold; ignored";
-        return OkStatus();
+        return InvalidArgument("an evalDone of " + std::to_string(d.getCount()) +
+                               " test rows from " + std::to_string(d.getBegin()) +
+                               " that it does not hold");
       }
       loss += d.getLossSum();
       correct += d.getCorrect();

@@ -56,6 +56,7 @@ struct ClusterStatus {
   double epoch_samples_per_s = 0;
   uint64_t membership_epoch = 0;
   int failures = 0;
+  int64_t refused_messages = 0;  // control messages refused (see Coordinator::Refuse)
   int64_t samples_total = 0;
   std::chrono::steady_clock::time_point started{};
   std::vector<NodeStatus> nodes;

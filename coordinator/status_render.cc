@@ -116,6 +116,10 @@ std::string RenderPrometheus(const ClusterStatus& s) {
       .Sample(static_cast<double>(s.samples_total));
   e.Family("pstrain_failures_total", "counter", "Nodes that died and were recovered from.")
       .Sample(s.failures);
+  e.Family("pstrain_control_refused_total", "counter",
+           "Control messages refused: from unregistered peers, of a kind the sender's role never "
+           "sends, reports of work the sender was not given or had reported, malformed ones.")
+      .Sample(static_cast<double>(s.refused_messages));
   e.Family("pstrain_workers_live", "gauge", "Workers registered and alive.")
       .Sample(s.Live("worker"));
   e.Family("pstrain_servers_live", "gauge", "Parameter servers registered and alive.")

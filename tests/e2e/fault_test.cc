@@ -1,5 +1,6 @@
 // Faults caused for real: kill -9 and SIGSTOP of worker processes, under the
 // local launcher and under mpirun.
+#include <capnp/message.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -7,6 +8,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/net/node.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
 
@@ -65,6 +67,14 @@ class DumpOnExit {
   const Process* job_;
 };
 
+// `pstrain train job --metrics metrics flags...`
+std::vector<std::string> TrainArgv(const std::string& job, const std::string& metrics,
+                                   const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {kPstrain, "train", job, "--metrics", metrics};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return argv;
+}
+
 // Runs `job` with `flags` to the end, fault-free, and returns its final line.
 json CleanFinal(const std::string& job, const std::string& metrics,
                 const std::vector<std::string>& flags) {
@@ -76,8 +86,12 @@ json CleanFinal(const std::string& job, const std::string& metrics,
   return Final(metrics);
 }
 
-const std::vector<std::string> kThreeWorkers = {"--servers", "2", "--workers",  "3",
-                                                "--epochs",  "4", "--progress", "never"};
+// 2 servers and 3 workers for `epochs` epochs, quietly.
+std::vector<std::string> ThreeWorkers(int epochs) {
+  return {"--servers",  "2",    "--workers", "3", "--epochs", std::to_string(epochs),
+          "--progress", "never"};
+}
+const std::vector<std::string> kThreeWorkers = ThreeWorkers(4);
 
 TEST_CASE("kill -9 of one of 3 workers in epoch 2: the job finishes as if nothing happened",
           "[e2e][fault]") {
@@ -137,8 +151,7 @@ bool WaitForStderr(Process& job, const std::string& needle, size_t times) {
 TEST_CASE("Two of three workers die while evaluating: the test metrics still cover every row",
           "[e2e][fault]") {
   TempDir dir;
-  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "3",
-                                          "--epochs",  "1", "--progress", "never"};
+  const std::vector<std::string> flags = ThreeWorkers(1);
   const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
   const json clean_epoch = Events(ReadJsonLines(dir.File("clean")), "epoch").at(0);
   CHECK(clean_epoch["test_samples"] == 10000);
@@ -223,6 +236,91 @@ TEST_CASE("Under pstrain-mpirun, kill -9 of a worker rank: the job finishes", "[
   CHECK(failed["id"] == 1);
   INFO("detected after " << failed["detect_seconds"] << " s");
   CHECK_THAT(failed["reason"].get<std::string>(), !Catch::Contains("silent"));
+}
+
+// A client that registers in a dead worker's place and, never Ready, sends
+// the reports of work it was not given: every epoch's epochDone under the
+// id of worker 0, evalDone of test rows it does not hold, and a server's
+// statsReply; each repeated.
+void SendForgedReports(ControlChannel& c, int epochs) {
+  auto send = [&c](const std::function<void(msg::Control::Builder)>& fill) {
+    capnp::MallocMessageBuilder m;
+    fill(m.initRoot<msg::Control>());
+    REQUIRE(c.Send(m).ok());
+  };
+  for (int e = 0; e < epochs; ++e) {
+    send([e](msg::Control::Builder b) {
+      auto d = b.initEpochDone();
+      d.setNodeId(0);
+      d.setEpoch(e);
+      d.setSamples(30000);
+      d.setLossSum(1.0);
+      d.setCorrect(29999);
+    });
+    send([e](msg::Control::Builder b) {
+      auto v = b.initEvalDone();
+      v.setEpoch(e);
+      v.setCount(5000);
+      v.setCorrect(5000);
+    });
+  }
+  send([](msg::Control::Builder b) { b.initStatsReply().setNodeId(0); });
+}
+
+TEST_CASE("Forged and repeated reports from a registered stranger change nothing",
+          "[e2e][fault][trust]") {
+  TempDir dir;
+  const std::vector<std::string> flags = ThreeWorkers(3);
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m");
+  Process job(TrainArgv(kFashionJob, metrics, flags));
+  DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
+  const std::string coordinator = Events(ReadJsonLines(metrics), "membership").at(0)["coordinator"];
+  REQUIRE(::kill(WorkerPid(metrics, 1), SIGKILL) == 0);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
+  ZmqContext ctx;
+  auto channel = ControlChannel::Connect(ctx, coordinator);
+  REQUIRE(channel.ok());
+  auto joined =
+      (*channel)->Join(msg::Role::WORKER, -1, NewIncarnation(), "", std::chrono::seconds(120));
+  REQUIRE(joined.ok());
+  // Reports until the job ends, answering heartbeats so it stays registered.
+  while (job.Running()) {
+    SendForgedReports(**channel, 3);
+    (void)(*channel)->Drain([](msg::Control::Reader) { return OkStatus(); });
+    (void)(*channel)->Tick();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CheckEveryEpochComplete(metrics, 3, 60000);
+  const auto epochs = Events(ReadJsonLines(metrics), "epoch");
+  const auto clean_epochs = Events(ReadJsonLines(dir.File("clean")), "epoch");
+  // The epoch the worker died in: its losses of the steps before are lost
+  // with it, so that epoch's training loss is not the clean one.
+  size_t death_epoch = 0;
+  for (const json& l : ReadJsonLines(metrics)) {
+    if (l["event"] == "node_failed") break;
+    if (l["event"] == "epoch") ++death_epoch;
+  }
+  REQUIRE(death_epoch + 1 < epochs.size());
+  // The same weights, so the same losses, up to the order in which fewer
+  // workers sum them (a forged report moves them by far more).
+  for (size_t e = 0; e < epochs.size(); ++e) {
+    INFO("epoch " << e + 1);
+    if (e != death_epoch) {
+      CHECK(epochs[e]["train_loss"].get<double>() ==
+            Approx(clean_epochs[e]["train_loss"].get<double>()).epsilon(1e-6));
+    }
+    CHECK(epochs[e]["test_loss"].get<double>() ==
+          Approx(clean_epochs[e]["test_loss"].get<double>()).epsilon(1e-6));
+    CHECK(epochs[e]["test_samples"] == 10000);
+  }
+  CHECK(Digest(Final(metrics)) == Digest(clean));
+  CHECK_THAT(job.Stderr(), Catch::Contains("control: refused from worker"));
+  CHECK_THAT(job.Stderr(), Catch::Contains("a statsReply message, which workers never send"));
 }
 
 TEST_CASE("A replacement worker joins a running job and trains from the next epoch",
@@ -381,13 +479,10 @@ TEST_CASE("kill -9 of a worker in a sparse job: the job finishes with the AUC it
           "[e2e][fault][sparse]") {
   TempDir dir;
   const std::string job = SparseJob(dir, "");
-  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "3",
-                                          "--epochs",  "3", "--progress", "never"};
+  const std::vector<std::string> flags = ThreeWorkers(3);
   const json clean = CleanFinal(job, dir.File("clean"), flags);
   const std::string metrics = dir.File("m");
-  std::vector<std::string> argv = {kPstrain, "train", job, "--metrics", metrics};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  Process run(argv);
+  Process run(TrainArgv(job, metrics, flags));
   const DumpOnExit dump(metrics, &run);
   REQUIRE(WaitForLine(metrics, run, [](const json& l) { return l["event"] == "epoch"; }));
   const int victim = WorkerPid(metrics, 1);
