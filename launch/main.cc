@@ -71,7 +71,8 @@ void UseBestBlasKernel(char** argv) {
   const std::string core = pstrain::PreferredBlasCore();
   if (core.empty()) return;
   ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
-  ::execv("/proc/self/exe", argv);
+  const std::string self = pstrain::SelfExecutable();
+  ::execv(self.c_str(), argv);
   // Still here: exec failed; carry on with the generic kernel.
   std::fprintf(stderr, "pstrain: warning: could not restart with OPENBLAS_CORETYPE=%s\n",
                core.c_str());

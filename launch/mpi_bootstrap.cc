@@ -151,7 +151,8 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
   std::vector<char*> exec_argv;
   for (std::string& a : args) exec_argv.push_back(a.data());
   exec_argv.push_back(nullptr);
-  ::execv("/proc/self/exe", exec_argv.data());
+  const std::string self = SelfExecutable();
+  ::execv(self.c_str(), exec_argv.data());
   std::perror("pstrain: exec");
   return 1;
 }

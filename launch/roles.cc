@@ -56,6 +56,18 @@ int Coordinate(const JobSource& job, Coordinator& coordinator, Console& console,
 
 }  // namespace
 
+std::string SelfExecutable() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof buf - 1) return "/proc/self/exe";
+  const std::string path(buf, static_cast<size_t>(n));
+  // Replaced on disk since it started: only the link reaches this binary.
+  if (path.size() > 10 && path.compare(path.size() - 10, 10, " (deleted)") == 0) {
+    return "/proc/self/exe";
+  }
+  return path;
+}
+
 StatusOr<JobSource> ReadJobSource(const std::string& path,
                                   const std::vector<ConfigOverride>& overrides) {
   JobSource j;
@@ -167,6 +179,8 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
       std::to_string(c.batch_size) + " per worker, " + std::to_string(c.epochs) + " epochs");
 
   std::vector<pid_t> children;
+  std::map<pid_t, std::string> names;  // "server 0"
+  const std::string self = SelfExecutable();
   auto spawn = [&](const char* role, int id) {
     std::vector<std::string> args = {"pstrain", role,      "--id",        std::to_string(id),
                                      "--join",  *endpoint, "--log-level", log_level};
@@ -175,17 +189,34 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
       args.push_back(*bind);
     }
     for (const std::string& f : SecurityFlags(c)) args.push_back(f);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // Between fork and exec the child still has the launcher's handlers: a
+    // SIGTERM caught there would be lost with the exec, and the child would
+    // run on. So the signals wait, blocked, until the child has its own
+    // dispositions (and die with it then, at the default action).
+    sigset_t stops, before;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    ::pthread_sigmask(SIG_BLOCK, &stops, &before);
+    const pid_t launcher = ::getpid();
     const pid_t pid = ::fork();
     if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the launcher
-      ::signal(SIGINT, SIG_IGN);           // the coordinator stops the job, not the terminal
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv("/proc/self/exe", argv.data());
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);         // never outlive the launcher
+      if (::getppid() != launcher) ::_exit(127);  // it died before the line above
+      ::signal(SIGTERM, SIG_DFL);
+      ::signal(SIGINT, SIG_IGN);  // the coordinator stops the job, not the terminal
+      ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+      ::execv(self.c_str(), argv.data());
       ::_exit(127);
     }
-    if (pid > 0) children.push_back(pid);
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    if (pid > 0) {
+      children.push_back(pid);
+      names[pid] = std::string(role) + " " + std::to_string(id);
+    }
   };
   for (int i = 0; i < c.cluster.servers; ++i) spawn("server", i);
   for (int i = 0; i < c.cluster.workers; ++i) spawn("worker", i);
@@ -221,9 +252,21 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   int failed = 0;
   const std::vector<int>& dead = coordinator.dead_pids();
+  // A node declared dead (killed, or stopped past the timeout) is not
+  // waited for: a stopped one would hold the command until it is continued.
+  for (pid_t pid : children) {
+    if (exit_codes.count(pid) == 0 && std::find(dead.begin(), dead.end(), pid) != dead.end() &&
+        !reap(pid, WNOHANG)) {
+      PSTRAIN_LOG(WARNING) << names[pid] << " (pid " << pid
+                           << ") was declared dead and is still there (stopped?): killed";
+      ::kill(pid, SIGKILL);
+    }
+  }
   for (pid_t pid : children) {
     while (exit_codes.count(pid) == 0 && !reap(pid, WNOHANG)) {
       if (std::chrono::steady_clock::now() >= until) {
+        PSTRAIN_LOG(WARNING) << names[pid] << " (pid " << pid
+                             << ") did not stop within 20 s of the job's end: killed";
         ::kill(pid, SIGKILL);
         reap(pid, 0);
         break;

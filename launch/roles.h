@@ -51,6 +51,11 @@ StatusOr<std::optional<CurveKeyPair>> JobSecurity(const std::string& key_path, b
 // --key FILE / --insecure for the node processes a launcher starts.
 std::vector<std::string> SecurityFlags(const JobConfig& c);
 
+// This program's own file (the target of /proc/self/exe), so that a
+// process exec'd from it is named "pstrain" in the process table, not "exe";
+// "/proc/self/exe" itself when the link cannot be read.
+std::string SelfExecutable();
+
 // The address to bind for `bind` (an IP address or an interface name).
 StatusOr<std::string> ResolveBindAddress(const std::string& bind);
 

@@ -120,6 +120,22 @@ TEST_CASE("Bad job files and flags exit 2 with one line naming the problem", "[e
   }
 }
 
+TEST_CASE("A data error stops the job and every node it started, however early", "[e2e][cli]") {
+  // The launcher stops its children as soon as the coordinator fails; a
+  // child between fork and exec must not miss that (it would run on until
+  // the launcher's last resort, a SIGKILL 20 s later).
+  TempDir dir;
+  WriteFile(dir.File("empty"), "");
+  for (int run = 0; run < 10; ++run) {
+    INFO("run " << run);
+    RunResult r = Run({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "2",
+                       "--progress", "never", "--set", "data.train_images=" + dir.File("empty")});
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains(dir.File("empty")));
+    CHECK_THAT(r.err, !Catch::Contains("did not stop"));
+  }
+}
+
 TEST_CASE("A damaged data file stops the run with the file named", "[e2e][cli]") {
   TempDir dir;
   // Half of the real Fashion-MNIST test labels: a truncated gzip stream.

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -30,14 +31,17 @@ bool WaitForLine(const std::string& metrics, Process& job,
   return false;
 }
 
-int WorkerPid(const std::string& metrics, int id) {
+// The pid of `role` ("workers" or "servers") `id` in the membership lines.
+int NodePid(const std::string& metrics, const char* role, int id) {
   for (const json& m : Events(ReadJsonLines(metrics), "membership")) {
-    for (const json& w : m["workers"]) {
+    for (const json& w : m[role]) {
       if (w["id"] == id) return w["pid"];
     }
   }
   return -1;
 }
+
+int WorkerPid(const std::string& metrics, int id) { return NodePid(metrics, "workers", id); }
 
 json Final(const std::string& metrics) { return Events(ReadJsonLines(metrics), "final").at(0); }
 
@@ -265,6 +269,61 @@ void SendForgedReports(ControlChannel& c, int epochs) {
     });
   }
   send([](msg::Control::Builder b) { b.initStatsReply().setNodeId(0); });
+}
+
+std::string ProcessName(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+TEST_CASE("Every process of a running job is named pstrain in the process table", "[e2e][fault]") {
+  TempDir dir;
+  const std::string metrics = dir.File("m");
+  Process job(
+      TrainArgv(kFashionJob, metrics,
+                {"--servers", "2", "--workers", "2", "--epochs", "2", "--progress", "never"}));
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "membership"; }));
+  const json m = Events(ReadJsonLines(metrics), "membership").at(0);
+  CHECK(ProcessName(job.pid()) == "pstrain");
+  for (const char* role : {"servers", "workers"}) {
+    for (const json& n : m[role]) {
+      INFO(role << " " << n["id"]);
+      CHECK(ProcessName(n["pid"].get<int>()) == "pstrain");
+    }
+  }
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+}
+
+TEST_CASE("A server stopped past the timeout fails over and is killed, not waited for",
+          "[e2e][fault]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {
+      "--servers",  "2",    "--workers", "2", "--epochs", "3", "--set", "cluster.replication=2",
+      "--progress", "never"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m");
+  Process job(TrainArgv(kFashionJob, metrics, flags));
+  DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
+  const int victim = NodePid(metrics, "servers", 0);
+  REQUIRE(::kill(victim, SIGSTOP) == 0);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  const json failed = Events(ReadJsonLines(metrics), "node_failed").at(0);
+  CHECK(failed["role"] == "server");
+  CHECK_THAT(failed["reason"].get<std::string>(), Catch::Contains("silent"));
+  CheckEveryEpochComplete(metrics, 3, 60000);
+  CHECK(Digest(Final(metrics)) == Digest(clean));
+  CHECK_THAT(job.Stderr(), Catch::Contains("server 0 (pid " + std::to_string(victim) +
+                                           ") was declared dead and is still there (stopped?): "
+                                           "killed"));
+  CHECK(::kill(victim, 0) != 0);  // gone
 }
 
 TEST_CASE("Forged and repeated reports from a registered stranger change nothing",
