@@ -5,25 +5,35 @@
 namespace pstrain {
 
 Status Admission::SetMembership(const std::vector<int>& workers,
-                                const std::vector<uint64_t>& incarnations) {
+                                const std::vector<uint64_t>& incarnations, uint64_t epoch) {
   if (workers.size() != incarnations.size()) {
     return InvalidArgument("membership: " + std::to_string(workers.size()) + " workers and " +
                            std::to_string(incarnations.size()) + " incarnations");
   }
-  incarnation_.clear();
-  for (size_t i = 0; i < workers.size(); ++i) incarnation_[workers[i]] = incarnations[i];
+  std::map<int, Member> now;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    auto before = members_.find(workers[i]);
+    const bool known = before != members_.end() && before->second.incarnation == incarnations[i];
+    now[workers[i]] = {incarnations[i], known ? before->second.joined : epoch};
+  }
+  members_ = std::move(now);
   return OkStatus();
 }
 
 Status Admission::Check(int worker, uint64_t incarnation, uint64_t membership_epoch,
                         uint32_t announced_frames, size_t payload_frames) const {
-  auto inc = incarnation_.find(worker);
-  if (inc == incarnation_.end()) {
+  auto m = members_.find(worker);
+  if (m == members_.end()) {
     return Aborted("worker " + std::to_string(worker) +
                    " is not a live member of this job (declared dead, or never joined)");
   }
-  if (inc->second != incarnation) {
+  if (m->second.incarnation != incarnation) {
     return Aborted("worker " + std::to_string(worker) + ": stale incarnation");
+  }
+  if (membership_epoch < m->second.joined) {
+    return Aborted("membership epoch " + std::to_string(membership_epoch) + " is older than " +
+                   std::to_string(m->second.joined) + ", in which worker " +
+                   std::to_string(worker) + " joined");
   }
   if (membership_epoch < routing_epoch_) {
     return Aborted("membership epoch " + std::to_string(membership_epoch) +

@@ -18,15 +18,19 @@ namespace pstrain {
 
 class Admission {
  public:
-  // The live workers (ids and incarnations, in the same order).
-  Status SetMembership(const std::vector<int>& workers, const std::vector<uint64_t>& incarnations);
+  // The live workers (ids and incarnations, in the same order) of
+  // membership `epoch`. A worker new to the server (or a new incarnation of
+  // an id) joined in `epoch`: its requests can carry no older one.
+  Status SetMembership(const std::vector<int>& workers, const std::vector<uint64_t>& incarnations,
+                       uint64_t epoch);
   // Requests routed by an older membership are refused from now on.
   void set_routing_epoch(uint64_t e) { routing_epoch_ = e; }
   uint64_t routing_epoch() const { return routing_epoch_; }
-  size_t live_workers() const { return incarnation_.size(); }
+  size_t live_workers() const { return members_.size(); }
 
-  // kAborted unless `worker` is live with this incarnation and routes by the
-  // current membership (or a newer one); kInvalidArgument when the header
+  // kAborted unless `worker` is live with this incarnation, routes by the
+  // current server routing (or a newer one) and names a membership epoch no
+  // older than the one it joined in; kInvalidArgument when the header
   // announced another number of payload frames than came.
   Status Check(int worker, uint64_t incarnation, uint64_t membership_epoch,
                uint32_t announced_frames, size_t payload_frames) const;
@@ -35,7 +39,11 @@ class Admission {
   bool FirstTime(int worker, uint64_t seq) { return seqs_[worker].FirstTime(seq); }
 
  private:
-  std::map<int, uint64_t> incarnation_;  // the live workers
+  struct Member {
+    uint64_t incarnation = 0;
+    uint64_t joined = 0;  // the membership epoch it joined in
+  };
+  std::map<int, Member> members_;  // the live workers
   uint64_t routing_epoch_ = 0;
   std::map<int, SeqWindow> seqs_;
 };

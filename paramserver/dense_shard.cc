@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "common/base/check.h"
 #include "common/ps/weights_digest.h"
@@ -209,6 +210,19 @@ bool DenseShard::PullReady(int64_t clock) const {
       return true;
   }
   return true;
+}
+
+int64_t DenseShard::NewestWaitableClock() const {
+  switch (options_.consistency) {
+    case Consistency::kBsp:
+      return version_ + kPullWindow;
+    case Consistency::kAsp:
+      break;
+    case Consistency::kSsp:
+      return *std::min_element(completed_.begin(), completed_.end()) + options_.staleness +
+             kPullWindow;
+  }
+  return std::numeric_limits<int64_t>::max();
 }
 
 std::shared_ptr<const std::vector<float>> DenseShard::Snapshot() {

@@ -48,6 +48,9 @@ struct ShardOptions {
 // How far (in steps) an ASP/SSP push may run ahead of its slot's completed
 // clock; further pushes are refused.
 inline constexpr int64_t kMaxClockLead = 1024;
+// How far past the weights a shard has a pull may ask (see
+// DenseShard::NewestWaitableClock).
+inline constexpr int64_t kPullWindow = 4;
 
 class DenseShard {
  public:
@@ -72,6 +75,11 @@ class DenseShard {
   // May a pull of `clock` be answered now? With a backup, only weights the
   // backup has too are served.
   bool PullReady(int64_t clock) const;
+  // The newest clock a pull may wait for: BSP, kPullWindow past the version;
+  // SSP, past the slowest slot's clock plus the staleness. No client asks
+  // for more (a worker asks for the weights of its next step), and such a
+  // pull would wait for pushes that never come.
+  int64_t NewestWaitableClock() const;
 
   // Replication (--replication 2). An applied update, as the primary sends
   // it to its backup.

@@ -65,6 +65,21 @@ bool RangeShard::PullReady(const KeyRange& part, int64_t clock) const {
   return true;
 }
 
+Status RangeShard::CheckPullClock(const KeyRange& part, int64_t clock) const {
+  const auto [first, last] = Touched(part);
+  for (size_t i = first; i < last; ++i) {
+    const int64_t newest = pieces_[i]->NewestWaitableClock();
+    if (clock > newest) {
+      return InvalidArgument("a pull of keys " + ToString(part) + " for the weights after clock " +
+                             std::to_string(clock) + ": keys " + ToString(pieces_[i]->keys()) +
+                             " are at clock " + std::to_string(pieces_[i]->version()) +
+                             ", and a pull may wait for clock " + std::to_string(newest) +
+                             " at most");
+    }
+  }
+  return OkStatus();
+}
+
 void RangeShard::AppendWeights(const KeyRange& part, WireType wire, Message* frames) {
   const auto [first, last] = Touched(part);
   const bool coded = wire == WireType::kFloat16 || wire == WireType::kBfloat16;

@@ -42,6 +42,9 @@ class RangeShard {
   Status Push(int slot, int64_t clock, const KeyRange& part, Frame payload, int64_t samples,
               uint64_t sample_hash, float lr);
   bool PullReady(const KeyRange& part, int64_t clock) const;
+  // kInvalidArgument when a pull of `part` at `clock` could never be answered
+  // (beyond a touched piece's NewestWaitableClock).
+  Status CheckPullClock(const KeyRange& part, int64_t clock) const;
   // Appends the current weights of `part`, coded as `wire` (float32: frames
   // that share the pieces' snapshots, no copy).
   void AppendWeights(const KeyRange& part, WireType wire, Message* frames);

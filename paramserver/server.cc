@@ -258,7 +258,7 @@ Status Server::Setup(const NodeAssignment& a) {
           *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so, cut));
     }
   }
-  RETURN_IF_ERROR(admission_.SetMembership(a.workers, a.worker_incarnations));
+  RETURN_IF_ERROR(admission_.SetMembership(a.workers, a.worker_incarnations, a.membership_epoch));
   admission_.set_routing_epoch(a.membership_epoch);
   return ApplyRouting(a.servers);
 }
@@ -394,7 +394,7 @@ Status Server::ProcessMembership(msg::Membership::Reader mb) {
   std::vector<uint64_t> incarnations;
   for (int w : mb.getWorkers()) workers.push_back(w);
   for (uint64_t i : mb.getWorkerIncarnations()) incarnations.push_back(i);
-  RETURN_IF_ERROR(admission_.SetMembership(workers, incarnations));
+  RETURN_IF_ERROR(admission_.SetMembership(workers, incarnations, mb.getMembershipEpoch()));
   PSTRAIN_LOG(INFO) << "membership " << mb.getMembershipEpoch() << ": " << admission_.live_workers()
                     << " live worker(s)";
   return OkStatus();
@@ -543,9 +543,7 @@ Status Server::CheckSender(msg::DataHeader::Reader h, const Message& frames) con
 StatusOr<Server::DenseRequest> Server::ParseDense(msg::DataHeader::Reader h) {
   DenseRequest d;
   d.keys = KeyRange{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
-  if (!keys_->IsValidRange(d.keys)) {
-    return InvalidArgument("key range " + ToString(d.keys) + " does not start and end on blocks");
-  }
+  RETURN_IF_ERROR(keys_->CheckRange(d.keys));
   d.shard = FindShard(d.keys);
   if (d.shard == nullptr) {
     return InvalidArgument("key range " + ToString(d.keys) + " is not served here");
@@ -575,6 +573,7 @@ Status Server::ProcessPull(Frame& peer, msg::DataHeader::Reader h, const Message
     ServePull(p);
     return OkStatus();
   }
+  RETURN_IF_ERROR(d.shard->CheckPullClock(d.keys, h.getClock()));
   size_t pieces = 0;
   for (const auto& owned : shards_) pieces += owned->pieces().size();
   return pulls_.Park(std::move(p), pieces);

@@ -30,6 +30,34 @@ bool KeyLayout::IsValidRange(const KeyRange& r) const {
   return last == blocks_.size() ? r.end == end_key() : blocks_[last].key == r.end;
 }
 
+Status KeyLayout::CheckRange(const KeyRange& r) const {
+  const std::string name = "key range " + ToString(r);
+  if (r.begin > r.end) return InvalidArgument(name + " ends before it begins");
+  if (r.begin == r.end) return InvalidArgument(name + " is empty");
+  const uint32_t tensors =
+      blocks_.empty() ? 0 : static_cast<uint32_t>(blocks_.back().key >> 32) + 1;
+  auto check = [&](Key k, const char* what) -> Status {
+    const size_t i = LowerBound(k);
+    if ((i < blocks_.size() && blocks_[i].key == k) || (k == r.end && k == end_key())) {
+      return OkStatus();
+    }
+    const uint32_t tensor = static_cast<uint32_t>(k >> 32), block = static_cast<uint32_t>(k);
+    if (tensor >= tensors) {
+      return InvalidArgument(name + ": its " + what + " is in tensor " + std::to_string(tensor) +
+                             ", and the model has tensors 0 to " + std::to_string(tensors - 1));
+    }
+    const size_t count = LowerBound(MakeKey(tensor + 1, 0)) - LowerBound(MakeKey(tensor, 0));
+    return InvalidArgument(name + ": its " + what + " is block " + std::to_string(block) +
+                           " of tensor " + std::to_string(tensor) + ", which has " +
+                           std::to_string(count) + " blocks" +
+                           (block == count ? " (a range that ends with a tensor's last block ends "
+                                             "at block 0 of the next tensor)"
+                                           : ""));
+  };
+  RETURN_IF_ERROR(check(r.begin, "start"));
+  return check(r.end, "end");
+}
+
 FlatRange KeyLayout::Flat(const KeyRange& r) const {
   const size_t first = LowerBound(r.begin);
   const size_t last = LowerBound(r.end);  // one past the final block

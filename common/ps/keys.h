@@ -66,6 +66,10 @@ class KeyLayout {
   size_t LowerBound(Key key) const;
   // True if [r.begin, r.end) starts and ends on block keys and is not empty.
   bool IsValidRange(const KeyRange& r) const;
+  // OK for a valid range; else kInvalidArgument saying what is wrong: it is
+  // reversed or empty, names a tensor the model lacks, or a block its tensor
+  // lacks.
+  Status CheckRange(const KeyRange& r) const;
   // The flat interval a valid range covers.
   FlatRange Flat(const KeyRange& r) const;
   // The smallest key range covering flat floats [begin, end) (e.g. a layer).

@@ -50,6 +50,24 @@ TEST_CASE("Key ranges map to flat intervals and validate their ends", "[keys]") 
   CHECK(KeyLayout::Intersect({1, 5}, {5, 20}) == KeyRange{0, 0});
 }
 
+TEST_CASE("A bad key range is told what is wrong with it", "[keys]") {
+  const KeyLayout k(SeedLayout());
+  auto message = [&](KeyRange r) { return k.CheckRange(r).message(); };
+  CHECK(k.CheckRange(k.all()).ok());
+  CHECK(k.CheckRange({MakeKey(0, 1), MakeKey(1, 0)}).ok());
+  CHECK(message({MakeKey(0, 3), MakeKey(0, 1)}) == "key range [0:3, 0:1) ends before it begins");
+  CHECK(message({MakeKey(0, 2), MakeKey(0, 2)}) == "key range [0:2, 0:2) is empty");
+  CHECK(message({MakeKey(7, 0), MakeKey(7, 1)}) ==
+        "key range [7:0, 7:1): its start is in tensor 7, and the model has tensors 0 to 5");
+  CHECK(message({MakeKey(0, 14), MakeKey(1, 0)}) ==
+        "key range [0:14, 1:0): its start is block 14 of tensor 0, which has 13 blocks");
+  CHECK(message({MakeKey(0, 0), MakeKey(0, 13)}) ==
+        "key range [0:0, 0:13): its end is block 13 of tensor 0, which has 13 blocks (a range "
+        "that ends with a tensor's last block ends at block 0 of the next tensor)");
+  CHECK(message({MakeKey(0, 0), MakeKey(99, 0)}) ==
+        "key range [0:0, 99:0): its end is in tensor 99, and the model has tensors 0 to 5");
+}
+
 TEST_CASE("SliceKeys balances bytes over servers in contiguous ranges", "[keys]") {
   const KeyLayout k(SeedLayout());
   const size_t total = [&] {

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "common/base/rng.h"
@@ -195,6 +196,27 @@ TEST_CASE("SSP holds back a worker that runs more than `staleness` steps ahead",
   REQUIRE(s.Push(1, 0, k_s.Floats(0, 1), Floats({1}), 1, 0, 1.0f).ok());
   CHECK(s.PullReady(2));
   CHECK_FALSE(s.PullReady(3));
+}
+
+TEST_CASE("A pull may wait only for clocks that pushes can still reach", "[paramserver]") {
+  Keys k(2);
+  DenseShard bsp(k.keys, k.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 1));
+  CHECK(bsp.NewestWaitableClock() == kPullWindow);
+  REQUIRE(bsp.Push(0, 0, k.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f).ok());
+  CHECK(bsp.NewestWaitableClock() == 1 + kPullWindow);
+  // SSP: the slowest slot plus the staleness.
+  DenseShard ssp(k.keys, k.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kSsp, 2, 3));
+  REQUIRE(ssp.Push(0, 0, k.Floats(0, 2), Floats({1, 1}), 1, 0, 1.0f).ok());
+  CHECK(ssp.NewestWaitableClock() == 3 + kPullWindow);
+  DenseShard asp(k.keys, k.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kAsp, 1));
+  CHECK(asp.NewestWaitableClock() == std::numeric_limits<int64_t>::max());
+  // A range of pieces names the piece that is behind.
+  RangeShard cut(k.keys, k.Floats(0, 2), std::vector<float>{0, 0}, Sgd(Consistency::kBsp, 1), true);
+  CHECK(cut.CheckPullClock(k.Floats(0, 2), kPullWindow).ok());
+  const Status far = cut.CheckPullClock(k.Floats(0, 2), kPullWindow + 1);
+  CHECK(far.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(far.message(),
+             Catch::Contains("are at clock 0, and a pull may wait for clock 4 at most"));
 }
 
 TEST_CASE("Snapshots stay unchanged while a reply holds them", "[paramserver]") {

@@ -261,6 +261,15 @@ TEST_CASE("A server refuses strangers, stale incarnations and bad ranges, and ke
     CHECK(s.code() == StatusCode::kAborted);
     CHECK_THAT(s.message(), Catch::Contains("not a live member"));
   }
+  SECTION("a pull for a clock no push can reach") {
+    auto c = f.Client(0, 100);
+    Status s = c->Wait(*c->Pull(f.keys_->all(), buf.data(), 1000), kDeadline);
+    CHECK(s.code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(s.message(), Catch::Contains("for the weights after clock 1000") &&
+                                Catch::Contains("are at clock 0, and a pull may wait for clock "
+                                                "4 at most"));
+    CHECK(c->Wait(*c->Pull(f.keys_->all(), buf.data(), 0), kDeadline).ok());
+  }
   SECTION("stale incarnation") {
     auto c = f.Client(0, 99);
     Status s = c->Wait(*c->Pull(f.keys_->all(), buf.data(), 0), kDeadline);
@@ -294,8 +303,10 @@ TEST_CASE("A server refuses strangers, stale incarnations and bad ranges, and ke
     };
     const KeyRange all = f.keys_->all();
     const std::vector<Lie> lies = {
-        {"keys past the end", {all.begin, all.end + 5}, 1, 60, "does not start and end on blocks"},
-        {"empty range", {all.begin, all.begin}, 1, 60, "does not start and end on blocks"},
+        {"keys past the end", {all.begin, all.end + 5}, 1, 60, "its end is block"},
+        {"empty range", {all.begin, all.begin}, 1, 60, "is empty"},
+        {"reversed range", {all.end, all.begin}, 1, 60, "ends before it begins"},
+        {"no such tensor", {MakeKey(99, 0), MakeKey(99, 1)}, 1, 60, "its start is in tensor 99"},
         {"wrong payload size", all, 1, 12, "payload of 12 bytes for"},
         {"frames miscounted", all, 3, 60, "announces 3 payload frames, 1 came"},
     };
@@ -420,9 +431,9 @@ TEST_CASE("A worker may have only so many pulls waiting, and other workers are n
   auto c1 = f.Client(1, 101);
   const size_t n = f.model_->params().size();
   std::vector<float> buf(n);
-  // Pulls for clock 5 wait (BSP is at clock 0); after the 64th they are refused.
+  // Pulls for clock 3 wait (BSP is at clock 0); after the 64th they are refused.
   std::vector<PsClient::Ticket> tickets;
-  for (int i = 0; i < 70; ++i) tickets.push_back(*c0->Pull(f.keys_->all(), buf.data(), 5));
+  for (int i = 0; i < 70; ++i) tickets.push_back(*c0->Pull(f.keys_->all(), buf.data(), 3));
   for (int i = 64; i < 70; ++i) {
     Status s = c0->Wait(tickets[static_cast<size_t>(i)], kDeadline);
     CHECK(s.code() == StatusCode::kResourceExhausted);

@@ -23,7 +23,7 @@ bool Fails(const Status& s, StatusCode code, const std::string& text) {
 
 TEST_CASE("Only live workers of the current routing may send requests", "[server-units]") {
   Admission a;
-  REQUIRE(a.SetMembership({0, 1}, {100, 101}).ok());
+  REQUIRE(a.SetMembership({0, 1}, {100, 101}, 1).ok());
   a.set_routing_epoch(3);
   CHECK(a.Check(0, 100, 3, 1, 1).ok());
   CHECK(a.Check(1, 101, 4, 0, 0).ok());  // a newer membership than the server's routing
@@ -36,14 +36,28 @@ TEST_CASE("Only live workers of the current routing may send requests", "[server
               "header announces 1 payload frames, 2 came"));
 }
 
+TEST_CASE("A request older than the membership its worker joined in is refused", "[server-units]") {
+  Admission a;
+  REQUIRE(a.SetMembership({0, 1}, {100, 101}, 1).ok());
+  // Worker 1 died; a replacement with a new incarnation took id 1 in epoch 3.
+  REQUIRE(a.SetMembership({0, 1}, {100, 201}, 3).ok());
+  CHECK(a.Check(0, 100, 1, 0, 0).ok());  // worker 0 joined in epoch 1
+  CHECK(a.Check(1, 201, 3, 0, 0).ok());
+  CHECK(Fails(a.Check(1, 201, 2, 0, 0), StatusCode::kAborted,
+              "membership epoch 2 is older than 3, in which worker 1 joined"));
+  // A later membership keeps the epoch each known worker joined in.
+  REQUIRE(a.SetMembership({0, 1}, {100, 201}, 4).ok());
+  CHECK(a.Check(1, 201, 3, 0, 0).ok());
+}
+
 TEST_CASE("A new membership replaces the live workers", "[server-units]") {
   Admission a;
-  REQUIRE(a.SetMembership({0, 1}, {100, 101}).ok());
-  REQUIRE(a.SetMembership({0, 2}, {100, 200}).ok());  // worker 1 died, 2 joined
+  REQUIRE(a.SetMembership({0, 1}, {100, 101}, 1).ok());
+  REQUIRE(a.SetMembership({0, 2}, {100, 200}, 2).ok());  // worker 1 died, 2 joined
   CHECK(a.live_workers() == 2);
   CHECK(a.Check(1, 101, 0, 0, 0).code() == StatusCode::kAborted);
-  CHECK(a.Check(2, 200, 0, 0, 0).ok());
-  CHECK(a.SetMembership({0, 1}, {100}).code() == StatusCode::kInvalidArgument);
+  CHECK(a.Check(2, 200, 2, 0, 0).ok());
+  CHECK(a.SetMembership({0, 1}, {100}, 3).code() == StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("Each worker's pushes are applied once, whatever the other workers send",
