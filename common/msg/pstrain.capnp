@@ -1,4 +1,9 @@
-# The wire protocol of pstrain. Two planes, both ZeroMQ:
+# The wire protocol of pstrain. docs/protocol.md describes it in full, for
+# whoever writes a client: the framing of both planes, a node's life, which
+# messages each role may send, what a server checks, the errorCode table,
+# what `clock` means, and how parameters are laid out in a key range.
+#
+# Two planes, both ZeroMQ:
 #
 # Control plane: the coordinator binds a ROUTER; every node (server or
 # worker) connects a DEALER. Each ZeroMQ message is exactly one frame holding
