@@ -118,26 +118,42 @@ Status Coordinator::BroadcastMembership() {
   return OkStatus();
 }
 
-StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, double detect_seconds,
-                                              const std::string& why) {
-  ++failures_;
-  const Node gone = dead;  // `dead` lives in nodes_, erased below
-  PSTRAIN_LOG(WARNING) << RoleName(gone.role) << " " << gone.id << " (pid " << gone.pid << " on "
-                       << gone.host << ") is dead: " << why;
-  RETURN_IF_ERROR(metrics_->Write(JsonObject()
-                                      .Add("event", "node_failed")
-                                      .Add("role", RoleName(gone.role))
-                                      .Add("id", gone.id)
-                                      .Add("pid", gone.pid)
-                                      .Add("host", gone.host)
-                                      .Add("reason", why)
-                                      .Add("detect_seconds", detect_seconds)
-                                      .Add("time", SinceStart())));
-  dead_[gone.identity] = "declared dead: " + why;
+StatusOr<Coordinator::Node> Coordinator::Forget(const Node& n, const char* event,
+                                                const std::string& reason, double detect_seconds) {
+  const Node gone = n;  // `n` lives in nodes_, erased below
+  JsonObject line;
+  line.Add("event", event)
+      .Add("role", RoleName(gone.role))
+      .Add("id", gone.id)
+      .Add("pid", gone.pid)
+      .Add("host", gone.host)
+      .Add("reason", reason);
+  if (detect_seconds >= 0) line.Add("detect_seconds", detect_seconds);
+  RETURN_IF_ERROR(metrics_->Write(line.Add("time", SinceStart())));
+  dead_[gone.identity] =
+      std::string(event == std::string("node_failed") ? "declared dead: " : "dropped: ") + reason;
   dead_pids_.push_back(gone.pid);
   nodes_.erase(gone.identity);
   PublishMembership();
   return gone;
+}
+
+StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, double detect_seconds,
+                                              const std::string& why) {
+  ++failures_;
+  PSTRAIN_LOG(WARNING) << RoleName(dead.role) << " " << dead.id << " (pid " << dead.pid << " on "
+                       << dead.host << ") is dead: " << why;
+  return Forget(dead, "node_failed", why, detect_seconds);
+}
+
+Status Coordinator::DropUnready(const Node& n, const std::string& why) {
+  PSTRAIN_LOG(WARNING) << "worker " << n.id << " (pid " << n.pid << " on " << n.host
+                       << ") registered but never became ready: " << why
+                       << "; dropped, its place is free again";
+  RETURN_IF_ERROR(Forget(n, "node_dropped", "never ready: " + why, -1).status());
+  // The servers admitted it with the membership of its joining: no more.
+  ++membership_epoch_;
+  return BroadcastMembership();
 }
 
 Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why) {
@@ -212,13 +228,18 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
     tmp.role = role;
     PSTRAIN_LOG(WARNING) << "refused a " << RoleName(role) << " from " << r.getHost().cStr() << ": "
                          << why;
-    return SendTo(tmp, m);
+    (void)SendTo(tmp, m);  // best effort: a stranger may be gone already
+    return OkStatus();
   };
   if (role != msg::Role::SERVER && role != msg::Role::WORKER) {
     return refuse("only servers and workers register with the coordinator, not role " +
                   std::to_string(static_cast<int>(role)));
   }
   if (nodes_.count(identity) != 0) return OkStatus();  // a repeated registration
+  if (!monitoring_ && !options_.launch_token.empty() &&
+      std::string_view(r.getLaunchToken().cStr()) != options_.launch_token) {
+    return refuse("this job is starting and admits only the nodes its launcher started");
+  }
   std::vector<Node*> same = NodesOf(role);
   if (static_cast<int>(same.size()) >= wanted) {
     return refuse("the job already has its " + std::to_string(wanted) + " " + RoleName(role) + "s");
@@ -244,7 +265,7 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
   n.endpoint = r.getDataEndpoint();
   n.local_endpoint = r.getLocalEndpoint();
   n.host_key = r.getHostKey();
-  n.last_seen = Clock::now();
+  n.last_seen = n.registered = Clock::now();
   if (role == msg::Role::SERVER && n.endpoint.empty()) return refuse("a server needs an endpoint");
   PSTRAIN_LOG(DEBUG) << RoleName(role) << " " << id << " registered from " << n.host << " pid "
                      << n.pid << (n.endpoint.empty() ? "" : " at " + n.endpoint);
@@ -389,6 +410,7 @@ Status Coordinator::SendHeartbeats(std::chrono::steady_clock::time_point now) {
 Status Coordinator::DetectDeaths(std::chrono::steady_clock::time_point now) {
   const auto hb = std::chrono::milliseconds(options_.config.cluster.heartbeat_ms);
   const auto timeout_ms = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
+  const auto start_deadline = std::chrono::seconds(options_.config.cluster.start_timeout_s);
   std::vector<int> exited = probe_ ? probe_() : std::vector<int>{};
   std::vector<std::pair<std::string, std::string>> deaths;  // identity, why
   std::vector<double> detect;
@@ -399,6 +421,14 @@ Status Coordinator::DetectDeaths(std::chrono::steady_clock::time_point now) {
     } else if (n.unreachable >= 2 && now - n.last_seen > 2 * hb) {
       deaths.emplace_back(identity, "its connection closed");
       detect.push_back(Since(n.last_seen));
+    } else if (!n.ready) {
+      // Still loading (heartbeats wait until it is ready): only the start
+      // deadline says it is gone.
+      if (now - n.registered > start_deadline) {
+        deaths.emplace_back(identity, "not ready " + std::to_string(start_deadline.count()) +
+                                          " s after it registered");
+        detect.push_back(Since(n.registered));
+      }
     } else if (now - n.last_seen > timeout_ms) {
       deaths.emplace_back(
           identity, "silent for " +
@@ -417,8 +447,8 @@ Status Coordinator::DetectDeaths(std::chrono::steady_clock::time_point now) {
       RETURN_IF_ERROR(OnServerDeath(n, detect[i], deaths[i].second));
       continue;
     }
-    if (!n.ready) continue;  // still loading: the start deadline covers it
-    RETURN_IF_ERROR(OnWorkerDeath(n, detect[i], deaths[i].second));
+    RETURN_IF_ERROR(n.ready ? OnWorkerDeath(n, detect[i], deaths[i].second)
+                            : DropUnready(n, deaths[i].second));
   }
   return OkStatus();
 }
@@ -565,12 +595,24 @@ Status Coordinator::Assign() {
     a.worker_incarnations.push_back(w->incarnation);
   }
   const bool joining = monitoring_;
+  std::vector<std::string> vanished;  // joiners gone before their assignment
   for (auto& [identity, n] : nodes_) {
     if (joining && n.ready) continue;
     a.node_id = n.id;
     capnp::MallocMessageBuilder m;
     BuildAssignment(a, m.initRoot<msg::Control>().initAssignment());
-    RETURN_IF_ERROR(SendTo(n, m));
+    Status sent = SendTo(n, m);
+    if (joining && sent.code() == StatusCode::kUnavailable) {
+      vanished.push_back(identity);
+      continue;
+    }
+    RETURN_IF_ERROR(sent);
+  }
+  for (const std::string& identity : vanished) {
+    auto it = nodes_.find(identity);
+    if (it != nodes_.end()) {
+      RETURN_IF_ERROR(DropUnready(it->second, "its connection closed before its assignment"));
+    }
   }
   if (joining) return BroadcastMembership();  // servers learn the new incarnation
 

@@ -44,6 +44,10 @@ struct CoordinatorOptions {
   std::vector<ConfigOverride> overrides;
   std::string bind_address = "127.0.0.1";
   bool resume = false;  // continue from the newest valid checkpoint
+  // Not empty: the job was started by pstrain's launcher (or mpirun), which
+  // gave its nodes this token; while the job starts, a registration without
+  // it is refused, so a stranger cannot take a place meant for them.
+  std::string launch_token;
 };
 
 class Coordinator {
@@ -78,6 +82,7 @@ class Coordinator {
     std::string endpoint;
     std::string local_endpoint, host_key;  // servers: ipc:// for nodes on the same host
     bool ready = false;
+    std::chrono::steady_clock::time_point registered;  // when its Register came
     std::chrono::steady_clock::time_point last_seen;
     int unreachable = 0;  // heartbeats in a row its connection refused
   };
@@ -92,11 +97,19 @@ class Coordinator {
   };
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);
+  // Forgets node n: its metrics line (`event`: node_failed or node_dropped;
+  // detect_seconds < 0: none), a Shutdown for it if it speaks again, its pid
+  // among the dead. Returns it.
+  StatusOr<Node> Forget(const Node& n, const char* event, const std::string& reason,
+                        double detect_seconds);
   // Records a death (log, metrics event) and forgets the node; returns it.
   StatusOr<Node> Bury(const Node& dead, double detect_seconds, const std::string& why);
   // A server died: promote the backups of its ranges, tell everyone.
   Status OnServerDeath(const Node& dead, double detect_seconds, const std::string& why);
   std::vector<ServerEntry> ServerTable();
+  // A worker that joined a running job and never became ready (it died, or
+  // cluster.start_timeout_s passed): forgotten, its place free again.
+  Status DropUnready(const Node& n, const std::string& why);
   // A worker died: drop it, hand its slots to the survivors, tell everyone.
   Status OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why);
   Status BroadcastMembership();

@@ -97,14 +97,17 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
   std::unique_ptr<Console> console;
   std::unique_ptr<MetricsLog> metrics;
   std::unique_ptr<Coordinator> coordinator;
-  std::string endpoint;
+  std::string endpoint, token;
   if (rank == 0) {
     auto m = MetricsLog::Open(c.metrics_path, job.resume);
+    StatusOr<std::string> t = NewLaunchToken();
+    if (!t.ok()) m = t.status();
     if (m.ok()) {
       metrics = std::move(*m);
       console = std::make_unique<Console>(c.progress);
-      CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind, job.resume};
-      coordinator = std::make_unique<Coordinator>(ctx, co, console.get(), metrics.get());
+      token = *t;
+      coordinator = std::make_unique<Coordinator>(ctx, OptionsFor(job, *bind, token), console.get(),
+                                                  metrics.get());
       auto ep = coordinator->Bind();
       if (ep.ok())
         endpoint = *ep;
@@ -114,13 +117,19 @@ int RunMpiJob(const JobSource& given, char** argv, const std::string& log_level,
       std::fprintf(stderr, "pstrain: %s\n", m.status().message().c_str());
     }
   }
-  // The one piece of data MPI carries: the coordinator's address.
-  char buf[256] = {0};
-  if (rank == 0) std::snprintf(buf, sizeof buf, "%s", endpoint.c_str());
+  // What MPI carries: the coordinator's address and the launch token, which
+  // the ranks hand to their role processes in the environment.
+  char buf[256] = {0}, token_buf[64] = {0};
+  if (rank == 0) {
+    std::snprintf(buf, sizeof buf, "%s", endpoint.c_str());
+    std::snprintf(token_buf, sizeof token_buf, "%s", token.c_str());
+  }
   MPI_Bcast(buf, sizeof buf, MPI_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Bcast(token_buf, sizeof token_buf, MPI_CHAR, 0, MPI_COMM_WORLD);
   MPI_Finalize();
   endpoint = buf;
   if (endpoint.empty()) return 1;
+  if (rank != 0) ::setenv(kLaunchTokenVariable, token_buf, 1);
 
   if (rank == 0) {
     console->Banner("pstrain " + c.name + ": coordinator at " + endpoint + " (mpirun, " +

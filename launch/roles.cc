@@ -56,6 +56,35 @@ int Coordinate(const JobSource& job, Coordinator& coordinator, Console& console,
 
 }  // namespace
 
+CoordinatorOptions OptionsFor(const JobSource& job, const std::string& bind,
+                              const std::string& launch_token) {
+  CoordinatorOptions o;
+  o.config = job.config;
+  o.job_text = job.text;
+  o.job_name = job.path;
+  o.base_dir = job.base_dir;
+  o.overrides = job.overrides;
+  o.bind_address = bind;
+  o.resume = job.resume;
+  o.launch_token = launch_token;
+  return o;
+}
+
+StatusOr<std::string> NewLaunchToken() {
+  unsigned char bytes[16];
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  if (!in.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
+    return Unavailable("cannot read /dev/urandom for the job's launch token");
+  }
+  std::string hex;
+  char b[3];
+  for (unsigned char c : bytes) {
+    std::snprintf(b, sizeof b, "%02x", c);
+    hex += b;
+  }
+  return hex;
+}
+
 std::string SelfExecutable() {
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -165,7 +194,14 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
       return 1;
     }
   }
-  CoordinatorOptions co{c, job.text, job.path, job.base_dir, job.overrides, *bind, job.resume};
+  StatusOr<std::string> token = NewLaunchToken();
+  if (!token.ok()) {
+    std::fprintf(stderr, "pstrain: %s\n", token.status().message().c_str());
+    return 1;
+  }
+  const CoordinatorOptions co = OptionsFor(job, *bind, *token);
+  // The children inherit it; it never appears on a command line.
+  ::setenv(kLaunchTokenVariable, token->c_str(), 1);
   Coordinator coordinator(ctx, co, &console, metrics->get());
   StatusOr<std::string> endpoint = coordinator.Bind();
   if (!endpoint.ok()) {
@@ -317,6 +353,10 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
     std::fprintf(stderr, "pstrain: %s\n", key.status().message().c_str());
     return 2;
   }
+  // Started by the job's launcher: its token, which no other node needs.
+  std::string launch_token;
+  if (const char* t = std::getenv(kLaunchTokenVariable); t != nullptr) launch_token = t;
+  ::unsetenv(kLaunchTokenVariable);
   int exit_code = 0;
   Status s;
   if (cl.command == "server") {
@@ -325,6 +365,7 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
     o.requested_id = id;
     o.bind_address = *addr;
     o.key = *key;
+    o.launch_token = launch_token;
     SetLogPrefix("server");
     s = RunServer(o, stop, &exit_code);
   } else {
@@ -332,6 +373,7 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
     o.coordinator = join->second;
     o.requested_id = id;
     o.key = *key;
+    o.launch_token = launch_token;
     if (const char* gate = std::getenv("PSTRAIN_FAULT_EVAL_GATE"); gate != nullptr) {
       o.eval_gate = gate;
     }

@@ -11,6 +11,7 @@
 #include "common/base/status.h"
 #include "common/job/config.h"
 #include "common/net/zmq_socket.h"
+#include "coordinator/coordinator.h"
 #include "launch/flags.h"
 
 namespace pstrain {
@@ -50,6 +51,16 @@ StatusOr<std::optional<CurveKeyPair>> JobSecurity(const std::string& key_path, b
                                                   const std::string& bind_address);
 // --key FILE / --insecure for the node processes a launcher starts.
 std::vector<std::string> SecurityFlags(const JobConfig& c);
+
+// The environment variable that hands a job's launch token to the nodes
+// its launcher starts (CoordinatorOptions::launch_token). The environment of
+// a process is readable only by its user, unlike its command line.
+inline constexpr const char* kLaunchTokenVariable = "PSTRAIN_LAUNCH_TOKEN";
+// The coordinator's options for `job`, listening on `bind`.
+CoordinatorOptions OptionsFor(const JobSource& job, const std::string& bind,
+                              const std::string& launch_token);
+// 128 random bits in hex, from the kernel's generator.
+StatusOr<std::string> NewLaunchToken();
 
 // This program's own file (the target of /proc/self/exe), so that a
 // process exec'd from it is named "pstrain" in the process table, not "exe";

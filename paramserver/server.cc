@@ -143,6 +143,7 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
     }
   }
   ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
+  control_->set_launch_token(options_.launch_token);
   incarnation_ = NewIncarnation();
   ASSIGN_OR_RETURN(NodeAssignment a,
                    control_->Join(msg::Role::SERVER, options_.requested_id, incarnation_, endpoint,

@@ -20,6 +20,7 @@ struct ServerOptions {
   int requested_id = -1;    // --id; -1: let the coordinator choose
   std::string bind_address = "127.0.0.1";
   std::optional<CurveKeyPair> key;  // the job key: every socket uses CurveZMQ
+  std::string launch_token;         // from the job's launcher, if it started this node
 };
 
 // Returns when the coordinator shuts the job down (its exit code in

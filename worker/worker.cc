@@ -133,6 +133,7 @@ class Worker {
 
 Status Worker::Run(int* exit_code) {
   ASSIGN_OR_RETURN(control_, ControlChannel::Connect(ctx_, options_.coordinator));
+  control_->set_launch_token(options_.launch_token);
   ASSIGN_OR_RETURN(assignment_,
                    control_->Join(msg::Role::WORKER, options_.requested_id, NewIncarnation(), "",
                                   std::chrono::seconds(600), "", stop_));

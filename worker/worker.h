@@ -19,6 +19,7 @@ struct WorkerOptions {
   std::string coordinator;
   int requested_id = -1;
   std::optional<CurveKeyPair> key;  // the job key: every socket uses CurveZMQ
+  std::string launch_token;         // from the job's launcher, if it started this node
   // For fault tests: evaluation waits (answering the coordinator and
   // sending heartbeats) until this file exists. Set from the environment
   // variable PSTRAIN_FAULT_EVAL_GATE; empty in real jobs.

@@ -49,6 +49,10 @@ struct Register {
                              # nodes on the same host (hostKey)
   hostKey @7 :Text;          # host name and network namespace: equal keys can
                              # reach each other's ipc:// sockets
+  launchToken @8 :Text;      # nodes started by the job's own launcher: the
+                             # job's launch token (from the environment,
+                             # PSTRAIN_LAUNCH_TOKEN); while the job starts,
+                             # only nodes holding it are admitted
 }
 
 # Where one server listens and what it owns.

@@ -167,6 +167,7 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
     r.setDataEndpoint(data_endpoint);
     r.setLocalEndpoint(local_endpoint);
     r.setHostKey(LocalHostKey());
+    r.setLaunchToken(launch_token_);
     RETURN_IF_ERROR(Send(m));
   }
   const auto until = std::chrono::steady_clock::now() + deadline;

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "common/base/status.h"
 #include "common/job/config.h"
-#include "common/ps/keys.h"
 #include "common/msg/codec.h"
 #include "common/net/zmq_socket.h"
-#include "common/base/status.h"
+#include "common/ps/keys.h"
 
 namespace pstrain {
 
@@ -91,6 +91,9 @@ class ControlChannel {
   // come from the coordinator for timeout_ms.
   Status Tick();
 
+  // The launch token Join sends (see Register.launchToken).
+  void set_launch_token(std::string token) { launch_token_ = std::move(token); }
+
   Socket* socket() { return socket_.get(); }
   int node_id() const { return node_id_; }
 
@@ -101,6 +104,7 @@ class ControlChannel {
   msg::Role role_ = msg::Role::WORKER;
   int node_id_ = -1;
   uint64_t incarnation_ = 0;
+  std::string launch_token_;
   std::chrono::milliseconds heartbeat_{500};
   std::chrono::milliseconds timeout_{3000};
   std::chrono::steady_clock::time_point last_sent_{};

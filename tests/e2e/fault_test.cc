@@ -9,7 +9,9 @@
 #include <iostream>
 #include <thread>
 
+#include "common/msg/codec.h"
 #include "common/net/node.h"
+#include "common/net/zmq_socket.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
 
@@ -380,6 +382,105 @@ TEST_CASE("Forged and repeated reports from a registered stranger change nothing
   CHECK(Digest(Final(metrics)) == Digest(clean));
   CHECK_THAT(job.Stderr(), Catch::Contains("control: refused from worker"));
   CHECK_THAT(job.Stderr(), Catch::Contains("a statsReply message, which workers never send"));
+}
+
+TEST_CASE("Strangers registering while a job starts neither take its places nor abort it",
+          "[e2e][fault][trust]") {
+  TempDir dir;
+  const std::string metrics = dir.File("m");
+  Process job(
+      TrainArgv(kFashionJob, metrics,
+                {"--servers", "1", "--workers", "2", "--epochs", "2", "--progress", "never"}));
+  DumpOnExit dump(metrics, &job);
+  // The address, as soon as the launcher prints it (its own nodes are just
+  // being started then).
+  std::string coordinator;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (coordinator.empty() && job.Running() && std::chrono::steady_clock::now() < until) {
+    const std::string out = job.Stdout();
+    const size_t at = out.find("coordinator at ");
+    const size_t end = out.find(',', at);
+    if (at != std::string::npos && end != std::string::npos) {
+      coordinator = out.substr(at + 15, end - at - 15);
+    }
+  }
+  REQUIRE(!coordinator.empty());
+  ZmqContext ctx;
+  // One registers and goes at once, before any answer can come.
+  {
+    auto raw = Socket::Create(ctx, SocketKind::kDealer, SocketOptions{});
+    REQUIRE(raw.ok());
+    REQUIRE((*raw)->Connect(coordinator).ok());
+    capnp::MallocMessageBuilder m;
+    auto r = m.initRoot<msg::Control>().initRegister();
+    r.setRole(msg::Role::WORKER);
+    r.setRequestedId(0);
+    r.setIncarnation(7);
+    Message frames;
+    frames.push_back(EncodeFrame(m));
+    REQUIRE((*raw)->Send(frames).ok());
+  }
+  // Another asks for worker 0's place and waits for the answer.
+  auto stranger = ControlChannel::Connect(ctx, coordinator);
+  REQUIRE(stranger.ok());
+  auto joined =
+      (*stranger)->Join(msg::Role::WORKER, 0, NewIncarnation(), "", std::chrono::seconds(120));
+  REQUIRE_FALSE(joined.ok());
+  INFO(joined.status().message());
+  CHECK_THAT(joined.status().message(),
+             Catch::Contains("admits only the nodes its launcher started") ||
+                 Catch::Contains("already has its 2 workers"));
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CheckEveryEpochComplete(metrics, 2, 60000);
+  // The job's workers are the launcher's own children.
+  for (const json& w : Events(ReadJsonLines(metrics), "membership").at(0)["workers"]) {
+    CHECK(w["pid"] != ::getpid());
+  }
+}
+
+TEST_CASE("A worker that joins and never becomes ready is dropped, and a real one then joins",
+          "[e2e][fault][trust]") {
+  TempDir dir;
+  const std::string metrics = dir.File("m");
+  Process job(TrainArgv(kFashionJob, metrics,
+                        {"--servers", "1", "--workers", "2", "--epochs", "10", "--progress",
+                         "never", "--set", "cluster.start_timeout_s=10"}));
+  DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
+  const std::string coordinator = Events(ReadJsonLines(metrics), "membership").at(0)["coordinator"];
+  REQUIRE(::kill(WorkerPid(metrics, 0), SIGKILL) == 0);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
+  // A stranger takes the free place, answers heartbeats and never says Ready.
+  ZmqContext ctx;
+  auto stranger = ControlChannel::Connect(ctx, coordinator);
+  REQUIRE(stranger.ok());
+  REQUIRE((*stranger)
+              ->Join(msg::Role::WORKER, -1, NewIncarnation(), "", std::chrono::seconds(120))
+              .ok());
+  bool dropped = false;
+  while (job.Running() && !dropped) {
+    (void)(*stranger)->Drain([](msg::Control::Reader) { return OkStatus(); });
+    (void)(*stranger)->Tick();
+    for (const json& l : ReadJsonLines(metrics)) dropped = dropped || l["event"] == "node_dropped";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(dropped);
+  const json drop = Events(ReadJsonLines(metrics), "node_dropped").at(0);
+  CHECK_THAT(drop["reason"].get<std::string>(),
+             Catch::Contains("not ready 10 s after it registered"));
+  // Its place is free again: a real worker joins and trains.
+  Process replacement({kPstrain, "worker", "--join", coordinator});
+  REQUIRE(WaitForLine(metrics, job, [&](const json& l) {
+    return l["event"] == "node_joined" && l["pid"] == replacement.pid();
+  }));
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(replacement.Wait(std::chrono::seconds(60)) == 0);
+  CHECK(Events(ReadJsonLines(metrics), "node_joined").size() == 2);
+  CheckEveryEpochComplete(metrics, 10, 60000);
 }
 
 TEST_CASE("A replacement worker joins a running job and trains from the next epoch",
