@@ -132,7 +132,7 @@ StatusOr<Coordinator::Node> Coordinator::Forget(const Node& n, const char* event
   RETURN_IF_ERROR(metrics_->Write(line.Add("time", SinceStart())));
   dead_[gone.identity] =
       std::string(event == std::string("node_failed") ? "declared dead: " : "dropped: ") + reason;
-  dead_pids_.push_back(gone.pid);
+  if (gone.launched) dead_pids_.push_back(gone.pid);
   nodes_.erase(gone.identity);
   PublishMembership();
   return gone;
@@ -266,6 +266,8 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
   n.local_endpoint = r.getLocalEndpoint();
   n.host_key = r.getHostKey();
   n.last_seen = n.registered = Clock::now();
+  n.launched = !options_.launch_token.empty() &&
+               std::string_view(r.getLaunchToken().cStr()) == options_.launch_token;
   if (role == msg::Role::SERVER && n.endpoint.empty()) return refuse("a server needs an endpoint");
   PSTRAIN_LOG(DEBUG) << RoleName(role) << " " << id << " registered from " << n.host << " pid "
                      << n.pid << (n.endpoint.empty() ? "" : " at " + n.endpoint);
@@ -415,7 +417,7 @@ Status Coordinator::DetectDeaths(std::chrono::steady_clock::time_point now) {
   std::vector<std::pair<std::string, std::string>> deaths;  // identity, why
   std::vector<double> detect;
   for (auto& [identity, n] : nodes_) {
-    if (std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
+    if (n.launched && std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
       deaths.emplace_back(identity, "its process exited");
       detect.push_back(Since(n.last_seen));
     } else if (n.unreachable >= 2 && now - n.last_seen > 2 * hb) {

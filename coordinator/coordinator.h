@@ -67,8 +67,8 @@ class Coordinator {
   // have exited (the local launcher reaps its children), so their death is
   // handled at once instead of after the heartbeat timeout.
   void SetExitedPidsProbe(std::function<std::vector<int>()> probe) { probe_ = std::move(probe); }
-  // Pids of the nodes the coordinator declared dead (their exit status is
-  // not the job's).
+  // Pids of the nodes started by the launcher that the coordinator declared
+  // dead or dropped (their exit status is not the job's).
   const std::vector<int>& dead_pids() const { return dead_pids_; }
 
  private:
@@ -82,6 +82,10 @@ class Coordinator {
     std::string endpoint;
     std::string local_endpoint, host_key;  // servers: ipc:// for nodes on the same host
     bool ready = false;
+    // Started by this job's launcher (it holds the launch token): only such
+    // a node's pid is the launcher's child. Any other node's pid is what it
+    // claims, and is never matched against processes here.
+    bool launched = false;
     std::chrono::steady_clock::time_point registered;  // when its Register came
     std::chrono::steady_clock::time_point last_seen;
     int unreachable = 0;  // heartbeats in a row its connection refused

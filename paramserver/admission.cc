@@ -15,6 +15,12 @@ Status Admission::SetMembership(const std::vector<int>& workers,
     auto before = members_.find(workers[i]);
     const bool known = before != members_.end() && before->second.incarnation == incarnations[i];
     now[workers[i]] = {incarnations[i], known ? before->second.joined : epoch};
+    // A new process under a dead worker's id numbers its pushes from 0
+    // again: the old window would take them for duplicates.
+    if (!known) seqs_.erase(workers[i]);
+  }
+  for (auto it = seqs_.begin(); it != seqs_.end();) {
+    it = now.count(it->first) == 0 ? seqs_.erase(it) : std::next(it);
   }
   members_ = std::move(now);
   return OkStatus();

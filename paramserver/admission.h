@@ -35,7 +35,8 @@ class Admission {
   Status Check(int worker, uint64_t incarnation, uint64_t membership_epoch,
                uint32_t announced_frames, size_t payload_frames) const;
   // True the first time worker's push `seq` arrives (a retransmission or a
-  // duplicate is acknowledged and not applied).
+  // duplicate is acknowledged and not applied). A new incarnation of a
+  // worker id starts a new window.
   bool FirstTime(int worker, uint64_t seq) { return seqs_[worker].FirstTime(seq); }
 
  private:

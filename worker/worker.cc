@@ -119,6 +119,9 @@ class Worker {
     int epoch = 0;
     int64_t first_clock = 0;
     HandoutPlan plan;
+    // Not empty: train just these slots (taken over after this worker had
+    // finished the epoch), and any taken over meanwhile.
+    std::vector<int> only;
   };
   std::optional<EpochRun> run_;
   // Per epoch: what this worker computed.
@@ -381,6 +384,9 @@ Status Worker::ComputeSlot(int64_t k, int slot, float lr) {
 
 Status Worker::TakeOver(int64_t k) {
   const std::vector<int> taken = duties_->TakeTakeover();
+  // Training just some slots: the ones taken over now are trained on to the
+  // end of the epoch too.
+  if (!run_->only.empty()) run_->only.insert(run_->only.end(), taken.begin(), taken.end());
   const bool bsp = assignment_.config.cluster.consistency == Consistency::kBsp;
   for (int64_t j = bsp ? k : 0; j <= k && j >= 0; ++j) RETURN_IF_ERROR(ComputeSlots(j, taken));
   return OkStatus();
@@ -447,7 +453,7 @@ Status Worker::RunStep(int64_t k, const std::vector<int>& slots) {
 Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
                         const std::vector<int>& only) {
   const JobConfig& c = assignment_.config;
-  run_ = EpochRun{epoch, first_clock, EpochPlan(c, epoch, data_.train.count)};
+  run_ = EpochRun{epoch, first_clock, EpochPlan(c, epoch, data_.train.count), only};
   if (run_->plan.steps() != steps) {
     return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
                     std::to_string(run_->plan.steps()));
@@ -461,7 +467,7 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   const bool bsp = c.cluster.consistency == Consistency::kBsp;
   if (!bsp || weights_->version() != first_clock) RETURN_IF_ERROR(PullAfter(-1));
   for (int64_t k = 0; k < steps; ++k) {
-    RETURN_IF_ERROR(RunStep(k, only.empty() ? duties_->my_slots() : only));
+    RETURN_IF_ERROR(RunStep(k, run_->only.empty() ? duties_->my_slots() : run_->only));
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {
       last_idle = Clock::now();
       RETURN_IF_ERROR(Idle());

@@ -60,6 +60,22 @@ TEST_CASE("A new membership replaces the live workers", "[server-units]") {
   CHECK(a.SetMembership({0, 1}, {100}, 3).code() == StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("A replacement under a dead worker's id starts a new window of pushes",
+          "[server-units]") {
+  Admission a;
+  REQUIRE(a.SetMembership({0, 1}, {100, 101}, 1).ok());
+  for (uint64_t seq = 0; seq < 5; ++seq) REQUIRE(a.FirstTime(1, seq));
+  REQUIRE(a.SetMembership({0}, {100}, 2).ok());          // worker 1 died
+  REQUIRE(a.SetMembership({0, 1}, {100, 201}, 3).ok());  // a new process took its id
+  CHECK(a.FirstTime(1, 0));                              // applied, not a duplicate
+  CHECK_FALSE(a.FirstTime(1, 0));
+  // The same incarnation in a later membership keeps its window.
+  REQUIRE(a.FirstTime(0, 0));
+  REQUIRE(a.SetMembership({0, 1}, {100, 201}, 4).ok());
+  CHECK_FALSE(a.FirstTime(0, 0));
+  CHECK(a.FirstTime(0, 1));
+}
+
 TEST_CASE("Each worker's pushes are applied once, whatever the other workers send",
           "[server-units]") {
   Admission a;
