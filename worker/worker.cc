@@ -114,6 +114,7 @@ class Worker {
   FloatBuffer input_;
   std::vector<int32_t> labels_;
   std::vector<PsClient::Ticket> pushes_;
+  std::vector<int> todo_;  // ComputeSlots: the slots of the step being computed
   // The epoch being trained.
   struct EpochRun {
     int epoch = 0;
@@ -295,10 +296,12 @@ Status Worker::ComputeSlots(int64_t k, const std::vector<int>& slots) {
   const float lr = ScheduledLearningRate(
       c.schedule, c.optimizer.lr, run_->epoch + static_cast<double>(k) / plan.steps(), c.epochs);
   weights_->set_want_clock(clock);
-  // A copy: `slots` may be the owned slots, which a membership change
-  // during a wait replaces (the caller computes the step again then).
-  const std::vector<int> todo = slots;
-  for (int slot : todo) {
+  // A copy (into a buffer kept from step to step): `slots` may be the owned
+  // slots, which a membership change during a wait replaces (the caller
+  // computes the step again then). Waits run only the control reactions, so
+  // ComputeSlots is never entered again meanwhile.
+  todo_.assign(slots.begin(), slots.end());
+  for (int slot : todo_) {
     if (!plan.Samples(slot, k).empty()) {
       RETURN_IF_ERROR(ComputeSlot(k, slot, lr));
       continue;
