@@ -42,6 +42,7 @@ ClusterStatus SampleStatus() {
   s.epoch_samples_per_s = 1234;
   s.membership_epoch = 2;
   s.failures = 1;
+  s.refused_messages = 7;
   s.samples_total = 2000;
   s.started = std::chrono::steady_clock::now();
   auto node = [](const char* role, int id, const char* state) {
@@ -121,6 +122,7 @@ TEST_CASE("Prometheus text declares every family once before its samples", "[coo
   CHECK(s.at("pstrain_workers_live") == "1");
   CHECK(s.at("pstrain_servers_live") == "1");
   CHECK(s.at("pstrain_failures_total") == "1");
+  CHECK(s.at("pstrain_control_refused_total") == "7");
   CHECK(s.at("pstrain_staleness") == "3");
   CHECK(s.at("pstrain_samples_total") == "2000");
   CHECK(s.at("pstrain_train_loss") == "0.5");  // the epoch running

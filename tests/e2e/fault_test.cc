@@ -347,12 +347,18 @@ TEST_CASE("Forged and repeated reports from a registered stranger change nothing
       (*channel)->Join(msg::Role::WORKER, -1, NewIncarnation(), "", std::chrono::seconds(120));
   REQUIRE(joined.ok());
   // Reports until the job ends, answering heartbeats so it stays registered.
+  int refusals = 0;
   while (job.Running()) {
     SendForgedReports(**channel, 3);
-    (void)(*channel)->Drain([](msg::Control::Reader) { return OkStatus(); });
+    (void)(*channel)->Drain([&refusals](msg::Control::Reader c) {
+      if (c.which() == msg::Control::ERROR) ++refusals;
+      return OkStatus();
+    });
     (void)(*channel)->Tick();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  // Each refusal was answered.
+  CHECK(refusals > 0);
   auto code = job.Wait(std::chrono::seconds(600));
   REQUIRE(code.has_value());
   CHECK(*code == 0);
