@@ -10,6 +10,7 @@
 
 #include "common/base/buffer_pool.h"
 #include "common/base/logging.h"
+#include "common/base/refusal_log.h"
 #include "common/data/job_data.h"
 #include "common/msg/codec.h"
 #include "common/net/node.h"
@@ -115,6 +116,7 @@ class Server {
   bool done_ = false;
   int exit_code_ = 0;
   int64_t bad_messages_ = 0;
+  LogLimiter refusal_log_{20, std::chrono::seconds(1)};  // lines about refused requests
   int64_t refused_ = 0;
   int64_t nonfinite_ = 0;  // pushes refused for NaN/Inf
   std::chrono::steady_clock::time_point last_wait_log_{};
@@ -496,26 +498,28 @@ void Server::ReplyError(Frame& peer, uint64_t request_id, const Status& why) {
 }
 
 void Server::OnData(Message& frames) {
-  if (frames.size() < 2) {
-    ++bad_messages_;
-    PSTRAIN_LOG(WARNING) << "dropped a data message without a header frame";
-    return;
-  }
+  if (frames.empty()) return;
   Frame& peer = frames[0];
   uint64_t request_id = 0;
-  Status s = WithDecoded<msg::DataHeader>(frames[1], [&](msg::DataHeader::Reader h) {
-    request_id = h.getRequestId();
-    return HandleData(peer, h, frames);
-  });
-  if (!s.ok()) {
-    ++bad_messages_;
-    if (s.code() == StatusCode::kAborted) ++refused_;
-    if (bad_messages_ <= 20 || bad_messages_ % 1000 == 0) {
-      PSTRAIN_LOG(WARNING) << "refused a data message (" << bad_messages_
-                           << " so far): " << s.message();
-    }
-    ReplyError(peer, request_id, s);
+  Status s = frames.size() < 2
+                 ? InvalidArgument("a data message without a header frame")
+                 : WithDecoded<msg::DataHeader>(frames[1], [&](msg::DataHeader::Reader h) {
+                     request_id = h.getRequestId();
+                     return HandleData(peer, h, frames);
+                   });
+  if (s.ok()) return;
+  ++bad_messages_;
+  if (s.code() == StatusCode::kAborted) ++refused_;
+  int64_t held_back = 0;
+  if (refusal_log_.Allow(std::chrono::steady_clock::now(), &held_back)) {
+    const std::string id(reinterpret_cast<const char*>(peer.data()), peer.size());
+    PSTRAIN_LOG(WARNING) << "refused a data message from peer " << PeerName(id) << " ("
+                         << bad_messages_ << " so far"
+                         << (held_back > 0 ? ", " + std::to_string(held_back) + " not logged"
+                                           : std::string())
+                         << "): " << s.message();
   }
+  ReplyError(peer, request_id, s);
 }
 
 Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
