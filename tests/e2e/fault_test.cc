@@ -328,6 +328,23 @@ TEST_CASE("A server stopped past the timeout fails over and is killed, not waite
   CHECK(::kill(victim, 0) != 0);  // gone
 }
 
+// After the job's first epoch: kill -9 worker `victim`, wait until the
+// coordinator has noticed, and register a stranger (never Ready) in its
+// place. Returns the stranger's control channel.
+std::unique_ptr<ControlChannel> StrangerInPlaceOf(int victim, const std::string& metrics,
+                                                  Process& job, ZmqContext& ctx) {
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
+  const std::string coordinator = Events(ReadJsonLines(metrics), "membership").at(0)["coordinator"];
+  REQUIRE(::kill(WorkerPid(metrics, victim), SIGKILL) == 0);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
+  auto channel = ControlChannel::Connect(ctx, coordinator);
+  REQUIRE(channel.ok());
+  REQUIRE((*channel)
+              ->Join(msg::Role::WORKER, -1, NewIncarnation(), "", std::chrono::seconds(120))
+              .ok());
+  return std::move(*channel);
+}
+
 TEST_CASE("Forged and repeated reports from a registered stranger change nothing",
           "[e2e][fault][trust]") {
   TempDir dir;
@@ -336,25 +353,17 @@ TEST_CASE("Forged and repeated reports from a registered stranger change nothing
   const std::string metrics = dir.File("m");
   Process job(TrainArgv(kFashionJob, metrics, flags));
   DumpOnExit dump(metrics, &job);
-  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
-  const std::string coordinator = Events(ReadJsonLines(metrics), "membership").at(0)["coordinator"];
-  REQUIRE(::kill(WorkerPid(metrics, 1), SIGKILL) == 0);
-  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
   ZmqContext ctx;
-  auto channel = ControlChannel::Connect(ctx, coordinator);
-  REQUIRE(channel.ok());
-  auto joined =
-      (*channel)->Join(msg::Role::WORKER, -1, NewIncarnation(), "", std::chrono::seconds(120));
-  REQUIRE(joined.ok());
+  auto channel = StrangerInPlaceOf(1, metrics, job, ctx);
   // Reports until the job ends, answering heartbeats so it stays registered.
   int refusals = 0;
   while (job.Running()) {
-    SendForgedReports(**channel, 3);
-    (void)(*channel)->Drain([&refusals](msg::Control::Reader c) {
+    SendForgedReports(*channel, 3);
+    (void)channel->Drain([&refusals](msg::Control::Reader c) {
       if (c.which() == msg::Control::ERROR) ++refusals;
       return OkStatus();
     });
-    (void)(*channel)->Tick();
+    (void)channel->Tick();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   // Each refusal was answered.
@@ -454,21 +463,14 @@ TEST_CASE("A worker that joins and never becomes ready is dropped, and a real on
                         {"--servers", "1", "--workers", "2", "--epochs", "10", "--progress",
                          "never", "--set", "cluster.start_timeout_s=10"}));
   DumpOnExit dump(metrics, &job);
-  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
-  const std::string coordinator = Events(ReadJsonLines(metrics), "membership").at(0)["coordinator"];
-  REQUIRE(::kill(WorkerPid(metrics, 0), SIGKILL) == 0);
-  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "node_failed"; }));
   // A stranger takes the free place, answers heartbeats and never says Ready.
   ZmqContext ctx;
-  auto stranger = ControlChannel::Connect(ctx, coordinator);
-  REQUIRE(stranger.ok());
-  REQUIRE((*stranger)
-              ->Join(msg::Role::WORKER, -1, NewIncarnation(), "", std::chrono::seconds(120))
-              .ok());
+  auto stranger = StrangerInPlaceOf(0, metrics, job, ctx);
+  const std::string coordinator = Events(ReadJsonLines(metrics), "membership").at(0)["coordinator"];
   bool dropped = false;
   while (job.Running() && !dropped) {
-    (void)(*stranger)->Drain([](msg::Control::Reader) { return OkStatus(); });
-    (void)(*stranger)->Tick();
+    (void)stranger->Drain([](msg::Control::Reader) { return OkStatus(); });
+    (void)stranger->Tick();
     for (const json& l : ReadJsonLines(metrics)) dropped = dropped || l["event"] == "node_dropped";
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
