@@ -14,6 +14,7 @@
 #include "common/nn/optimizer.h"
 #include "common/ps/keys.h"
 #include "common/ps/weights_digest.h"
+#include "coordinator/liveness.h"
 
 namespace pstrain {
 namespace {
@@ -119,7 +120,8 @@ Status Coordinator::BroadcastMembership() {
 }
 
 StatusOr<Coordinator::Node> Coordinator::Forget(const Node& n, const char* event,
-                                                const std::string& reason, double detect_seconds) {
+                                                const std::string& reason, double detect_seconds,
+                                                const char* cause) {
   const Node gone = n;  // `n` lives in nodes_, erased below
   JsonObject line;
   line.Add("event", event)
@@ -128,6 +130,7 @@ StatusOr<Coordinator::Node> Coordinator::Forget(const Node& n, const char* event
       .Add("pid", gone.pid)
       .Add("host", gone.host)
       .Add("reason", reason);
+  if (cause != nullptr) line.Add("cause", cause);
   if (detect_seconds >= 0) line.Add("detect_seconds", detect_seconds);
   RETURN_IF_ERROR(metrics_->Write(line.Add("time", SinceStart())));
   dead_[gone.identity] =
@@ -138,26 +141,30 @@ StatusOr<Coordinator::Node> Coordinator::Forget(const Node& n, const char* event
   return gone;
 }
 
-StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, double detect_seconds,
-                                              const std::string& why) {
+StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, const Verdict& v) {
   ++failures_;
   PSTRAIN_LOG(WARNING) << RoleName(dead.role) << " " << dead.id << " (pid " << dead.pid << " on "
-                       << dead.host << ") is dead: " << why;
-  return Forget(dead, "node_failed", why, detect_seconds);
+                       << dead.host << ") is dead (" << v.cause << "): " << v.why;
+  board_.Update([&](ClusterStatus& st) {
+    ++st.deaths_by_cause[v.cause];
+    if (NodeStatus* ns = st.Find(RoleName(dead.role), dead.id)) ns->death = v.cause;
+  });
+  return Forget(dead, "node_failed", v.why, v.detect_seconds, v.cause);
 }
 
 Status Coordinator::DropUnready(const Node& n, const std::string& why) {
   PSTRAIN_LOG(WARNING) << "worker " << n.id << " (pid " << n.pid << " on " << n.host
                        << ") registered but never became ready: " << why
                        << "; dropped, its place is free again";
-  RETURN_IF_ERROR(Forget(n, "node_dropped", "never ready: " + why, -1).status());
+  RETURN_IF_ERROR(Forget(n, "node_dropped", "never ready: " + why, -1, nullptr).status());
   // The servers admitted it with the membership of its joining: no more.
   ++membership_epoch_;
   return BroadcastMembership();
 }
 
-Status Coordinator::OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why) {
-  ASSIGN_OR_RETURN(const Node gone, Bury(dead, detect_seconds, why));
+Status Coordinator::OnWorkerDeath(const Node& dead, const Verdict& v) {
+  ASSIGN_OR_RETURN(const Node gone, Bury(dead, v));
+  const std::string& why = v.why;
   const std::vector<int> live = LiveWorkerIds();
   if (live.empty())
     return Unavailable("every worker has died; the last: worker " + std::to_string(gone.id) + ": " +
@@ -349,6 +356,8 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
       n.last_seen = Clock::now();
       switch (c.which()) {
         case msg::Control::HEARTBEAT:
+          n.beats = true;
+          NoteBusy(n, c.getHeartbeat().getComputeIdleMs());
           return OkStatus();
         case msg::Control::READY:
           n.ready = true;
@@ -409,48 +418,70 @@ Status Coordinator::SendHeartbeats(std::chrono::steady_clock::time_point now) {
   return OkStatus();
 }
 
-Status Coordinator::DetectDeaths(std::chrono::steady_clock::time_point now) {
+std::optional<Coordinator::Verdict> Coordinator::Judge(const Node& n, Clock::time_point now,
+                                                      const std::vector<int>& exited) const {
   const auto hb = std::chrono::milliseconds(options_.config.cluster.heartbeat_ms);
-  const auto timeout_ms = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
+  const auto timeout = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
   const auto start_deadline = std::chrono::seconds(options_.config.cluster.start_timeout_s);
-  std::vector<int> exited = probe_ ? probe_() : std::vector<int>{};
-  std::vector<std::pair<std::string, std::string>> deaths;  // identity, why
-  std::vector<double> detect;
-  for (auto& [identity, n] : nodes_) {
-    if (n.launched && std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
-      deaths.emplace_back(identity, "its process exited");
-      detect.push_back(Since(n.last_seen));
-    } else if (n.unreachable >= 2 && now - n.last_seen > 2 * hb) {
-      deaths.emplace_back(identity, "its connection closed");
-      detect.push_back(Since(n.last_seen));
-    } else if (!n.ready) {
-      // Still loading (heartbeats wait until it is ready): only the start
-      // deadline says it is gone.
-      if (now - n.registered > start_deadline) {
-        deaths.emplace_back(identity, "not ready " + std::to_string(start_deadline.count()) +
-                                          " s after it registered");
-        detect.push_back(Since(n.registered));
-      }
-    } else if (now - n.last_seen > timeout_ms) {
-      deaths.emplace_back(
-          identity, "silent for " +
-                        std::to_string(
-                            std::chrono::duration_cast<std::chrono::milliseconds>(now - n.last_seen)
-                                .count()) +
-                        " ms");
-      detect.push_back(Since(n.last_seen));
-    }
+  if (n.launched && std::find(exited.begin(), exited.end(), n.pid) != exited.end()) {
+    return Verdict{kCauseExited, "its process exited", Since(n.last_seen)};
   }
-  for (size_t i = 0; i < deaths.size(); ++i) {
-    auto it = nodes_.find(deaths[i].first);
+  if (n.unreachable >= 2 && now - n.last_seen > 2 * hb) {
+    return Verdict{kCauseClosed, "its connection closed", Since(n.last_seen)};
+  }
+  // A node beats from its own thread from the assignment on, loading or
+  // not; one that never beat (a client of its own) has the start deadline.
+  if (!n.ready && !n.beats) {
+    if (now - n.registered <= start_deadline) return std::nullopt;
+    return Verdict{kCauseNotReady,
+                   "not ready " + std::to_string(start_deadline.count()) +
+                       " s after it registered",
+                   Since(n.registered)};
+  }
+  if (now - n.last_seen <= timeout) {
+    if (n.ready || now - n.registered <= start_deadline) return std::nullopt;
+    return Verdict{kCauseNotReady,
+                   "not ready " + std::to_string(start_deadline.count()) +
+                       " s after it registered",
+                   Since(n.registered)};
+  }
+  // Only the launcher's own nodes on this host are looked up by pid.
+  const char* cause =
+      n.launched && n.host == HostName() ? SilentProcessCause(n.pid) : kCauseSilent;
+  const std::string how = n.launched && n.host == HostName()
+                              ? DescribeSilence(cause)
+                              : "stopped, hung or cut off: it runs on " + n.host;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - n.last_seen).count();
+  return Verdict{cause, "silent for " + std::to_string(ms) + " ms; " + how, Since(n.last_seen)};
+}
+
+Status Coordinator::DetectDeaths(Clock::time_point now) {
+  // This process itself stood still (stopped, starved of the CPU): every
+  // node's silence would be ours. Hear them out for a timeout first.
+  const auto timeout = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
+  if (last_judged_ != Clock::time_point{} && now - last_judged_ > timeout / 2) {
+    PSTRAIN_LOG(WARNING) << "the coordinator did not run for "
+                         << std::chrono::duration_cast<std::chrono::milliseconds>(now -
+                                                                                  last_judged_)
+                                .count()
+                         << " ms; every node gets a timeout to be heard before any is judged";
+    for (auto& [identity, n] : nodes_) n.last_seen = std::max(n.last_seen, now);
+  }
+  last_judged_ = now;
+  const std::vector<int> exited = probe_ ? probe_() : std::vector<int>{};
+  std::vector<std::pair<std::string, Verdict>> deaths;  // identity, verdict
+  for (auto& [identity, n] : nodes_) {
+    if (std::optional<Verdict> v = Judge(n, now, exited)) deaths.emplace_back(identity, *v);
+  }
+  for (const auto& [identity, v] : deaths) {
+    auto it = nodes_.find(identity);
     if (it == nodes_.end()) continue;
     const Node& n = it->second;
     if (n.role == msg::Role::SERVER) {
-      RETURN_IF_ERROR(OnServerDeath(n, detect[i], deaths[i].second));
+      RETURN_IF_ERROR(OnServerDeath(n, v));
       continue;
     }
-    RETURN_IF_ERROR(n.ready ? OnWorkerDeath(n, detect[i], deaths[i].second)
-                            : DropUnready(n, deaths[i].second));
+    RETURN_IF_ERROR(n.ready ? OnWorkerDeath(n, v) : DropUnready(n, v.why));
   }
   return OkStatus();
 }
@@ -650,8 +681,9 @@ std::vector<ServerEntry> Coordinator::ServerTable() {
   return table;
 }
 
-Status Coordinator::OnServerDeath(const Node& dead, double detect_seconds, const std::string& why) {
-  ASSIGN_OR_RETURN(const Node gone, Bury(dead, detect_seconds, why));
+Status Coordinator::OnServerDeath(const Node& dead, const Verdict& v) {
+  ASSIGN_OR_RETURN(const Node gone, Bury(dead, v));
+  const std::string& why = v.why;
   int promoted = 0;
   for (size_t r = 0; r < ranges_.size(); ++r) {
     if (backup_[r] == gone.id) backup_[r] = -1;

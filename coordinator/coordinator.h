@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,13 @@ class Coordinator {
     std::chrono::steady_clock::time_point registered;  // when its Register came
     std::chrono::steady_clock::time_point last_seen;
     int unreachable = 0;  // heartbeats in a row its connection refused
+    bool beats = false;   // it has sent heartbeats (before Ready too)
+  };
+  // Why a node is judged dead (causes: liveness.h).
+  struct Verdict {
+    const char* cause;
+    std::string why;
+    double detect_seconds;
   };
   using Handler = std::function<Status(Node& from, msg::Control::Reader c)>;
   // What one worker reported at the end of its share of an epoch.
@@ -102,20 +110,20 @@ class Coordinator {
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);
   // Forgets node n: its metrics line (`event`: node_failed or node_dropped;
-  // detect_seconds < 0: none), a Shutdown for it if it speaks again, its pid
+  // detect_seconds < 0: none; cause: liveness.h, or null), a Shutdown for it if it speaks again, its pid
   // among the dead. Returns it.
   StatusOr<Node> Forget(const Node& n, const char* event, const std::string& reason,
-                        double detect_seconds);
+                        double detect_seconds, const char* cause);
   // Records a death (log, metrics event) and forgets the node; returns it.
-  StatusOr<Node> Bury(const Node& dead, double detect_seconds, const std::string& why);
+  StatusOr<Node> Bury(const Node& dead, const Verdict& v);
   // A server died: promote the backups of its ranges, tell everyone.
-  Status OnServerDeath(const Node& dead, double detect_seconds, const std::string& why);
+  Status OnServerDeath(const Node& dead, const Verdict& v);
   std::vector<ServerEntry> ServerTable();
   // A worker that joined a running job and never became ready (it died, or
   // cluster.start_timeout_s passed): forgotten, its place free again.
   Status DropUnready(const Node& n, const std::string& why);
   // A worker died: drop it, hand its slots to the survivors, tell everyone.
-  Status OnWorkerDeath(const Node& dead, double detect_seconds, const std::string& why);
+  Status OnWorkerDeath(const Node& dead, const Verdict& v);
   Status BroadcastMembership();
   std::vector<Node*> LiveWorkers();  // ready workers, by id
   std::vector<int> LiveWorkerIds();
@@ -134,7 +142,12 @@ class Coordinator {
   Status ReceiveAll(const Handler& handler);
   Status SendHeartbeats(std::chrono::steady_clock::time_point now);
   Status DetectDeaths(std::chrono::steady_clock::time_point now);
+  // Whether n is dead, and why; `exited`: the launcher's children that exited.
+  std::optional<Verdict> Judge(const Node& n, std::chrono::steady_clock::time_point now,
+                               const std::vector<int>& exited) const;
   Status CheckRecovered();
+  // A heartbeat said how long n's main thread has been busy (status page).
+  void NoteBusy(const Node& n, uint32_t compute_idle_ms);
   Status OnRegister(const std::string& identity, msg::Register::Reader r);
   // A control message that is not accepted: one log line naming the peer
   // (rate-limited), an `error` reply to it, and the refusal counted.
@@ -200,6 +213,7 @@ class Coordinator {
   std::string restore_dir_;  // checkpoint folder the servers start from
   bool monitoring_ = false;  // liveness is checked once every node is ready
   std::chrono::steady_clock::time_point last_heartbeat_{};
+  std::chrono::steady_clock::time_point last_judged_{};  // DetectDeaths' last turn
   std::chrono::steady_clock::time_point run_start_{};
   std::function<std::vector<int>()> probe_;
   std::vector<int> dead_pids_;

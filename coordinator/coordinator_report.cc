@@ -93,6 +93,13 @@ void Coordinator::PublishMembership() {
   });
 }
 
+void Coordinator::NoteBusy(const Node& n, uint32_t compute_idle_ms) {
+  board_.Update([&](ClusterStatus& s) {
+    NodeStatus* known = s.Find(RoleText(n.role), n.id);
+    if (known != nullptr && known->pid == n.pid) known->busy_s = compute_idle_ms / 1000.0;
+  });
+}
+
 void Coordinator::PublishPhase(const std::string& phase, int epoch) {
   board_.Update([&](ClusterStatus& s) {
     s.phase = phase;

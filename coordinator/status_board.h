@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -36,6 +37,11 @@ struct NodeStatus {
   double step_s = -1;
   double samples_per_s = -1;
   int64_t epoch_samples = 0;  // progress in the epoch running
+  // Seconds the node's main thread had been busy (a step, loading,
+  // evaluating) at its last heartbeat; the heartbeats come from a thread
+  // of their own.
+  double busy_s = 0;
+  std::string death;  // once dead: the cause (coordinator/liveness.h)
 };
 
 struct ClusterStatus {
@@ -56,7 +62,8 @@ struct ClusterStatus {
   double epoch_samples_per_s = 0;
   uint64_t membership_epoch = 0;
   int failures = 0;
-  int64_t refused_messages = 0;  // control messages refused (see Coordinator::Refuse)
+  std::map<std::string, int> deaths_by_cause;  // cause (coordinator/liveness.h) -> nodes
+  int64_t refused_messages = 0;                // control messages refused (see Coordinator::Refuse)
   int64_t samples_total = 0;
   std::chrono::steady_clock::time_point started{};
   std::vector<NodeStatus> nodes;

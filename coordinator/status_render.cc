@@ -116,6 +116,13 @@ std::string RenderPrometheus(const ClusterStatus& s) {
       .Sample(static_cast<double>(s.samples_total));
   e.Family("pstrain_failures_total", "counter", "Nodes that died and were recovered from.")
       .Sample(s.failures);
+  e.Family("pstrain_node_deaths_total", "counter",
+           "Nodes declared dead, by cause: exited, connection_closed, stopped (the process is "
+           "stopped, SIGSTOP or a debugger), silent (no heartbeat for cluster.timeout_ms, the "
+           "process not known to be gone), not_ready (joined but never ready).");
+  for (const auto& [cause, count] : s.deaths_by_cause) {
+    e.Sample(count, "cause=\"" + LabelValue(cause) + "\"");
+  }
   e.Family("pstrain_control_refused_total", "counter",
            "Control messages refused: from unregistered peers, of a kind the sender's role never "
            "sends, reports of work the sender was not given or had reported, malformed ones.")
@@ -174,6 +181,12 @@ std::string RenderPrometheus(const ClusterStatus& s) {
        "Seconds the worker waited for fresh weights.",
        [](const NodeStatus& n) { return n.pull_wait_s; }},
   };
+  e.Family("pstrain_node_busy_seconds", "gauge",
+           "Seconds the node's main thread had been busy in one stretch (a step, loading data, "
+           "evaluating) at its last heartbeat; heartbeats come from a thread of their own.");
+  for (const NodeStatus& n : s.nodes) {
+    if (n.state != "dead") e.Sample(n.busy_s, NodeLabel(n) + ",role=\"" + n.role + "\"");
+  }
   for (const PerWorker& m : per_worker) {
     e.Family(m.name, m.type, m.help);
     for (const NodeStatus& n : s.nodes) {
@@ -192,6 +205,8 @@ std::string RenderStatusJson(const ClusterStatus& s) {
       if (n.role != role) continue;
       JsonObject o;
       o.Add("id", n.id).Add("state", n.state).Add("pid", n.pid).Add("host", n.host);
+      o.Add("busy_s", n.busy_s);
+      if (!n.death.empty()) o.Add("death", n.death);
       if (role == "server") {
         o.Add("endpoint", n.endpoint);
       } else {
@@ -238,6 +253,9 @@ std::string RenderStatusJson(const ClusterStatus& s) {
           .Add("loss", s.epoch_samples > 0 ? s.epoch_loss : kUnknown)
           .Add("samples_per_s", s.epoch_samples_per_s)
           .str();
+  JsonObject deaths_object;
+  for (const auto& [cause, count] : s.deaths_by_cause) deaths_object.Add(cause, count);
+  const std::string deaths = deaths_object.str();
   return JsonObject()
              .Add("job", s.job)
              .Add("phase", s.phase)
@@ -251,6 +269,7 @@ std::string RenderStatusJson(const ClusterStatus& s) {
              .AddRaw("progress", progress)
              .Add("membership_epoch", static_cast<int64_t>(s.membership_epoch))
              .Add("failures", s.failures)
+             .AddRaw("deaths_by_cause", deaths)
              .Add("samples_total", s.samples_total)
              .Add("uptime_s", Uptime(s))
              .Add("servers_live", s.Live("server"))

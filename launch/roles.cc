@@ -377,6 +377,9 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
     if (const char* gate = std::getenv("PSTRAIN_FAULT_EVAL_GATE"); gate != nullptr) {
       o.eval_gate = gate;
     }
+    if (const char* stall = std::getenv("PSTRAIN_FAULT_STALL_MS"); stall != nullptr) {
+      o.stall_ms = std::atoi(stall);
+    }
     SetLogPrefix("worker");
     s = RunWorker(o, stop, &exit_code);
   }

@@ -13,8 +13,8 @@
 //
 // Owned by one thread (its sockets are not thread safe). While waiting
 // (Wait, WaitAll, WaitBuffersReleased) it calls the idle hook about every
-// 50 ms (the worker sends heartbeats there); an error from the hook ends
-// the wait.
+// 50 ms (the worker answers the coordinator there); an error from the
+// hook ends the wait.
 #pragma once
 
 #include <chrono>

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include "common/base/logging.h"
 #include "common/data/handout.h"
@@ -92,7 +93,8 @@ class Worker {
   // model; the model keeps its old weights until all of them arrived.
   // Returns kAborted when slots were handed to this worker meanwhile.
   Status Pull(int64_t clock);
-  // Sends heartbeats and handles control messages while waiting.
+  // Handles control messages while waiting; an error once the coordinator
+  // fell silent.
   Status Idle();
   // Sparse models: pulls the rows of the gathered batch from the servers.
   Status FetchRows(Model& model);
@@ -130,6 +132,7 @@ class Worker {
   int64_t correct_ = 0, done_samples_ = 0;
   uint64_t hash_ = 0;
   bool done_ = false;
+  bool stalled_ = false;  // options_.stall_ms was spent
   int exit_code_ = 0;
   Status WaitForEvalGate();
   Status EvaluateRows(int epoch, int64_t begin, int64_t end);
@@ -470,6 +473,11 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   const bool bsp = c.cluster.consistency == Consistency::kBsp;
   if (!bsp || weights_->version() != first_clock) RETURN_IF_ERROR(PullAfter(-1));
   for (int64_t k = 0; k < steps; ++k) {
+    if (options_.stall_ms > 0 && !stalled_ && k == 1) {
+      stalled_ = true;
+      PSTRAIN_LOG(WARNING) << "standing still for " << options_.stall_ms << " ms (fault test)";
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.stall_ms));
+    }
     RETURN_IF_ERROR(RunStep(k, run_->only.empty() ? duties_->my_slots() : run_->only));
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {
       last_idle = Clock::now();
@@ -548,8 +556,8 @@ Status Worker::EvaluateRows(int epoch, int64_t begin, int64_t end) {
     } while (s.code() == StatusCode::kAborted && !done_);
     RETURN_IF_ERROR(s);
   }
-  // Between batches the worker answers the coordinator (heartbeats, a
-  // membership change, more ranges to evaluate), however long the range.
+  // Between batches the worker answers the coordinator (a membership
+  // change, more ranges to evaluate), however long the range.
   ASSIGN_OR_RETURN(const EvalResult r,
                    EvaluateRange(
                        *model_, data_.test, begin, end, [this](Model& m) { return FetchRows(m); },

@@ -131,6 +131,10 @@ struct Heartbeat {
   nodeId @0 :Int32;
   incarnation @1 :UInt64;
   role @2 :Role;
+  # Nodes: how long (ms) the node's main thread has been busy without
+  # looking at its control link (a long step, loading, evaluating). The
+  # heartbeat itself comes from a thread of its own. 0 from the coordinator.
+  computeIdleMs @3 :UInt32;
 }
 
 # coordinator -> workers: train epoch `epoch` (0-based).

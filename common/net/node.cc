@@ -124,17 +124,19 @@ StatusOr<std::unique_ptr<ControlChannel>> ControlChannel::Connect(ZmqContext& ct
   o.max_message_bytes = static_cast<int64_t>(kMaxHeaderBytes);
   ASSIGN_OR_RETURN(std::unique_ptr<Socket> s, Socket::Create(ctx, SocketKind::kDealer, o));
   RETURN_IF_ERROR(s->Connect(coordinator));
-  auto c = std::unique_ptr<ControlChannel>(new ControlChannel(std::move(s)));
+  auto c = std::unique_ptr<ControlChannel>(new ControlChannel(ctx, std::move(s)));
   c->coordinator_ = coordinator;
   return c;
 }
 
 Status ControlChannel::Send(capnp::MessageBuilder& message) {
+  if (link_ != nullptr) return link_->Send(message);
   Message frames;
   frames.push_back(EncodeFrame(message));
-  last_sent_ = std::chrono::steady_clock::now();
   return socket_->Send(frames);
 }
+
+Socket* ControlChannel::socket() { return link_ != nullptr ? link_->socket() : socket_.get(); }
 
 std::string LocalHostKey() {
   struct stat st {};
@@ -154,8 +156,6 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
                                               std::chrono::seconds deadline,
                                               const std::string& local_endpoint,
                                               const std::atomic<bool>* stop) {
-  role_ = role;
-  incarnation_ = incarnation;
   {
     capnp::MallocMessageBuilder m;
     auto r = m.initRoot<msg::Control>().initRegister();
@@ -199,9 +199,14 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
     RETURN_IF_ERROR(s);
     if (assignment) {
       node_id_ = assignment->node_id;
-      heartbeat_ = std::chrono::milliseconds(assignment->heartbeat_ms);
-      timeout_ = std::chrono::milliseconds(assignment->timeout_ms);
-      last_heard_ = std::chrono::steady_clock::now();
+      ControlLinkOptions o;
+      o.node_id = node_id_;
+      o.incarnation = incarnation;
+      o.role = role;
+      o.heartbeat = std::chrono::milliseconds(assignment->heartbeat_ms);
+      o.timeout = std::chrono::milliseconds(assignment->timeout_ms);
+      o.coordinator = coordinator_;
+      ASSIGN_OR_RETURN(link_, ControlLink::Start(ctx_, std::move(socket_), o));
       return *std::move(assignment);
     }
   }
@@ -210,49 +215,13 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
 }
 
 Status ControlChannel::Drain(const std::function<Status(msg::Control::Reader)>& fn) {
-  while (true) {
-    Message frames;
-    StatusOr<bool> got = socket_->Recv(&frames, 1);
-    if (!got.ok()) {
-      if (got.status().code() != StatusCode::kInvalidArgument) return got.status();
-      PSTRAIN_LOG(WARNING) << "control: dropped a bad message: " << got.status().message();
-      continue;
-    }
-    if (!*got) return OkStatus();
-    last_heard_ = std::chrono::steady_clock::now();
-    RETURN_IF_ERROR(WithDecoded<msg::Control>(frames[0], [&](msg::Control::Reader c) -> Status {
-      if (c.which() == msg::Control::HEARTBEAT) return OkStatus();
-      return fn(c);
-    }));
-  }
+  if (link_ == nullptr) return Internal("control: Drain before joining");
+  return link_->Drain(fn);
 }
 
 Status ControlChannel::Tick() {
-  const auto now = std::chrono::steady_clock::now();
-  // This process itself stood still (paused, swapped out): the silence is
-  // ours. Say we are back and give the coordinator time to answer, so a
-  // node it declared dead hears that rather than guessing.
-  if (last_tick_ != std::chrono::steady_clock::time_point{} && now - last_tick_ > timeout_ / 2) {
-    last_heard_ = now;
-    last_sent_ = {};
-  }
-  last_tick_ = now;
-  if (now - last_heard_ > timeout_) {
-    return Unavailable(
-        "the coordinator at " + coordinator_ + " has been silent for " +
-        std::to_string(
-            std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()) +
-        " ms");
-  }
-  if (now - last_sent_ >= heartbeat_) {
-    capnp::MallocMessageBuilder m;
-    auto h = m.initRoot<msg::Control>().initHeartbeat();
-    h.setNodeId(node_id_);
-    h.setIncarnation(incarnation_);
-    h.setRole(role_);
-    RETURN_IF_ERROR(Send(m));
-  }
-  return OkStatus();
+  if (link_ == nullptr) return Internal("control: Tick before joining");
+  return link_->Tick();
 }
 
 int64_t PeakRssBytes() {

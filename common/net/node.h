@@ -1,7 +1,7 @@
 // What every node (server or worker) does on the control plane: connect a
 // DEALER to the coordinator, register, receive its assignment, exchange
 // heartbeats, and notice when the coordinator falls silent.
-// Owned by the node's main thread (the socket is not thread safe).
+// A ControlChannel is used by the node's main thread only.
 #pragma once
 
 #include <atomic>
@@ -15,6 +15,7 @@
 #include "common/base/status.h"
 #include "common/job/config.h"
 #include "common/msg/codec.h"
+#include "common/net/control_link.h"
 #include "common/net/zmq_socket.h"
 #include "common/ps/keys.h"
 
@@ -70,46 +71,47 @@ std::string HostName();
 // This process's peak resident memory (VmHWM), or -1 if unknown.
 int64_t PeakRssBytes();
 
+// Until Join succeeds the caller's thread talks on the DEALER itself; from
+// then on a ControlLink (control_link.h) owns it and keeps the node's
+// heartbeats going whatever the caller is doing.
 class ControlChannel {
  public:
   static StatusOr<std::unique_ptr<ControlChannel>> Connect(ZmqContext& ctx,
                                                            const std::string& coordinator);
 
-  // Sends Register and waits (at most `deadline`) for the Assignment.
-  // Servers give their data endpoint, and optionally the same socket as
-  // ipc:// for nodes on this host. Gives up (kCancelled) when *stop turns true.
+  // Sends Register and waits (at most `deadline`) for the Assignment, then
+  // starts the link thread. Servers give their data endpoint, and
+  // optionally the same socket as ipc:// for nodes on this host. Gives up
+  // (kCancelled) when *stop turns true.
   StatusOr<NodeAssignment> Join(msg::Role role, int requested_id, uint64_t incarnation,
                                 const std::string& data_endpoint, std::chrono::seconds deadline,
                                 const std::string& local_endpoint = "",
                                 const std::atomic<bool>* stop = nullptr);
 
   Status Send(capnp::MessageBuilder& message);
-  // Receives every waiting control message and hands each to fn; heartbeats
-  // are answered here. Returns an error when fn does, or a message is bad.
+  // Receives every waiting control message and hands each to fn (the
+  // coordinator's heartbeats never reach it). Returns an error when fn
+  // does, or a message is bad.
   Status Drain(const std::function<Status(msg::Control::Reader)>& fn);
-  // Sends a heartbeat when one is due; returns kUnavailable when nothing has
-  // come from the coordinator for timeout_ms.
+  // Returns kUnavailable when nothing has come from the coordinator for
+  // timeout_ms (heartbeats go out from the link thread).
   Status Tick();
 
   // The launch token Join sends (see Register.launchToken).
   void set_launch_token(std::string token) { launch_token_ = std::move(token); }
 
-  Socket* socket() { return socket_.get(); }
+  // Readable when a control message waits (to poll with other sockets).
+  Socket* socket();
   int node_id() const { return node_id_; }
 
  private:
-  explicit ControlChannel(std::unique_ptr<Socket> s) : socket_(std::move(s)) {}
-  std::unique_ptr<Socket> socket_;
+  ControlChannel(ZmqContext& ctx, std::unique_ptr<Socket> s) : ctx_(ctx), socket_(std::move(s)) {}
+  ZmqContext& ctx_;
+  std::unique_ptr<Socket> socket_;     // until Join succeeds
+  std::unique_ptr<ControlLink> link_;  // from then on
   std::string coordinator_;
-  msg::Role role_ = msg::Role::WORKER;
   int node_id_ = -1;
-  uint64_t incarnation_ = 0;
   std::string launch_token_;
-  std::chrono::milliseconds heartbeat_{500};
-  std::chrono::milliseconds timeout_{3000};
-  std::chrono::steady_clock::time_point last_sent_{};
-  std::chrono::steady_clock::time_point last_heard_{};
-  std::chrono::steady_clock::time_point last_tick_{};  // to notice this process stalled
 };
 
 }  // namespace pstrain

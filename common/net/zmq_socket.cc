@@ -320,9 +320,10 @@ Socket::~Socket() = default;
 StatusOr<std::unique_ptr<Socket>> Socket::Create(ZmqContext& ctx, SocketKind kind,
                                                  const SocketOptions& o) {
   try {
-    auto s = std::make_unique<zmq::socket_t>(ctx.get(), kind == SocketKind::kRouter
-                                                            ? zmq::socket_type::router
-                                                            : zmq::socket_type::dealer);
+    const zmq::socket_type type = kind == SocketKind::kRouter   ? zmq::socket_type::router
+                                  : kind == SocketKind::kDealer ? zmq::socket_type::dealer
+                                                                : zmq::socket_type::pair;
+    auto s = std::make_unique<zmq::socket_t>(ctx.get(), type);
     s->set(zmq::sockopt::linger, o.linger_ms);
     s->set(zmq::sockopt::maxmsgsize, o.max_message_bytes);
     s->set(zmq::sockopt::sndhwm, o.send_hwm);
@@ -333,7 +334,7 @@ StatusOr<std::unique_ptr<Socket>> Socket::Create(ZmqContext& ctx, SocketKind kin
     }
     if (kind == SocketKind::kRouter) s->set(zmq::sockopt::router_mandatory, 1);
     if (!o.identity.empty()) s->set(zmq::sockopt::routing_id, o.identity);
-    if (const CurveKeyPair* key = ctx.curve_key(); key != nullptr) {
+    if (const CurveKeyPair* key = ctx.curve_key(); key != nullptr && kind != SocketKind::kPair) {
       if (kind == SocketKind::kRouter) {
         s->set(zmq::sockopt::curve_server, 1);
         s->set(zmq::sockopt::curve_secretkey, key->secret_key);

@@ -110,7 +110,9 @@ Status WriteJobKeyFile(const std::string& path, const CurveKeyPair& key);
 // group or others.
 StatusOr<CurveKeyPair> ReadJobKeyFile(const std::string& path);
 
-enum class SocketKind { kRouter, kDealer };
+// kPair: one end of an inproc:// pipe between two threads of this process
+// (never CURVE, no ZMTP heartbeats).
+enum class SocketKind { kRouter, kDealer, kPair };
 
 struct SocketOptions {
   // Largest message the socket accepts (ZMQ_MAXMSGSIZE); bigger ones drop

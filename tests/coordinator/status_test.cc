@@ -43,6 +43,7 @@ ClusterStatus SampleStatus() {
   s.membership_epoch = 2;
   s.failures = 1;
   s.refused_messages = 7;
+  s.deaths_by_cause = {{"stopped", 1}, {"exited", 2}};
   s.samples_total = 2000;
   s.started = std::chrono::steady_clock::now();
   auto node = [](const char* role, int id, const char* state) {
@@ -57,11 +58,13 @@ ClusterStatus SampleStatus() {
   NodeStatus server = node("server", 0, "live");
   server.endpoint = "tcp://127.0.0.1:1";
   NodeStatus w0 = node("worker", 0, "dead");
+  w0.death = "stopped";
   NodeStatus w1 = node("worker", 1, "live");
   w1.samples = 2000;
   w1.step_s = 0.004;
   w1.samples_per_s = 16000;
   w1.compute_s = 1.5;
+  w1.busy_s = 2.25;
   s.nodes = {server, w0, w1};
   for (int e = 1; e <= 2; ++e) {
     EpochStats h;
@@ -123,6 +126,10 @@ TEST_CASE("Prometheus text declares every family once before its samples", "[coo
   CHECK(s.at("pstrain_servers_live") == "1");
   CHECK(s.at("pstrain_failures_total") == "1");
   CHECK(s.at("pstrain_control_refused_total") == "7");
+  CHECK(s.at("pstrain_node_deaths_total{cause=\"stopped\"}") == "1");
+  CHECK(s.at("pstrain_node_deaths_total{cause=\"exited\"}") == "2");
+  CHECK(s.at("pstrain_node_busy_seconds{node=\"worker 1\",role=\"worker\"}") == "2.25");
+  CHECK(s.count("pstrain_node_busy_seconds{node=\"worker 0\",role=\"worker\"}") == 0);  // dead
   CHECK(s.at("pstrain_staleness") == "3");
   CHECK(s.at("pstrain_samples_total") == "2000");
   CHECK(s.at("pstrain_train_loss") == "0.5");  // the epoch running
@@ -157,6 +164,10 @@ TEST_CASE("The status document holds membership, progress and every epoch", "[co
   REQUIRE(j["workers"].size() == 2);
   CHECK(j["workers"][0]["state"] == "dead");
   CHECK(j["workers"][0]["step_s"].is_null());
+  CHECK(j["workers"][0]["death"] == "stopped");
+  CHECK(j["workers"][1].count("death") == 0);
+  CHECK(j["workers"][1]["busy_s"] == 2.25);
+  CHECK(j["deaths_by_cause"]["exited"] == 2);
   CHECK(j["workers"][1]["samples_per_s"] == 16000);
   REQUIRE(j["history"].size() == 2);
   CHECK(j["history"][1]["test_accuracy"].get<double>() == Approx(0.9));

@@ -216,6 +216,7 @@ TEST_CASE("A worker paused past the timeout is dropped and its late pushes are n
   const json failed = Events(ReadJsonLines(metrics), "node_failed").at(0);
   CHECK(failed["id"] == 2);
   CHECK_THAT(failed["reason"].get<std::string>(), Catch::Contains("silent"));
+  CHECK(failed["cause"] == "stopped");  // read off the process table
   CheckEveryEpochComplete(metrics, 4, 60000);
   CHECK(Digest(Final(metrics)) == Digest(clean));
   // Resumed, it was told it is no longer a member, by a server or the coordinator.
@@ -320,6 +321,7 @@ TEST_CASE("A server stopped past the timeout fails over and is killed, not waite
   const json failed = Events(ReadJsonLines(metrics), "node_failed").at(0);
   CHECK(failed["role"] == "server");
   CHECK_THAT(failed["reason"].get<std::string>(), Catch::Contains("silent"));
+  CHECK(failed["cause"] == "stopped");
   CheckEveryEpochComplete(metrics, 3, 60000);
   CHECK(Digest(Final(metrics)) == Digest(clean));
   CHECK_THAT(job.Stderr(), Catch::Contains("server 0 (pid " + std::to_string(victim) +
@@ -450,9 +452,9 @@ TEST_CASE("Strangers registering while a job starts neither take its places nor 
   CHECK(*code == 0);
   CheckEveryEpochComplete(metrics, 2, 60000);
   // The job's workers are the launcher's own children.
-  for (const json& w : Events(ReadJsonLines(metrics), "membership").at(0)["workers"]) {
-    CHECK(w["pid"] != ::getpid());
-  }
+  const json first = Events(ReadJsonLines(metrics), "membership").at(0);
+  REQUIRE(first["workers"].size() == 2);
+  for (const json& w : first["workers"]) CHECK(w["pid"] != ::getpid());
 }
 
 TEST_CASE("A worker that joins and never becomes ready is dropped, and a real one then joins",
@@ -616,6 +618,7 @@ TEST_CASE("kill -9 of a server with replication 2 mid-run loses no update", "[e2
   CHECK(failed["role"] == "server");
   INFO("detected after " << failed["detect_seconds"] << " s");
   CHECK_THAT(failed["reason"].get<std::string>(), !Catch::Contains("silent"));
+  CHECK((failed["cause"] == "exited" || failed["cause"] == "connection_closed"));
   const auto recovered = Events(ReadJsonLines(metrics), "recovered");
   REQUIRE(recovered.size() == 1);
   CHECK(recovered[0]["role"] == "server");

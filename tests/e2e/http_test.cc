@@ -4,11 +4,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -210,6 +212,58 @@ TEST_CASE("Headless Chromium draws one point per finished epoch on the live page
   CHECK(CountOf(dom, "class=\"node live\"") == 3);
   CHECK_THAT(dom, Catch::Contains("pstrain · mnist_mlp"));
   CHECK(std::filesystem::file_size(shots + "/status_page.png") > 1000);
+}
+
+TEST_CASE("Workers that stand still longer than the timeout on a loaded machine are busy, not dead",
+          "[e2e][fault][http]") {
+  // Other work keeps both cores busy, as on a shared machine.
+  std::vector<std::unique_ptr<Process>> load;
+  for (int i = 0; i < 3; ++i) {
+    load.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"/bin/sh", "-c", "while :; do :; done"}));
+  }
+  TempDir dir;
+  const std::string metrics = dir.File("m.jsonl");
+  // Each worker's main thread stands still for 8 s in its first epoch: more
+  // than twice cluster.timeout_ms (3 s, the default).
+  Process job({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "2", "--epochs", "2",
+               "--http", "-1", "--progress", "never", "--metrics", metrics},
+              {{"PSTRAIN_FAULT_STALL_MS", "8000"}});
+  const int port = WaitForHttpPort(job);
+  INFO(job.Stdout() << job.Stderr());
+  REQUIRE(port > 0);
+  // The status page shows them busy meanwhile, beating all along.
+  double busiest = 0;
+  int asked = 0, answered = 0;
+  std::string scrape;
+  REQUIRE(WaitFor(
+      [&] {
+        HttpResult r = HttpGet(port, "/status");
+        ++asked;
+        if (r.status == 200) {
+          ++answered;
+          const json st = json::parse(r.body);
+          for (const json& w : st["workers"]) {
+            busiest = std::max(busiest, w["busy_s"].get<double>());
+          }
+        }
+        if (busiest > 3.5 && scrape.empty()) scrape = HttpGet(port, "/metrics").body;
+        return busiest > 3.5 || !job.Running();
+      },
+      std::chrono::seconds(300)));
+  INFO("the busiest worker had been busy " << busiest << " s; " << answered << " of " << asked
+                                           << " status requests answered");
+  CHECK(busiest > 3.5);
+  CHECK_THAT(scrape, Catch::Contains("pstrain_node_busy_seconds{node=\"worker "));
+  auto code = job.Wait(std::chrono::seconds(600));
+  load.clear();
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  const auto lines = ReadJsonLines(metrics);
+  CHECK(Events(lines, "node_failed").empty());
+  CHECK(Events(lines, "epoch").size() == 2);
+  for (const json& e : Events(lines, "epoch")) CHECK(e["samples"] == 60000);
+  CHECK_THAT(job.Stderr(), Catch::Contains("standing still for 8000 ms"));
 }
 
 }  // namespace
