@@ -220,6 +220,7 @@ Status Coordinator::SendEvaluate(const Node& n, int64_t begin, int64_t end) {
   e.setEpoch(current_.epoch);
   e.setBegin(begin);
   e.setEnd(end);
+  e.setClock(clock_);
   return SendTo(n, m);
 }
 
@@ -419,7 +420,7 @@ Status Coordinator::SendHeartbeats(std::chrono::steady_clock::time_point now) {
 }
 
 std::optional<Coordinator::Verdict> Coordinator::Judge(const Node& n, Clock::time_point now,
-                                                      const std::vector<int>& exited) const {
+                                                       const std::vector<int>& exited) const {
   const auto hb = std::chrono::milliseconds(options_.config.cluster.heartbeat_ms);
   const auto timeout = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
   const auto start_deadline = std::chrono::seconds(options_.config.cluster.start_timeout_s);
@@ -434,20 +435,17 @@ std::optional<Coordinator::Verdict> Coordinator::Judge(const Node& n, Clock::tim
   if (!n.ready && !n.beats) {
     if (now - n.registered <= start_deadline) return std::nullopt;
     return Verdict{kCauseNotReady,
-                   "not ready " + std::to_string(start_deadline.count()) +
-                       " s after it registered",
+                   "not ready " + std::to_string(start_deadline.count()) + " s after it registered",
                    Since(n.registered)};
   }
   if (now - n.last_seen <= timeout) {
     if (n.ready || now - n.registered <= start_deadline) return std::nullopt;
     return Verdict{kCauseNotReady,
-                   "not ready " + std::to_string(start_deadline.count()) +
-                       " s after it registered",
+                   "not ready " + std::to_string(start_deadline.count()) + " s after it registered",
                    Since(n.registered)};
   }
   // Only the launcher's own nodes on this host are looked up by pid.
-  const char* cause =
-      n.launched && n.host == HostName() ? SilentProcessCause(n.pid) : kCauseSilent;
+  const char* cause = n.launched && n.host == HostName() ? SilentProcessCause(n.pid) : kCauseSilent;
   const std::string how = n.launched && n.host == HostName()
                               ? DescribeSilence(cause)
                               : "stopped, hung or cut off: it runs on " + n.host;
@@ -460,11 +458,10 @@ Status Coordinator::DetectDeaths(Clock::time_point now) {
   // node's silence would be ours. Hear them out for a timeout first.
   const auto timeout = std::chrono::milliseconds(options_.config.cluster.timeout_ms);
   if (last_judged_ != Clock::time_point{} && now - last_judged_ > timeout / 2) {
-    PSTRAIN_LOG(WARNING) << "the coordinator did not run for "
-                         << std::chrono::duration_cast<std::chrono::milliseconds>(now -
-                                                                                  last_judged_)
-                                .count()
-                         << " ms; every node gets a timeout to be heard before any is judged";
+    PSTRAIN_LOG(WARNING)
+        << "the coordinator did not run for "
+        << std::chrono::duration_cast<std::chrono::milliseconds>(now - last_judged_).count()
+        << " ms; every node gets a timeout to be heard before any is judged";
     for (auto& [identity, n] : nodes_) n.last_seen = std::max(n.last_seen, now);
   }
   last_judged_ = now;
@@ -650,12 +647,28 @@ Status Coordinator::Assign() {
   if (joining) return BroadcastMembership();  // servers learn the new incarnation
 
   auto ignore = [](Node&, msg::Control::Reader) { return OkStatus(); };
+  // A node of the launcher's that exits meanwhile (a checkpoint it cannot
+  // restore, say) fails the start at once: its own log line said why.
+  const Node* quit = nullptr;
   RETURN_IF_ERROR(WaitUntil(
       [&] {
-        return std::all_of(nodes_.begin(), nodes_.end(), [](auto& p) { return p.second.ready; });
+        for (int pid : probe_ ? probe_() : std::vector<int>{}) {
+          for (const auto& [identity, n] : nodes_) {
+            if (n.launched && n.pid == pid) quit = &n;
+          }
+        }
+        return quit != nullptr ||
+               std::all_of(nodes_.begin(), nodes_.end(), [](auto& p) { return p.second.ready; });
       },
       "every node to load its data and report ready",
       std::chrono::seconds(c.cluster.start_timeout_s), ignore));
+  if (quit != nullptr) {
+    dead_pids_.push_back(quit->pid);
+    return Unavailable(std::string(RoleName(quit->role)) + " " + std::to_string(quit->id) +
+                       " (pid " + std::to_string(quit->pid) +
+                       ") exited before it was ready; its log says why" +
+                       (restore_dir_.empty() ? "" : " (it was restoring " + restore_dir_ + ")"));
+  }
   monitoring_ = true;
   book_ = WorkBook(c.cluster.workers);
   book_.SpreadSlots(LiveWorkerIds());
@@ -681,6 +694,19 @@ std::vector<ServerEntry> Coordinator::ServerTable() {
   return table;
 }
 
+std::string Coordinator::ResumeAdvice() const {
+  const JobConfig& c = options_.config;
+  if (c.checkpoint_dir.empty()) {
+    return "this job takes no checkpoints (checkpoint.dir is not set), so it must start over; "
+           "checkpoint.dir and cluster.replication = 2 let a job survive this";
+  }
+  StatusOr<Manifest> newest = FindNewestCheckpoint(c.checkpoint_dir, nullptr);
+  if (!newest.ok()) {
+    return "no checkpoint in " + c.checkpoint_dir + " is complete yet, so the job must start over";
+  }
+  return "resume from " + newest->dir + " (--resume)";
+}
+
 Status Coordinator::OnServerDeath(const Node& dead, const Verdict& v) {
   ASSIGN_OR_RETURN(const Node gone, Bury(dead, v));
   const std::string& why = v.why;
@@ -691,8 +717,7 @@ Status Coordinator::OnServerDeath(const Node& dead, const Verdict& v) {
     if (backup_[r] < 0) {
       return Unavailable("server " + std::to_string(gone.id) + " (pid " + std::to_string(gone.pid) +
                          " on " + gone.host + ") is dead (" + why + ") and keys " +
-                         ToString(ranges_[r]) +
-                         " have no replica left: resume from a checkpoint (--resume)");
+                         ToString(ranges_[r]) + " have no replica left: " + ResumeAdvice());
     }
     primary_[r] = backup_[r];
     backup_[r] = -1;

@@ -110,8 +110,8 @@ class Coordinator {
 
   Status SendTo(const Node& n, capnp::MessageBuilder& m);
   // Forgets node n: its metrics line (`event`: node_failed or node_dropped;
-  // detect_seconds < 0: none; cause: liveness.h, or null), a Shutdown for it if it speaks again, its pid
-  // among the dead. Returns it.
+  // detect_seconds < 0: none; cause: liveness.h, or null), a Shutdown for it if it speaks again,
+  // its pid among the dead. Returns it.
   StatusOr<Node> Forget(const Node& n, const char* event, const std::string& reason,
                         double detect_seconds, const char* cause);
   // Records a death (log, metrics event) and forgets the node; returns it.
@@ -119,6 +119,9 @@ class Coordinator {
   // A server died: promote the backups of its ranges, tell everyone.
   Status OnServerDeath(const Node& dead, const Verdict& v);
   std::vector<ServerEntry> ServerTable();
+  // What a job that cannot go on can do: resume from which checkpoint, or
+  // start over.
+  std::string ResumeAdvice() const;
   // A worker that joined a running job and never became ready (it died, or
   // cluster.start_timeout_s passed): forgotten, its place free again.
   Status DropUnready(const Node& n, const std::string& why);

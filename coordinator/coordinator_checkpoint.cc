@@ -50,8 +50,23 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
   PublishPhase("checkpointing", 0);
   std::error_code ec;
   std::filesystem::remove_all(folder, ec);  // a half-written one from a crash
+  // Room for the new one: keep the newest keep - 1 beside it. With keep 1
+  // the old one stays until the new one is complete (a crash meanwhile must
+  // not leave none), so the disk must hold two.
+  if (c.checkpoint_keep > 1) PruneCheckpoints(c.checkpoint_dir, c.checkpoint_keep - 1);
   std::filesystem::create_directories(folder, ec);
   if (ec) return DataLoss("cannot create checkpoint folder " + folder + ": " + ec.message());
+  // A checkpoint that fails is removed whole: its files would only fill
+  // the disk, and the older ones stay for --resume.
+  auto failed = [&](const std::string& why) {
+    std::error_code rm;
+    std::filesystem::remove_all(folder, rm);
+    std::vector<std::string> skipped;
+    StatusOr<Manifest> left = FindNewestCheckpoint(c.checkpoint_dir, &skipped);
+    return DataLoss("checkpoint " + folder + " failed: " + why + "; its files were removed" +
+                    (left.ok() ? "; --resume starts from " + left->dir
+                               : std::string("; no earlier checkpoint is left")));
+  };
   const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 7;
   std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
   for (Node* s : servers) {
@@ -74,8 +89,13 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
                                                           options_.base_dir, options_.overrides));
   const std::span<const uint8_t> job_bytes(reinterpret_cast<const uint8_t*>(job.data()),
                                            job.size());
-  RETURN_IF_ERROR(WriteFileDurably(folder + "/job.toml", job_bytes));
-  manifest.job = {"job.toml", job.size(), Crc32(job_bytes), 0, 0};
+  if (Status s = WriteFileDurably(folder + "/job.toml", job_bytes); !s.ok()) {
+    return failed(s.message());
+  }
+  manifest.job.name = "job.toml";
+  manifest.job.bytes = job.size();
+  manifest.job.crc32 = Crc32(job_bytes);
+  manifest.job.whole_file_crc = true;
   std::map<int, std::string> errors;
   size_t answered = 0;
   RETURN_IF_ERROR(WaitUntil([&] { return answered == servers.size(); },
@@ -89,16 +109,22 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
                               ++answered;
                               if (d.getError().size() > 0) errors[n.id] = d.getError();
                               for (auto f : d.getFiles()) {
-                                manifest.files.push_back({f.getName(), f.getBytes(), f.getCrc32(),
-                                                          f.getKeyBegin(), f.getKeyEnd()});
+                                ManifestFile mf;
+                                mf.name = f.getName();
+                                mf.bytes = f.getBytes();
+                                mf.crc32 = f.getCrc32();
+                                mf.key_begin = f.getKeyBegin();
+                                mf.key_end = f.getKeyEnd();
+                                mf.clock = f.getClock();
+                                manifest.files.push_back(std::move(mf));
                               }
                               return OkStatus();
                             }));
   if (!errors.empty()) {
-    return DataLoss("checkpoint " + folder + " failed on server " +
-                    std::to_string(errors.begin()->first) + ": " + errors.begin()->second);
+    return failed("on server " + std::to_string(errors.begin()->first) + ": " +
+                  errors.begin()->second);
   }
-  RETURN_IF_ERROR(WriteManifest(folder, manifest));
+  if (Status s = WriteManifest(folder, manifest); !s.ok()) return failed(s.message());
   PruneCheckpoints(c.checkpoint_dir, c.checkpoint_keep);
   return metrics_->Write(JsonObject()
                              .Add("event", "checkpoint")

@@ -92,6 +92,10 @@ std::vector<FileResult> ReadWeights(const std::string& folder, const Manifest& m
           reader.ok()
               ? DenseShard::ReadSaved(*reader, r.keys, params.subspan(r.flat.begin, r.flat.size()))
               : StatusOr<DenseShard::Saved>(reader.status());
+      if (saved.ok() && f.clock >= 0 && saved->version != f.clock) {
+        saved = DataLoss(folder + "/" + f.name + ": holds clock " + std::to_string(saved->version) +
+                         ", the manifest says " + std::to_string(f.clock));
+      }
       if (saved.ok()) {
         r.saved = *saved;
         std::fill(loaded->begin() + static_cast<std::ptrdiff_t>(r.flat.begin),

@@ -19,6 +19,8 @@ const FlagSpec kFlags[] = {
     {"--consistency", "cluster.consistency", true, "bsp|asp|ssp"},
     {"--staleness", "cluster.staleness", true, "K: ssp's staleness bound"},
     {"--replication", "cluster.replication", true, "1|2: keep a backup of every key range"},
+    {"--max-restarts", "cluster.max_restarts", true,
+     "N: start a worker again in the place of one that died, at most N times"},
     {"--bind", "cluster.bind", true, "ADDRESS|INTERFACE: where to listen (default 127.0.0.1)"},
     {"--key", "security.key", true,
      "FILE: job key from `pstrain keygen FILE`; all sockets use CurveZMQ and admit only its "

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/base/json.h"
 #include "common/base/logging.h"
 #include "common/net/zmq_socket.h"
 #include "coordinator/console.h"
@@ -267,10 +268,41 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
       exit_codes[pid] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return r == pid;
   };
+  // A worker that died (exited with an error, or was killed) is started
+  // again in its place while restarts are left; it joins the running job as
+  // any replacement does. Servers cannot join a running job yet.
+  int restarts = 0;
   coordinator.SetExitedPidsProbe([&] {
     std::vector<int> exited;
     for (pid_t pid : children) {
       if (exit_codes.count(pid) == 0 && reap(pid, WNOHANG)) exited.push_back(pid);
+    }
+    for (pid_t pid : exited) {
+      const std::string name = names[pid];
+      if (name.rfind("worker ", 0) != 0 || exit_codes[pid] == 0 ||
+          restarts >= c.cluster.max_restarts) {
+        continue;
+      }
+      ++restarts;
+      const int id = std::stoi(name.substr(7));
+      const size_t before = children.size();
+      spawn("worker", id);
+      if (children.size() == before) {
+        PSTRAIN_LOG(WARNING) << "could not start " << name << " again: fork failed";
+        continue;
+      }
+      PSTRAIN_LOG(WARNING) << name << " (pid " << pid << ") exited with code " << exit_codes[pid]
+                           << ": started again as pid " << children.back() << " (restart "
+                           << restarts << " of " << c.cluster.max_restarts << ")";
+      Status st = (*metrics)->Write(JsonObject()
+                                        .Add("event", "node_restarted")
+                                        .Add("role", "worker")
+                                        .Add("id", id)
+                                        .Add("old_pid", pid)
+                                        .Add("pid", children.back())
+                                        .Add("exit_code", exit_codes[pid])
+                                        .Add("restart", restarts));
+      if (!st.ok()) PSTRAIN_LOG(WARNING) << "metrics: " << st.message();
     }
     return exited;
   });

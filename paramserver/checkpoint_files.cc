@@ -19,7 +19,7 @@ Status WriteCheckpointFile(const std::string& dir, const std::string& name, Bina
   RETURN_IF_ERROR(WriteFileDurably(dir + "/" + name, bytes));
   f.setName(name);
   f.setBytes(bytes.size());
-  f.setCrc32(Crc32(bytes));
+  f.setCrc32(ContentCrc32(bytes));
   return OkStatus();
 }
 

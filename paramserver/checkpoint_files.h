@@ -16,7 +16,7 @@ std::string SparseFileName(int server);
 // "server-3-00000000000a0000.bin": the range starting at r.begin.
 std::string ShardFileName(int server, const KeyRange& r);
 // Writes what `w` holds durably to dir/name and describes the file in `f`
-// (name, bytes, CRC-32).
+// (name, bytes, the CRC-32 of its content).
 Status WriteCheckpointFile(const std::string& dir, const std::string& name, BinaryWriter& w,
                            msg::CheckpointFile::Builder f);
 

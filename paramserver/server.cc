@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "common/base/buffer_pool.h"
 #include "common/base/logging.h"
@@ -220,6 +221,7 @@ Status Server::Setup(const NodeAssignment& a) {
   // BSP with overlap: each range cut into pieces applied and served on
   // their own (a backup cuts its replicas alike).
   const bool cut = c.cluster.overlap && so.consistency == Consistency::kBsp;
+  std::optional<Manifest> restore;  // read once a range needs it
   for (const ServerEntry& s : a.servers) {
     if (s.id != a.node_id) continue;
     for (const KeyRange& r : s.ranges) {
@@ -230,11 +232,24 @@ Status Server::Setup(const NodeAssignment& a) {
       shards_.push_back(std::make_unique<RangeShard>(
           *keys_, r, std::span<const float>(model->params().data() + f.begin, f.size()), so, cut));
       if (!a.restore_dir.empty()) {
-        const std::string path = a.restore_dir + "/" + ShardFileName(a.node_id, r);
+        // The file the manifest lists for the range, whichever server wrote
+        // it (after a failover, the promoted backup).
+        if (!restore.has_value()) {
+          ASSIGN_OR_RETURN(Manifest m, ReadManifest(a.restore_dir));
+          restore = std::move(m);
+        }
+        ASSIGN_OR_RETURN(const ManifestFile file, FileForKeys(*restore, r.begin, r.end));
+        RETURN_IF_ERROR(VerifyCheckpointFile(a.restore_dir, file));
+        const std::string path = a.restore_dir + "/" + file.name;
         ASSIGN_OR_RETURN(BinaryReader reader, BinaryReader::OpenFile(path));
         RETURN_IF_ERROR(shards_.back()->Load(reader));
-        PSTRAIN_LOG(INFO) << "restored keys " << ToString(r) << " at clock "
-                          << shards_.back()->pieces().front()->version() << " from " << path;
+        const int64_t clock = shards_.back()->pieces().front()->version();
+        if (file.clock >= 0 && clock != file.clock) {
+          return DataLoss(path + ": holds clock " + std::to_string(clock) + ", its manifest says " +
+                          std::to_string(file.clock));
+        }
+        PSTRAIN_LOG(INFO) << "restored keys " << ToString(r) << " at clock " << clock << " from "
+                          << path;
       }
     }
   }
@@ -416,8 +431,9 @@ Status Server::ProcessCheckpoint(msg::CheckpointRequest::Reader req) {
     BinaryWriter w;
     w.U32(static_cast<uint32_t>(rows_->tables().size()));
     for (const auto& [id, t] : rows_->tables()) t.Save(w);
-    Status st = WriteCheckpointFile(dir, SparseFileName(assignment_.node_id), w,
-                                    files[static_cast<unsigned>(shards_.size())]);
+    auto f = files[static_cast<unsigned>(shards_.size())];
+    f.setClock(-1);
+    Status st = WriteCheckpointFile(dir, SparseFileName(assignment_.node_id), w, f);
     if (!st.ok()) {
       done.setError(st.message());
       return control_->Send(m);
@@ -435,6 +451,9 @@ Status Server::ProcessCheckpoint(msg::CheckpointRequest::Reader req) {
     }
     f.setKeyBegin(shards_[i]->keys().begin);
     f.setKeyEnd(shards_[i]->keys().end);
+    int64_t clock = shards_[i]->pieces().front()->version();
+    for (const auto& p : shards_[i]->pieces()) clock = std::min(clock, p->version());
+    f.setClock(clock);  // as SaveRange writes it
   }
   return control_->Send(m);
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -132,7 +133,8 @@ class Worker {
   int64_t correct_ = 0, done_samples_ = 0;
   uint64_t hash_ = 0;
   bool done_ = false;
-  bool stalled_ = false;  // options_.stall_ms was spent
+  bool stalled_ = false;                // options_.stall_ms was spent
+  std::map<int, int64_t> eval_clocks_;  // epoch -> the clock its weights are at
   int exit_code_ = 0;
   Status WaitForEvalGate();
   Status EvaluateRows(int epoch, int64_t begin, int64_t end);
@@ -272,6 +274,8 @@ Status Worker::OnRouting(msg::Routing::Reader r) {
 }
 
 Status Worker::OnEvaluate(msg::Evaluate::Reader e) {
+  eval_clocks_.erase(eval_clocks_.begin(), eval_clocks_.lower_bound(e.getEpoch() - 1));
+  eval_clocks_[e.getEpoch()] = e.getClock();
   return duties_->Evaluate(e.getEpoch(), e.getBegin(), e.getEnd(), data_.test.count);
 }
 
@@ -549,10 +553,15 @@ Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
 Status Worker::EvaluateRows(int epoch, int64_t begin, int64_t end) {
   RETURN_IF_ERROR(WaitForEvalGate());
   const bool rerun = duties_->TakeRerun();
-  if (assignment_.config.cluster.consistency != Consistency::kBsp || rerun) {
+  // BSP: the weights the epoch ended with, which a worker that trained it
+  // holds; one that joined meanwhile pulls them.
+  const auto clock = eval_clocks_.find(epoch);
+  const bool stale = clock != eval_clocks_.end() && weights_->version() != clock->second;
+  if (assignment_.config.cluster.consistency != Consistency::kBsp || rerun || stale) {
+    const int64_t want = stale ? clock->second : weights_->version();
     Status s;
     do {
-      s = Pull(weights_->version());
+      s = Pull(want);
     } while (s.code() == StatusCode::kAborted && !done_);
     RETURN_IF_ERROR(s);
   }

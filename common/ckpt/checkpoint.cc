@@ -16,7 +16,9 @@ namespace {
 
 constexpr char kMagic[8] = {'P', 'S', 'T', 'R', 'C', 'K', 'P', 'T'};
 constexpr uint32_t kFormatVersion = 1;
-constexpr char kManifestHeader[] = "pstrain-checkpoint 1";
+// Format 2 file lines: name, bytes, content CRC-32, key begin, key end, clock.
+constexpr char kManifestHeader[] = "pstrain-checkpoint 2";
+constexpr char kManifestHeaderV1[] = "pstrain-checkpoint 1";
 
 std::string Errno() { return std::strerror(errno); }
 
@@ -46,25 +48,32 @@ Status WriteFileDurably(const std::string& path, std::span<const uint8_t> bytes)
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return DataLoss(tmp + ": cannot create: " + Errno());
+  // A failed write leaves nothing behind: a full disk stays no fuller.
+  auto fail = [&](const std::string& what) {
+    const std::string why = Errno();
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return DataLoss(tmp + ": " + what + " failed: " + why);
+  };
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      const std::string why = Errno();
-      ::close(fd);
-      return DataLoss(tmp + ": write failed: " + why);
+      return fail("write");
     }
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (::fsync(fd) != 0) return fail("fsync");
+  if (::close(fd) != 0) {
     const std::string why = Errno();
-    ::close(fd);
-    return DataLoss(tmp + ": fsync failed: " + why);
+    ::unlink(tmp.c_str());
+    return DataLoss(tmp + ": close failed: " + why);
   }
-  ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return DataLoss(path + ": rename failed: " + Errno());
+    const std::string why = Errno();
+    ::unlink(tmp.c_str());
+    return DataLoss(path + ": rename failed: " + why);
   }
   return FsyncPath(std::filesystem::path(path).parent_path().string(), true);
 }
@@ -194,7 +203,7 @@ Status WriteManifest(const std::string& folder, const Manifest& m) {
      << "\n";
   for (const ManifestFile& f : m.files) {
     os << "file " << f.name << " " << f.bytes << " " << f.crc32 << " " << f.key_begin << " "
-       << f.key_end << "\n";
+       << f.key_end << " " << f.clock << "\n";
   }
   if (!m.job.name.empty())
     os << "job " << m.job.name << " " << m.job.bytes << " " << m.job.crc32 << "\n";
@@ -221,7 +230,8 @@ StatusOr<Manifest> ReadManifest(const std::string& folder) {
   ss << in.rdbuf();
   const std::string text = ss.str();
   const size_t crc_at = text.rfind("crc32 ");
-  if (crc_at == std::string::npos || text.rfind(kManifestHeader, 0) != 0) {
+  const bool v1 = text.rfind(kManifestHeaderV1, 0) == 0;
+  if (crc_at == std::string::npos || (!v1 && text.rfind(kManifestHeader, 0) != 0)) {
     return DataLoss(path + ": damaged (no header or no checksum line)");
   }
   const uint32_t want =
@@ -231,6 +241,7 @@ StatusOr<Manifest> ReadManifest(const std::string& folder) {
   }
   Manifest m;
   m.dir = folder;
+  m.format = v1 ? 1 : 2;
   std::istringstream lines(text.substr(0, crc_at));
   std::string line;
   std::getline(lines, line);  // header
@@ -253,12 +264,18 @@ StatusOr<Manifest> ReadManifest(const std::string& folder) {
     else if (key == "file") {
       ManifestFile mf;
       f >> mf.name >> mf.bytes >> mf.crc32 >> mf.key_begin >> mf.key_end;
+      if (v1) {
+        mf.whole_file_crc = true;  // format 1 listed the CRC-32 of the whole file
+      } else {
+        f >> mf.clock;
+      }
       if (!f || mf.name.find('/') != std::string::npos) {
         return DataLoss(path + ": bad file line \"" + line + "\"");
       }
       m.files.push_back(mf);
     } else if (key == "job") {
       f >> m.job.name >> m.job.bytes >> m.job.crc32;
+      m.job.whole_file_crc = true;
       if (!f || m.job.name.find('/') != std::string::npos) {
         return DataLoss(path + ": bad job line \"" + line + "\"");
       }
@@ -291,14 +308,55 @@ Status VerifyCheckpointFile(const std::string& folder, const ManifestFile& mf) {
     return DataLoss(fp + ": " + std::to_string(bytes.size()) + " bytes, the manifest says " +
                     std::to_string(mf.bytes) + " (truncated?)");
   }
-  if (Crc32(bytes) != mf.crc32) return DataLoss(fp + ": checksum mismatch: the file is damaged");
+  if (mf.whole_file_crc) {
+    if (Crc32(bytes) != mf.crc32) {
+      return DataLoss(fp + ": checksum mismatch: the file is damaged");
+    }
+    return OkStatus();
+  }
+  if (bytes.size() < 4) return DataLoss(fp + ": truncated");
+  const uint32_t content = ContentCrc32(bytes);
+  uint32_t trailer = 0;
+  for (int i = 0; i < 4; ++i)
+    trailer |= static_cast<uint32_t>(bytes[bytes.size() - 4 + i]) << (8 * i);
+  if (content != trailer) return DataLoss(fp + ": checksum mismatch: the file is damaged");
+  if (content != mf.crc32) {
+    return DataLoss(fp +
+                    ": is not the file this checkpoint's manifest lists (its content's "
+                    "checksum differs): copied from another checkpoint?");
+  }
   return OkStatus();
+}
+
+uint32_t ContentCrc32(std::span<const uint8_t> file_bytes) {
+  return Crc32(file_bytes.first(file_bytes.size() < 4 ? 0 : file_bytes.size() - 4));
+}
+
+StatusOr<ManifestFile> FileForKeys(const Manifest& m, uint64_t begin, uint64_t end) {
+  for (const ManifestFile& f : m.files) {
+    if (f.key_begin == begin && f.key_end == end) return f;
+  }
+  return DataLoss(m.dir + " lists no file for keys [" + std::to_string(begin) + ", " +
+                  std::to_string(end) + ") (was the job's server count changed?)");
 }
 
 StatusOr<Manifest> VerifyCheckpoint(const std::string& folder) {
   ASSIGN_OR_RETURN(Manifest m, ReadManifest(folder));
   for (const ManifestFile& mf : m.files) RETURN_IF_ERROR(VerifyCheckpointFile(folder, mf));
   if (!m.job.name.empty()) RETURN_IF_ERROR(VerifyCheckpointFile(folder, m.job));
+  std::vector<const ManifestFile*> dense;
+  for (const ManifestFile& mf : m.files) {
+    if (mf.key_begin != mf.key_end) dense.push_back(&mf);
+  }
+  std::sort(dense.begin(), dense.end(), [](const ManifestFile* a, const ManifestFile* b) {
+    return a->key_begin < b->key_begin;
+  });
+  for (size_t i = 1; i < dense.size(); ++i) {
+    if (dense[i]->key_begin < dense[i - 1]->key_end) {
+      return DataLoss(folder + "/MANIFEST: " + dense[i - 1]->name + " and " + dense[i]->name +
+                      " both hold keys from " + std::to_string(dense[i]->key_begin));
+    }
+  }
   return m;
 }
 
@@ -327,8 +385,16 @@ void PruneCheckpoints(const std::string& dir, int keep) {
     if (e.is_directory() && name.rfind("ckpt-", 0) == 0) folders.push_back(e.path().string());
   }
   std::sort(folders.rbegin(), folders.rend());
-  for (size_t i = static_cast<size_t>(std::max(keep, 1)); i < folders.size(); ++i) {
-    std::filesystem::remove_all(folders[i], ec);
+  for (size_t i = 0; i < folders.size(); ++i) {
+    if (i >= static_cast<size_t>(std::max(keep, 0))) {
+      std::filesystem::remove_all(folders[i], ec);
+      continue;
+    }
+    std::vector<std::filesystem::path> leftovers;
+    for (const auto& e : std::filesystem::directory_iterator(folders[i], ec)) {
+      if (e.path().extension() == ".tmp") leftovers.push_back(e.path());
+    }
+    for (const auto& p : leftovers) std::filesystem::remove(p, ec);
   }
 }
 

@@ -5,8 +5,11 @@
 // MANIFEST written last by the coordinator. Every file is written to a
 // temporary name, fsync'ed, renamed into place, and the folder fsync'ed, so
 // a crash leaves either the old state or the new one. The manifest lists
-// each file with its size and CRC-32 and ends with its own CRC-32; a
-// checkpoint counts only if its manifest and every file it lists verify.
+// each file with its size, the CRC-32 of its content (the binary file
+// without its own trailing checksum), the key range and the clock it holds,
+// and ends with its own CRC-32; a checkpoint counts only if its manifest
+// and every file it lists verify, so a file copied in from another
+// checkpoint is refused by name.
 // The manifest may also name a copy of the job as it ran (job.toml, with
 // the command line's overrides applied) and list the model's tensors, so
 // the checkpoint can be inspected and evaluated on its own.
@@ -75,8 +78,13 @@ class BinaryReader {
 struct ManifestFile {
   std::string name;
   uint64_t bytes = 0;
+  // Binary files (written by BinaryWriter): the CRC-32 of everything but
+  // the trailing checksum, which must equal it. The job copy, and files of
+  // manifests of format 1: the CRC-32 of the whole file.
   uint32_t crc32 = 0;
-  uint64_t key_begin = 0, key_end = 0;
+  bool whole_file_crc = false;
+  uint64_t key_begin = 0, key_end = 0;  // equal: a server's embedding rows
+  int64_t clock = -1;                   // the clock the file's weights are at; -1: not recorded
 };
 
 struct ManifestTensor {
@@ -86,6 +94,7 @@ struct ManifestTensor {
 
 struct Manifest {
   std::string dir;  // the checkpoint folder (filled when read)
+  int format = 2;   // 1: written before file lines held content checksums and clocks
   int epochs_done = 0;
   int64_t clock = 0;
   uint64_t seed = 0;
@@ -104,15 +113,23 @@ Status WriteManifest(const std::string& folder, const Manifest& m);
 // Reads one checkpoint folder's manifest and checks its checksum, not the
 // files it lists.
 StatusOr<Manifest> ReadManifest(const std::string& folder);
-// Checks one listed file's size and CRC-32.
+// The checksum a manifest lists for a binary file's bytes: the CRC-32 of
+// its content, its trailing checksum left out.
+uint32_t ContentCrc32(std::span<const uint8_t> file_bytes);
+// Checks one listed file's size and checksum.
 Status VerifyCheckpointFile(const std::string& folder, const ManifestFile& f);
-// Reads and verifies one checkpoint folder: the manifest's checksum, and
-// every file's size and CRC-32 (the job copy's too).
+// The file the manifest lists for dense keys `begin`..`end`, or an error
+// naming the checkpoint.
+StatusOr<ManifestFile> FileForKeys(const Manifest& m, uint64_t begin, uint64_t end);
+// Reads and verifies one checkpoint folder: the manifest's checksum, every
+// file's size and checksum (the job copy's too), and that no dense keys are
+// listed twice.
 StatusOr<Manifest> VerifyCheckpoint(const std::string& folder);
 // The newest checkpoint in `dir` that verifies. `skipped` receives one line
 // per newer checkpoint that did not, saying why.
 StatusOr<Manifest> FindNewestCheckpoint(const std::string& dir, std::vector<std::string>* skipped);
-// Removes all but the newest `keep` checkpoint folders of `dir`.
+// Removes all but the newest `keep` checkpoint folders of `dir` (keep >= 0),
+// and any `.tmp` file a failed write left in them.
 void PruneCheckpoints(const std::string& dir, int keep);
 
 }  // namespace pstrain

@@ -46,7 +46,8 @@ struct ClusterConfig {
   int heartbeat_ms = 500;
   int timeout_ms = 3000;
   int start_timeout_s = 120;
-  bool ipc = false;  // same-host nodes reach servers through ipc://
+  int max_restarts = 0;  // local launcher: workers started again in a dead one's place
+  bool ipc = false;      // same-host nodes reach servers through ipc://
   // BSP: per-piece apply on the servers, per-layer pulls on the workers, the
   // forward pass waiting for each layer's weights; false: whole-model pulls.
   bool overlap = true;

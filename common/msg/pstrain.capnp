@@ -107,9 +107,10 @@ struct CheckpointRequest {
 struct CheckpointFile {
   name @0 :Text;        # file name inside the checkpoint folder
   bytes @1 :UInt64;
-  crc32 @2 :UInt32;     # of the whole file
+  crc32 @2 :UInt32;     # of the content: the file without its trailing CRC-32
   keyBegin @3 :UInt64;
   keyEnd @4 :UInt64;
+  clock @5 :Int64;      # the clock the file's weights are at (-1: not dense weights)
 }
 
 # server -> coordinator.
@@ -193,6 +194,9 @@ struct Evaluate {
   epoch @0 :Int32;
   begin @1 :Int64;
   end @2 :Int64;
+  # The clock the epoch's weights are at: a worker whose weights are not
+  # (one that joined during the epoch) pulls them first.
+  clock @3 :Int64;
 }
 
 # worker -> coordinator.

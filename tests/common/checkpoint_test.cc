@@ -1,6 +1,7 @@
 #include "common/ckpt/checkpoint.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,8 +42,14 @@ void WriteCheckpoint(const std::string& dir, int epochs, float value, int files 
     const std::vector<uint8_t> bytes = SampleFile(value + i, floats);
     const std::string name = "server-" + std::to_string(i) + ".bin";
     REQUIRE(WriteFileDurably(folder + "/" + name, bytes).ok());
-    m.files.push_back(
-        {name, bytes.size(), Crc32(bytes), static_cast<uint64_t>(i), static_cast<uint64_t>(i + 1)});
+    ManifestFile f;
+    f.name = name;
+    f.bytes = bytes.size();
+    f.crc32 = ContentCrc32(bytes);
+    f.key_begin = static_cast<uint64_t>(i);
+    f.key_end = static_cast<uint64_t>(i + 1);
+    f.clock = m.clock;
+    m.files.push_back(f);
   }
   REQUIRE(WriteManifest(folder, m).ok());
 }
@@ -138,16 +145,110 @@ TEST_CASE("The newest checkpoint that verifies is chosen, and damaged ones are s
     CHECK(m->epochs_done == 2);
     CHECK_THAT(skipped.at(0), Catch::Contains("manifest is damaged"));
   }
-  SECTION("pruning keeps the newest") {
+  SECTION("pruning keeps the newest, and clears what failed writes left") {
+    testing::WriteFile(CheckpointFolder(d, 3) + "/server-9.bin.tmp", "half");
     PruneCheckpoints(d, 2);
     CHECK_FALSE(std::filesystem::exists(CheckpointFolder(d, 1)));
     CHECK(std::filesystem::exists(CheckpointFolder(d, 2)));
+    CHECK(std::filesystem::exists(CheckpointFolder(d, 3) + "/server-1.bin"));
+    CHECK_FALSE(std::filesystem::exists(CheckpointFolder(d, 3) + "/server-9.bin.tmp"));
+    PruneCheckpoints(d, 0);
+    CHECK(std::filesystem::is_empty(d));
+  }
+  SECTION("a file copied in from another checkpoint") {
+    // Both are sound files: only the manifest can tell them apart.
+    std::filesystem::copy_file(CheckpointFolder(d, 2) + "/server-1.bin", f3,
+                               std::filesystem::copy_options::overwrite_existing);
+    m = FindNewestCheckpoint(d, &skipped);
+    REQUIRE(m.ok());
+    CHECK(m->epochs_done == 2);
+    CHECK_THAT(skipped.at(0), Catch::Contains("ckpt-000003/server-1.bin: is not the file this "
+                                              "checkpoint's manifest lists"));
+  }
+  SECTION("keys listed twice") {
+    auto three = ReadManifest(CheckpointFolder(d, 3));
+    REQUIRE(three.ok());
+    three->files[1].key_begin = 0;
+    REQUIRE(WriteManifest(CheckpointFolder(d, 3), *three).ok());
+    m = FindNewestCheckpoint(d, &skipped);
+    REQUIRE(m.ok());
+    CHECK(m->epochs_done == 2);
+    CHECK_THAT(skipped.at(0),
+               Catch::Contains("server-0.bin and server-1.bin both hold keys from 0"));
   }
   SECTION("nothing valid") {
     TempDir empty;
     CHECK(FindNewestCheckpoint(empty.path().string(), nullptr).status().code() ==
           StatusCode::kNotFound);
   }
+}
+
+TEST_CASE("The manifest lists what tells files apart: content checksum, keys and clock",
+          "[checkpoint]") {
+  TempDir dir;
+  const std::string d = dir.path().string();
+  WriteCheckpoint(d, 1, 1.0f);
+  WriteCheckpoint(d, 2, 2.0f);
+  auto one = VerifyCheckpoint(CheckpointFolder(d, 1));
+  auto two = VerifyCheckpoint(CheckpointFolder(d, 2));
+  REQUIRE(one.ok());
+  REQUIRE(two.ok());
+  CHECK(one->format == 2);
+  // The CRC-32 of a whole file that ends with its own CRC-32 is the same
+  // for every file; the content's is not.
+  CHECK(one->files[0].crc32 != two->files[0].crc32);
+  CHECK(one->files[0].crc32 != one->files[1].crc32);
+  CHECK(two->files[1].clock == 20);
+  auto f = FileForKeys(*two, 1, 2);
+  REQUIRE(f.ok());
+  CHECK(f->name == "server-1.bin");
+  CHECK_THAT(FileForKeys(*two, 0, 2).status().message(),
+             Catch::Contains("ckpt-000002 lists no file for keys [0, 2)"));
+}
+
+TEST_CASE("A checkpoint of format 1 still reads and verifies", "[checkpoint]") {
+  TempDir dir;
+  const std::string folder = CheckpointFolder(dir.path().string(), 4);
+  std::filesystem::create_directories(folder);
+  const std::vector<uint8_t> bytes = SampleFile(4.0f);
+  REQUIRE(WriteFileDurably(folder + "/server-0.bin", bytes).ok());
+  std::string text =
+      "pstrain-checkpoint 1\nepochs_done 4\nclock 40\nseed 3\nservers 1\n"
+      "workers 2\nbatch_size 64\nfile server-0.bin " +
+      std::to_string(bytes.size()) + " " + std::to_string(Crc32(bytes)) + " 0 5\n";
+  text += "crc32 " +
+          std::to_string(Crc32(std::span<const uint8_t>(
+              reinterpret_cast<const uint8_t*>(text.data()), text.size()))) +
+          "\n";
+  testing::WriteFile(folder + "/MANIFEST", text);
+  auto m = VerifyCheckpoint(folder);
+  INFO(m.status().message());
+  REQUIRE(m.ok());
+  CHECK(m->format == 1);
+  CHECK(m->files.at(0).clock == -1);
+  CHECK(m->files.at(0).key_end == 5);
+}
+
+TEST_CASE("A durable write that fails (the disk is full) leaves no temporary file",
+          "[checkpoint]") {
+  TempDir dir;
+  const std::string path = dir.File("big.bin");
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // Writes past 64 KiB fail in this process (EFBIG), as on a full disk.
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{1 << 16, 1 << 16};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    const std::vector<uint8_t> bytes(1 << 20, 7);
+    const Status s = WriteFileDurably(path, bytes);
+    ::_exit(!s.ok() && s.message().find("big.bin.tmp: write failed") != std::string::npos ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(std::filesystem::is_empty(dir.path()));
 }
 
 TEST_CASE("A checkpoint killed while being written never becomes the one resumed from",
@@ -193,7 +294,10 @@ TEST_CASE("The manifest keeps the job copy and the tensors, and checks the copy"
   const std::string job = "[train]\nepochs = 3\n";
   testing::WriteFile(folder + "/job.toml", job);
   const std::vector<uint8_t> job_bytes(job.begin(), job.end());
-  m->job = {"job.toml", job.size(), Crc32(job_bytes), 0, 0};
+  m->job.name = "job.toml";
+  m->job.bytes = job.size();
+  m->job.crc32 = Crc32(job_bytes);
+  m->job.whole_file_crc = true;
   m->tensors = {{"dense1.weight", {784, 256}}, {"dense1.bias", {256}}};
   REQUIRE(WriteManifest(folder, *m).ok());
   auto back = VerifyCheckpoint(folder);

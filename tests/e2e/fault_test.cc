@@ -513,6 +513,60 @@ TEST_CASE("A replacement worker joins a running job and trains from the next epo
   CheckEveryEpochComplete(metrics, 4, 60000);
 }
 
+TEST_CASE(
+    "With --max-restarts the launcher starts killed workers again: the job ends at full "
+    "strength with the fault-free weights",
+    "[e2e][fault]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers", "1", "--workers",  "2",
+                                          "--epochs",  "5", "--progress", "never"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m");
+  std::vector<std::string> argv = TrainArgv(kFashionJob, metrics, flags);
+  argv.insert(argv.end(), {"--max-restarts", "2"});
+  Process job(argv);
+  DumpOnExit dump(metrics, &job);
+  auto count = [&](const char* event) { return Events(ReadJsonLines(metrics), event).size(); };
+  // Worker 0 after epoch 1, then the process started in its place after
+  // epoch 3.
+  for (int round = 1; round <= 2; ++round) {
+    REQUIRE(WaitForLine(metrics, job, [&](const json& l) {
+      return l["event"] == "epoch" && l["epoch"] == 2 * round - 1;
+    }));
+    const auto restarted = Events(ReadJsonLines(metrics), "node_restarted");
+    const int victim = round == 1 ? WorkerPid(metrics, 0) : restarted.at(0)["pid"].get<int>();
+    REQUIRE(victim > 0);
+    REQUIRE(::kill(victim, SIGKILL) == 0);
+    REQUIRE(WaitForLine(metrics, job, [&](const json&) {
+      return count("node_joined") == static_cast<size_t>(round);
+    }));
+  }
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  const auto restarted = Events(ReadJsonLines(metrics), "node_restarted");
+  REQUIRE(restarted.size() == 2);
+  CHECK(restarted[0]["exit_code"] == 128 + SIGKILL);
+  CHECK(restarted[1]["restart"] == 2);
+  CHECK(count("node_failed") == 2);
+  CheckEveryEpochComplete(metrics, 5, 60000);
+  // Each epoch was evaluated with its weights, by the processes started
+  // during it too: the fault-free run's test figures.
+  const auto epochs = Events(ReadJsonLines(metrics), "epoch");
+  const auto clean_epochs = Events(ReadJsonLines(dir.File("clean")), "epoch");
+  REQUIRE(clean_epochs.size() == epochs.size());
+  for (size_t i = 0; i < epochs.size(); ++i) {
+    INFO("epoch " << i + 1);
+    CHECK(epochs[i]["test_accuracy"] == clean_epochs[i]["test_accuracy"]);
+    CHECK(epochs[i]["test_samples"] == 10000);
+  }
+  // Both places filled again at the end.
+  const json last = Events(ReadJsonLines(metrics), "membership").back();
+  CHECK(last["workers"].size() == 2);
+  CHECK(Digest(Final(metrics)) == Digest(clean));
+  CHECK_THAT(job.Stderr(), Catch::Contains("started again as pid"));
+}
+
 }  // namespace
 }  // namespace pstrain::testing
 
@@ -555,7 +609,7 @@ TEST_CASE("kill -9 of every process mid-run, then --resume: the result of the un
   CHECK(events[0]["epochs_done"].get<int>() >= 2);
 }
 
-TEST_CASE("Resuming skips a damaged checkpoint, says why, and uses the previous one",
+TEST_CASE("Resuming skips a damaged or mixed checkpoint, says why, and uses the previous one",
           "[e2e][fault][checkpoint]") {
   TempDir dir;
   const std::string ckpt = dir.File("ckpt");
@@ -565,24 +619,192 @@ TEST_CASE("Resuming skips a damaged checkpoint, says why, and uses the previous 
                                    ckpt,     "--metrics",  dir.File("m")};
   REQUIRE(Run(argv).code == 0);
   const json clean = Final(dir.File("m"));
-  // Damage the newest (after epoch 3): flip one bit of its server file.
-  std::string victim;
-  for (const auto& e : std::filesystem::directory_iterator(ckpt + "/ckpt-000003")) {
-    if (e.path().extension() == ".bin") victim = e.path().string();
+  // The newest (after epoch 3) and its server file.
+  const std::string newest = ckpt + "/ckpt-000003";
+  std::string name;
+  for (const auto& e : std::filesystem::directory_iterator(newest)) {
+    if (e.path().extension() == ".bin") name = e.path().filename().string();
   }
-  REQUIRE_FALSE(victim.empty());
-  std::string bytes = ReadFile(victim);
-  bytes[bytes.size() / 2] ^= 0x04;
-  WriteFile(victim, bytes);
+  REQUIRE_FALSE(name.empty());
+  std::string why;
+  SECTION("a flipped bit") {
+    std::string bytes = ReadFile(newest + "/" + name);
+    bytes[bytes.size() / 2] ^= 0x04;
+    WriteFile(newest + "/" + name, bytes);
+    why = "checksum mismatch";
+  }
+  SECTION("a sound file of the checkpoint before, copied in") {
+    std::filesystem::copy_file(ckpt + "/ckpt-000002/" + name, newest + "/" + name,
+                               std::filesystem::copy_options::overwrite_existing);
+    why = newest + "/" + name + ": is not the file this checkpoint's manifest lists";
+    for (const char* tool : {"inspect", "eval"}) {
+      RunResult t = Run({kPstrain, tool, newest});
+      INFO(tool << ": " << t.out << t.err);
+      CHECK(t.code != 0);
+      CHECK_THAT(t.out + t.err, Catch::Contains(why));
+    }
+  }
   argv.back() = dir.File("resumed");  // the metrics file
   argv.push_back("--resume");
   RunResult r = Run(argv);
   INFO(r.out << r.err);
   REQUIRE(r.code == 0);
-  CHECK_THAT(r.out, Catch::Contains("skipped " + ckpt + "/ckpt-000003"));
-  CHECK_THAT(r.out, Catch::Contains("checksum mismatch"));
+  CHECK_THAT(r.out, Catch::Contains("skipped " + newest + ": "));
+  CHECK_THAT(r.out, Catch::Contains(why));
   CHECK_THAT(r.out, Catch::Contains("resuming from " + ckpt + "/ckpt-000002"));
   // Epoch 3 again from the checkpoint after epoch 2: the same weights.
+  CHECK(Digest(Final(dir.File("resumed"))) == Digest(clean));
+}
+
+TEST_CASE("Resume after a failover reads the ranges the promoted server wrote",
+          "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers",  "2",    "--workers",     "2",
+                                          "--epochs",   "4",    "--replication", "2",
+                                          "--progress", "never"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = TrainArgv(kFashionJob, metrics, flags);
+  argv.insert(argv.end(), {"--checkpoint-dir", ckpt});
+  {
+    Process job(argv);
+    DumpOnExit dump(metrics, &job);
+    REQUIRE(WaitForLine(metrics, job, [](const json& l) {
+      return l["event"] == "checkpoint" && l["epochs_done"] == 1;
+    }));
+    const int first = NodePid(metrics, "servers", 0);
+    REQUIRE(::kill(first, SIGKILL) == 0);
+    REQUIRE(WaitForLine(metrics, job, [](const json& l) {
+      return l["event"] == "checkpoint" && l["epochs_done"] == 2;
+    }));
+    // Server 1 now holds every range, the ones it took over without a
+    // backup: its death stops the job.
+    REQUIRE(::kill(NodePid(metrics, "servers", 1), SIGKILL) == 0);
+    auto code = job.Wait(std::chrono::seconds(600));
+    REQUIRE(code.has_value());
+    CHECK(*code != 0);
+    CHECK_THAT(job.Stderr(),
+               Catch::Contains("have no replica left: resume from " + ckpt + "/ckpt-00000"));
+  }
+  // The newest checkpoint holds server 1's files for server 0's range.
+  bool taken_over = false;
+  for (const auto& e : std::filesystem::directory_iterator(ckpt + "/ckpt-000002")) {
+    taken_over =
+        taken_over || e.path().filename().string().rfind("server-1-0000000000000000", 0) == 0;
+  }
+  CHECK(taken_over);
+  argv.push_back("--resume");
+  RunResult r = Run(argv);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("resuming from " + ckpt + "/ckpt-00000"));
+  CHECK(Digest(Final(metrics)) == Digest(clean));
+}
+
+TEST_CASE("A server that cannot restore its checkpoint fails the start at once, saying why",
+          "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::string ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = {kPstrain, "train",      kMnistJob,    "--servers",
+                                   "1",      "--workers",  "1",          "--epochs",
+                                   "1",      "--progress", "never",      "--checkpoint-dir",
+                                   ckpt,     "--metrics",  dir.File("m")};
+  REQUIRE(Run(argv).code == 0);
+  // Momentum's state does not fit Adam's: the server refuses the file. The
+  // launcher sees it exit; nobody waits cluster.start_timeout_s for it.
+  argv.insert(argv.end(), {"--resume", "--epochs", "2", "--set", "optimizer.type=\"adam\""});
+  RunResult r = Run(argv);
+  INFO(r.out << r.err);
+  CHECK(r.code != 0);
+  CHECK_THAT(r.err, Catch::Contains("was optimizer.type changed?"));
+  CHECK_THAT(r.err, Catch::Contains("server 0 (pid "));
+  CHECK_THAT(r.err, Catch::Contains("exited before it was ready; its log says why (it was "
+                                    "restoring " +
+                                    ckpt + "/ckpt-000001)"));
+  CHECK_THAT(r.err, !Catch::Contains("waited"));
+}
+
+TEST_CASE("A server death without a replica or checkpoints says the job must start over",
+          "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::string metrics = dir.File("m");
+  Process job(
+      TrainArgv(kMnistJob, metrics,
+                {"--servers", "1", "--workers", "1", "--epochs", "200", "--progress", "never"}));
+  DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
+  REQUIRE(::kill(NodePid(metrics, "servers", 0), SIGKILL) == 0);
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code != 0);
+  CHECK_THAT(job.Stderr(), Catch::Contains("this job takes no checkpoints (checkpoint.dir is not "
+                                           "set), so it must start over"));
+  CHECK_THAT(job.Stderr(), !Catch::Contains("--resume"));
+}
+
+TEST_CASE("A full disk stops the job with nothing half-written left, and keep makes room",
+          "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers", "1", "--workers",  "1",
+                                          "--epochs",  "4", "--progress", "never"};
+  // The size of one checkpoint, from a run on the ordinary disk.
+  const json clean = CleanFinal(kMnistJob, dir.File("clean"),
+                                {"--servers", "1", "--workers", "1", "--epochs", "4", "--progress",
+                                 "never", "--checkpoint-dir", dir.File("sized")});
+  uintmax_t one = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.File("sized") + "/ckpt-000004")) {
+    one += std::filesystem::file_size(e.path());
+  }
+  REQUIRE(one > 0);
+  // A small file system of our own, in a mount namespace of our own.
+  const std::string disk = dir.File("disk");
+  std::filesystem::create_directories(disk);
+  auto train = [&](const std::string& metrics, const std::string& extra) {
+    std::string cmd = kPstrain + " train " + kMnistJob + " --metrics " + metrics +
+                      " --checkpoint-dir " + disk + "/ckpt";
+    for (const std::string& f : flags) cmd += " " + f;
+    return cmd + " " + extra;
+  };
+  const auto kib = [](uintmax_t bytes) { return std::to_string(bytes / 1024 + 64) + "k"; };
+  // 1: room for 2.5 checkpoints and checkpoint.keep = 2: the oldest goes
+  // before the third is written. 2: room for 1.5 with keep = 1: the second
+  // cannot be written; the job stops and leaves no partial files. 3: more
+  // room, --resume: the fault-free weights.
+  const std::string script =
+      "set -u\n"
+      "mount -t tmpfs -o size=" +
+      kib(one * 5 / 2) + " pstrain-test " + disk + " || exit 77\n" +
+      train(dir.File("keep"), "--set checkpoint.keep=2") + " > " + dir.File("keep.out") +
+      " 2>&1; echo keep $? > " + dir.File("codes") + "\n" + "ls -R " + disk + " > " +
+      dir.File("keep.ls") + "\n" + "rm -rf " + disk + "/ckpt\n" +
+      "mount -o remount,size=" + kib(one * 3 / 2) + " " + disk + "\n" +
+      train(dir.File("full"), "--set checkpoint.keep=1") + " > " + dir.File("full.out") +
+      " 2>&1; echo full $? >> " + dir.File("codes") + "\n" + "ls -R " + disk + " > " +
+      dir.File("full.ls") + "\n" + "mount -o remount,size=" + kib(one * 4) + " " + disk + "\n" +
+      train(dir.File("resumed"), "--set checkpoint.keep=1 --resume") + " > " +
+      dir.File("resumed.out") + " 2>&1; echo resumed $? >> " + dir.File("codes") + "\n";
+  RunResult r =
+      Run({"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script});
+  if (r.code == 77) PSTRAIN_SKIP("this kernel does not let the test mount a tmpfs: " << r.err);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  const std::string codes = ReadFile(dir.File("codes"));
+  INFO(codes << "--- keep\n"
+             << ReadFile(dir.File("keep.out")) << ReadFile(dir.File("keep.ls")) << "--- full\n"
+             << ReadFile(dir.File("full.out")) << ReadFile(dir.File("full.ls")) << "--- resumed\n"
+             << ReadFile(dir.File("resumed.out")));
+  CHECK_THAT(codes, Catch::Contains("keep 0"));
+  CHECK(Digest(Final(dir.File("keep"))) == Digest(clean));
+  CHECK_THAT(ReadFile(dir.File("full.out")), Catch::Contains("No space left on device"));
+  CHECK_THAT(ReadFile(dir.File("full.out")),
+             Catch::Contains("its files were removed; --resume starts from " + disk +
+                             "/ckpt/ckpt-000001"));
+  CHECK_THAT(codes, !Catch::Contains("full 0"));
+  CHECK_THAT(ReadFile(dir.File("full.ls")), !Catch::Contains(".tmp"));
+  CHECK_THAT(ReadFile(dir.File("full.ls")), !Catch::Contains("ckpt-000002"));
+  CHECK_THAT(codes, Catch::Contains("resumed 0"));
+  CHECK_THAT(ReadFile(dir.File("resumed.out")),
+             Catch::Contains("resuming from " + disk + "/ckpt/ckpt-000001"));
   CHECK(Digest(Final(dir.File("resumed"))) == Digest(clean));
 }
 
