@@ -204,6 +204,7 @@ Status Coordinator::SendStartEpoch(const Node& n, const std::vector<int>& only) 
   se.setEpoch(current_.epoch);
   se.setFirstClock(current_.first_clock);
   se.setSteps(current_.steps);
+  se.setFirstStep(current_.first_step);
   const std::vector<int>& slot_owners = book_.slot_owners();
   auto owners = se.initSlotOwners(static_cast<unsigned>(slot_owners.size()));
   for (size_t s = 0; s < slot_owners.size(); ++s) {
@@ -364,6 +365,12 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
           n.ready = true;
           PublishMembership();
           return OkStatus();
+        case msg::Control::CHECKPOINT_DONE:
+          // A cut answers whenever its server has written it, during any wait.
+          if (cuts_.count(c.getCheckpointDone().getToken()) != 0) {
+            return OnCutDone(n, c.getCheckpointDone());
+          }
+          return handler(n, c);
         case msg::Control::MEMBERSHIP_ACK:
           if (c.getMembershipAck().getMembershipEpoch() == membership_epoch_ &&
               pending_acks_.count(n.id) != 0) {
@@ -535,6 +542,12 @@ Status Coordinator::Register() {
 StatusOr<std::vector<KeyRange>> Coordinator::PlanKeyRanges(const Model& model) const {
   const JobConfig& c = options_.config;
   const KeyLayout keys(model.layout());
+  if (model.sparse() && c.checkpoint_every_steps > 0) {
+    return InvalidArgument(
+        "checkpoint.every_steps " + std::to_string(c.checkpoint_every_steps) +
+        ": embedding rows are applied as they come, with no clock to cut them at; a sparse job "
+        "checkpoints between epochs (checkpoint.every_epochs)");
+  }
   if (model.sparse() && c.cluster.replication > 1) {
     return InvalidArgument(
         "cluster.replication " + std::to_string(c.cluster.replication) +
@@ -723,6 +736,9 @@ Status Coordinator::OnServerDeath(const Node& dead, const Verdict& v) {
     backup_[r] = -1;
     ++promoted;
   }
+  // Ranges change hands: the cuts asked for will not all be taken. The
+  // next epoch's are.
+  RETURN_IF_ERROR(AbandonCuts(gone.id, "server " + std::to_string(gone.id) + " died"));
   ++membership_epoch_;
   const std::vector<ServerEntry> table = ServerTable();
   for (auto& [identity, n] : nodes_) {
@@ -761,14 +777,21 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     if (options_.resume) {
       ASSIGN_OR_RETURN(Manifest m, PickCheckpoint());
       first_epoch = m.epochs_done;
+      resume_step_ = m.step;
       clock_ = m.clock;
       restore_dir_ = m.dir;
       console_->Banner("resuming from " + m.dir + " (" + std::to_string(m.epochs_done) +
-                       " epoch(s) done)");
+                       " epoch(s) done" +
+                       (m.step > 0 ? ", and " + std::to_string(m.step) + " steps of epoch " +
+                                         std::to_string(m.epochs_done + 1)
+                                   : std::string()) +
+                       ")");
       RETURN_IF_ERROR(metrics_->Write(JsonObject()
                                           .Add("event", "resumed")
                                           .Add("dir", m.dir)
-                                          .Add("epochs_done", m.epochs_done)));
+                                          .Add("epochs_done", m.epochs_done)
+                                          .Add("step", m.step)
+                                          .Add("clock", m.clock)));
     }
     RETURN_IF_ERROR(Register());
     RETURN_IF_ERROR(Assign());

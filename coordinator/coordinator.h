@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -172,7 +173,7 @@ class Coordinator {
   EpochStats SummariseTraining(int epoch, const std::map<int, WorkerEpoch>& done) const;
   // Every server must have applied every sample of the epoch's `steps`
   // (from clock_) exactly once: e->samples and e->sample_set_ok say so.
-  Status CheckSampleSet(int64_t steps, EpochStats* e);
+  Status CheckSampleSet(int64_t first_clock, int64_t steps, EpochStats* e);
   // The test set split over the live workers, gathered into e's test figures.
   Status EvaluateEpoch(int epoch, EpochStats* e);
   // The run's end: the weights' L2 norm and digest from the servers' sums
@@ -182,6 +183,17 @@ class Coordinator {
   // Asks every server to save its ranges into a new checkpoint folder, then
   // writes the manifest that makes the checkpoint count.
   Status WriteCheckpoint(int epochs_done);
+  // The manifest's fields every checkpoint has, and the job copy written
+  // into `folder`.
+  StatusOr<Manifest> StartManifest(const std::string& folder, int epochs_done, int64_t step);
+  // checkpoint.every_steps: asks every server for a cut at each such step of
+  // the epoch running (after current_.first_step).
+  Status ScheduleCuts();
+  // A server's CheckpointDone for a cut; the checkpoint's manifest once
+  // every server has written its part.
+  Status OnCutDone(const Node& n, msg::CheckpointDone::Reader d);
+  // A server died: the cuts waiting for it will not complete.
+  Status AbandonCuts(int server, const std::string& why);
   // Asks every server for its StatsReply (samples of clocks [begin, end)).
   Status RequestStats(uint64_t token, int64_t clock_begin, int64_t clock_end);
   // Finds the checkpoint to resume from (reporting the ones skipped).
@@ -235,7 +247,22 @@ class Coordinator {
   struct EpochState {
     int epoch = -1;
     int64_t first_clock = 0, steps = 0;
+    int64_t first_step = 0;  // above 0: resumed from a cut within the epoch
   } current_;
+  int64_t resume_step_ = 0;  // the first epoch's first step (--resume from a cut)
+  // Checkpoints being taken while training goes on, by request token.
+  struct Cut {
+    int epochs_done = 0;
+    int64_t step = 0, clock = 0;
+    std::string folder;
+    std::set<int> waiting;  // servers that have not answered
+    std::vector<ManifestFile> files;
+    std::string failed;        // not empty: it will not count, and why
+    bool fatal = false;        // a server could not write it (a full disk)
+    double write_seconds = 0;  // the slowest server's writer
+  };
+  std::map<uint64_t, Cut> cuts_;
+  uint64_t next_cut_ = 1;
   // Who owns each slot, who has still to report, who holds which test rows.
   WorkBook book_{0};
   // Starts the current epoch on worker n: every slot it owns, or just

@@ -76,26 +76,9 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
     r.setDir(folder);
     RETURN_IF_ERROR(SendTo(*s, m));
   }
-  Manifest manifest;
-  manifest.epochs_done = epochs_done;
-  manifest.clock = clock_;
-  manifest.seed = c.seed;
-  manifest.servers = c.cluster.servers;
-  manifest.workers = c.cluster.workers;
-  manifest.batch_size = c.batch_size;
-  manifest.tensors = tensors_;
-  // The job as it runs, so the checkpoint can be evaluated on its own.
-  ASSIGN_OR_RETURN(const std::string job, ResolvedJobToml(options_.job_text, options_.job_name,
-                                                          options_.base_dir, options_.overrides));
-  const std::span<const uint8_t> job_bytes(reinterpret_cast<const uint8_t*>(job.data()),
-                                           job.size());
-  if (Status s = WriteFileDurably(folder + "/job.toml", job_bytes); !s.ok()) {
-    return failed(s.message());
-  }
-  manifest.job.name = "job.toml";
-  manifest.job.bytes = job.size();
-  manifest.job.crc32 = Crc32(job_bytes);
-  manifest.job.whole_file_crc = true;
+  StatusOr<Manifest> started = StartManifest(folder, epochs_done, 0);
+  if (!started.ok()) return failed(started.status().message());
+  Manifest manifest = std::move(*started);
   std::map<int, std::string> errors;
   size_t answered = 0;
   RETURN_IF_ERROR(WaitUntil([&] { return answered == servers.size(); },
@@ -109,14 +92,7 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
                               ++answered;
                               if (d.getError().size() > 0) errors[n.id] = d.getError();
                               for (auto f : d.getFiles()) {
-                                ManifestFile mf;
-                                mf.name = f.getName();
-                                mf.bytes = f.getBytes();
-                                mf.crc32 = f.getCrc32();
-                                mf.key_begin = f.getKeyBegin();
-                                mf.key_end = f.getKeyEnd();
-                                mf.clock = f.getClock();
-                                manifest.files.push_back(std::move(mf));
+                                manifest.files.push_back(ReadCheckpointFile(f));
                               }
                               return OkStatus();
                             }));
@@ -131,6 +107,134 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
                              .Add("epochs_done", epochs_done)
                              .Add("dir", folder)
                              .Add("seconds", Since(start)));
+}
+
+StatusOr<Manifest> Coordinator::StartManifest(const std::string& folder, int epochs_done,
+                                              int64_t step) {
+  const JobConfig& c = options_.config;
+  Manifest manifest;
+  manifest.epochs_done = epochs_done;
+  manifest.step = step;
+  manifest.clock = clock_;
+  manifest.seed = c.seed;
+  manifest.servers = c.cluster.servers;
+  manifest.workers = c.cluster.workers;
+  manifest.batch_size = c.batch_size;
+  manifest.tensors = tensors_;
+  // The job as it runs, so the checkpoint can be evaluated on its own.
+  ASSIGN_OR_RETURN(const std::string job, ResolvedJobToml(options_.job_text, options_.job_name,
+                                                          options_.base_dir, options_.overrides));
+  const std::span<const uint8_t> job_bytes(reinterpret_cast<const uint8_t*>(job.data()),
+                                           job.size());
+  RETURN_IF_ERROR(WriteFileDurably(folder + "/job.toml", job_bytes));
+  manifest.job.name = "job.toml";
+  manifest.job.bytes = job.size();
+  manifest.job.crc32 = Crc32(job_bytes);
+  manifest.job.whole_file_crc = true;
+  return manifest;
+}
+
+Status Coordinator::ScheduleCuts() {
+  const JobConfig& c = options_.config;
+  const int64_t every = c.checkpoint_every_steps;
+  if (every <= 0 || c.checkpoint_dir.empty()) return OkStatus();
+  std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
+  for (int64_t step = (current_.first_step / every + 1) * every; step < current_.steps;
+       step += every) {
+    const uint64_t token = (uint64_t{1} << 62) | next_cut_++;
+    Cut& cut = cuts_[token];
+    cut.epochs_done = current_.epoch;
+    cut.step = step;
+    cut.clock = current_.first_clock + step;
+    cut.folder = CheckpointFolder(c.checkpoint_dir, current_.epoch, step);
+    for (Node* s : servers) {
+      capnp::MallocMessageBuilder m;
+      auto r = m.initRoot<msg::Control>().initCheckpointRequest();
+      r.setToken(token);
+      r.setDir(cut.folder);
+      r.setCutClock(cut.clock);
+      RETURN_IF_ERROR(SendTo(*s, m));
+      cut.waiting.insert(s->id);
+    }
+  }
+  return OkStatus();
+}
+
+Status Coordinator::AbandonCuts(int server, const std::string& why) {
+  std::vector<uint64_t> tokens;
+  for (auto& [token, cut] : cuts_) {
+    if (cut.waiting.count(server) == 0) continue;
+    if (cut.failed.empty()) cut.failed = why;
+    tokens.push_back(token);
+  }
+  // Each answered now for the dead server, as if it had said why.
+  for (uint64_t token : tokens) {
+    capnp::MallocMessageBuilder m;
+    auto d = m.initRoot<msg::Control>().initCheckpointDone();
+    d.setNodeId(server);
+    d.setToken(token);
+    d.setMissed(true);
+    d.setError(why);
+    Node n;
+    n.id = server;
+    n.role = msg::Role::SERVER;
+    RETURN_IF_ERROR(OnCutDone(n, m.getRoot<msg::Control>().asReader().getCheckpointDone()));
+  }
+  return OkStatus();
+}
+
+Status Coordinator::OnCutDone(const Node& n, msg::CheckpointDone::Reader d) {
+  auto it = cuts_.find(d.getToken());
+  if (it == cuts_.end() || it->second.waiting.erase(n.id) == 0) return OkStatus();
+  Cut& cut = it->second;
+  const std::string where = "the checkpoint after step " + std::to_string(cut.step) + " of epoch " +
+                            std::to_string(cut.epochs_done + 1) + " (" + cut.folder + ")";
+  if (d.getError().size() > 0 && cut.failed.empty()) {
+    cut.failed = "server " + std::to_string(n.id) + ": " + std::string(d.getError().cStr());
+    cut.fatal = !d.getMissed();
+  }
+  cut.write_seconds = std::max(cut.write_seconds, d.getWriteSeconds());
+  for (auto f : d.getFiles()) cut.files.push_back(ReadCheckpointFile(f));
+  if (!cut.waiting.empty()) return OkStatus();
+  const Cut done = std::move(cut);
+  cuts_.erase(it);
+  const JobConfig& c = options_.config;
+  std::error_code ec;
+  if (!done.failed.empty()) {
+    std::filesystem::remove_all(done.folder, ec);
+    if (done.fatal) {
+      StatusOr<Manifest> left = FindNewestCheckpoint(c.checkpoint_dir, nullptr);
+      return DataLoss(where + " failed: " + done.failed + "; its files were removed" +
+                      (left.ok() ? "; --resume starts from " + left->dir
+                                 : std::string("; no earlier checkpoint is left")));
+    }
+    PSTRAIN_LOG(INFO) << where << " was skipped: " << done.failed;
+    return metrics_->Write(JsonObject()
+                               .Add("event", "checkpoint_skipped")
+                               .Add("dir", done.folder)
+                               .Add("why", done.failed));
+  }
+  const int64_t clock = clock_;
+  clock_ = done.clock;  // what StartManifest records
+  StatusOr<Manifest> manifest = StartManifest(done.folder, done.epochs_done, done.step);
+  clock_ = clock;
+  Status st = manifest.status();
+  if (st.ok()) {
+    manifest->files = done.files;
+    st = WriteManifest(done.folder, *manifest);
+  }
+  if (!st.ok()) {
+    std::filesystem::remove_all(done.folder, ec);
+    return DataLoss(where + " failed: " + st.message() + "; its files were removed");
+  }
+  PruneCheckpoints(c.checkpoint_dir, c.checkpoint_keep);
+  return metrics_->Write(JsonObject()
+                             .Add("event", "checkpoint")
+                             .Add("epochs_done", done.epochs_done)
+                             .Add("step", done.step)
+                             .Add("clock", done.clock)
+                             .Add("dir", done.folder)
+                             .Add("write_seconds", done.write_seconds));
 }
 
 }  // namespace pstrain

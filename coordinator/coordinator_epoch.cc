@@ -2,6 +2,7 @@
 // evaluation (Coordinator::RunEpoch and its parts).
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "common/base/logging.h"
 #include "common/data/handout.h"
@@ -24,8 +25,9 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   ASSIGN_OR_RETURN(const int64_t steps, TrainEpoch(epoch, &done));
   EpochStats e = SummariseTraining(epoch, done);
   e.train_seconds = Since(start);
-  RETURN_IF_ERROR(CheckSampleSet(steps, &e));
-  clock_ += steps;
+  e.resumed_at_step = current_.first_step;
+  RETURN_IF_ERROR(CheckSampleSet(current_.first_clock, steps, &e));
+  clock_ = current_.first_clock + steps;
   RETURN_IF_ERROR(EvaluateEpoch(epoch, &e));
   e.seconds = Since(start);
   current_ = EpochState{};
@@ -45,10 +47,17 @@ StatusOr<int64_t> Coordinator::TrainEpoch(int epoch, std::map<int, WorkerEpoch>*
   book_.StartEpoch(epoch, live);
   current_ = EpochState{};
   current_.epoch = epoch;
-  current_.first_clock = clock_;
+  // A resume from a cut starts at the cut's step: clock_ is the cut's clock.
+  current_.first_step = std::exchange(resume_step_, 0);
+  if (current_.first_step >= plan.steps()) {
+    return Internal("a checkpoint after step " + std::to_string(current_.first_step) +
+                    " of an epoch of " + std::to_string(plan.steps()) + " steps");
+  }
+  current_.first_clock = clock_ - current_.first_step;
   current_.steps = plan.steps();
   PublishPhase("training", epoch + 1);
   board_.Update([&](ClusterStatus& s) { s.epoch_total = train_count_; });
+  RETURN_IF_ERROR(ScheduleCuts());
   for (Node* w : NodesOf(msg::Role::WORKER)) {
     if (!w->ready) continue;
     RETURN_IF_ERROR(SendStartEpoch(*w, {}));
@@ -89,6 +98,13 @@ StatusOr<int64_t> Coordinator::TrainEpoch(int epoch, std::map<int, WorkerEpoch>*
   RETURN_IF_ERROR(WaitUntil([&] { return book_.AllTrained(); },
                             "the workers to finish epoch " + std::to_string(epoch + 1),
                             std::chrono::hours(24 * 365), handler));
+  // The epoch's cuts are behind every server now: each is written or
+  // refused soon. Waiting keeps their folders out of the way of the epoch's
+  // own checkpoint and of pruning.
+  RETURN_IF_ERROR(
+      WaitUntil([&] { return cuts_.empty(); },
+                "the servers to write the checkpoints of epoch " + std::to_string(epoch + 1),
+                std::chrono::seconds(600), handler));
   return plan.steps();
 }
 
@@ -117,11 +133,11 @@ EpochStats Coordinator::SummariseTraining(int epoch, const std::map<int, WorkerE
   return e;
 }
 
-Status Coordinator::CheckSampleSet(int64_t steps, EpochStats* e) {
-  const uint64_t token = static_cast<uint64_t>(clock_) * 2 + 1;
+Status Coordinator::CheckSampleSet(int64_t first_clock, int64_t steps, EpochStats* e) {
+  const uint64_t token = static_cast<uint64_t>(first_clock) * 2 + 1;
   std::map<int, std::pair<int64_t, uint64_t>> applied;
   std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
-  RETURN_IF_ERROR(RequestStats(token, clock_, clock_ + steps));
+  RETURN_IF_ERROR(RequestStats(token, first_clock, first_clock + steps));
   RETURN_IF_ERROR(WaitUntil(
       [&] { return applied.size() == servers.size(); }, "the servers' sample counts",
       std::chrono::seconds(120),

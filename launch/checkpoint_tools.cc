@@ -141,7 +141,8 @@ int RunInspect(const CommandLine& cl) {
   if (!m.ok()) return Fail(1, m.status());
   bool ok = true;
   std::printf("checkpoint %s\n", folder->c_str());
-  std::printf("  epochs done %d, clock %lld, seed %llu\n", m->epochs_done,
+  std::printf("  epochs done %d%s, clock %lld, seed %llu\n", m->epochs_done,
+              m->step > 0 ? (" and " + std::to_string(m->step) + " steps of the next").c_str() : "",
               static_cast<long long>(m->clock), static_cast<unsigned long long>(m->seed));
   std::printf("  written by a job of %d server(s) and %d worker(s), batch %d per worker\n",
               m->servers, m->workers, m->batch_size);
@@ -306,8 +307,10 @@ int RunEval(const CommandLine& cl) {
     }
   }
   const double n = static_cast<double>(std::max<int64_t>(test.count, 1));
-  std::printf("checkpoint %s: job %s after %d epoch(s), %s\n", folder->c_str(), c->name.c_str(),
-              m->epochs_done, (*model)->Describe().c_str());
+  std::printf("checkpoint %s: job %s after %d epoch(s)%s, %s\n", folder->c_str(), c->name.c_str(),
+              m->epochs_done,
+              m->step > 0 ? (" and " + std::to_string(m->step) + " steps").c_str() : "",
+              (*model)->Describe().c_str());
   std::printf("test set: %lld samples (%s)\n", static_cast<long long>(test.count),
               test.source.c_str());
   std::printf("test accuracy %.2f%%  test loss %.4f  (%lld of %lld right)\n", correct / n * 100,

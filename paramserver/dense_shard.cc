@@ -152,6 +152,7 @@ void DenseShard::MaybeCompleteBsp() {
   pending_.clear();
   ++version_;
   ++updates_;
+  if (!cuts_.empty() && cuts_.erase(version_) != 0) cut_images_.emplace(version_, TakeImage());
   if (replicate_) {
     SampleStats st;
     for (int s = 0; s < options_.slots; ++s) {
@@ -283,49 +284,111 @@ void DenseShard::Save(BinaryWriter& w) const {
   SaveRange(w, {&self, 1});
 }
 
+DenseShard::Image DenseShard::TakeImage() const {
+  Image m;
+  m.keys = keys_;
+  m.flat_begin = flat_.begin;
+  m.flat_end = flat_.end;
+  m.version = version_;
+  m.updates = updates_;
+  m.optimizer_steps = optimizer_->steps();
+  m.params.assign(params_.data(), params_.data() + params_.size());
+  for (const auto& a : optimizer_->State()) m.state.emplace_back(a.begin(), a.end());
+  m.async_steps = async_steps_;
+  m.completed = completed_;
+  for (const auto& [clock, st] : replicated_stats_) {
+    if (clock >= version_) break;
+    m.stats.samples += st.samples;
+    m.stats.hash += st.hash;
+  }
+  for (const auto& [key, sc] : seen_) {
+    if (key.first >= version_) break;
+    m.stats.samples += sc.samples;
+    m.stats.hash += sc.hash;
+  }
+  return m;
+}
+
+bool DenseShard::AddCut(int64_t clock) {
+  if (clock < version_) return false;
+  if (clock == version_) {
+    cut_images_.emplace(clock, TakeImage());
+  } else {
+    cuts_.insert(clock);
+  }
+  return true;
+}
+
+DenseShard::Image DenseShard::TakeCutImage(int64_t clock) {
+  auto it = cut_images_.find(clock);
+  PSTRAIN_CHECK(it != cut_images_.end()) << "no image at clock " << clock;
+  Image m = std::move(it->second);
+  cut_images_.erase(it);
+  return m;
+}
+
+void DenseShard::ClearCuts() {
+  cuts_.clear();
+  cut_images_.clear();
+}
+
 void DenseShard::SaveRange(BinaryWriter& w, std::span<const DenseShard* const> pieces) {
-  const DenseShard& front = *pieces.front();
-  const size_t base = front.flat_.begin;
-  std::vector<float> flat(pieces.back()->flat_.end - base);
-  // Every piece's values of one array at their place in the range.
+  std::vector<Image> images;
+  images.reserve(pieces.size());
+  for (const DenseShard* p : pieces) images.push_back(p->TakeImage());
+  std::vector<const Image*> views;
+  for (const Image& m : images) views.push_back(&m);
+  SaveImages(w, views);
+}
+
+void DenseShard::SaveImages(BinaryWriter& w, std::span<const Image* const> pieces) {
+  const Image& front = *pieces.front();
+  const size_t base = front.flat_begin;
+  const size_t n = pieces.back()->flat_end - base;
+  w.Reserve((front.state.size() + 1) * (n * sizeof(float) + 8) + 256);
+  // Every piece's values of one array at their place in the range (zeros
+  // between them), straight into the file's bytes.
   auto write = [&](auto&& values_of) {
-    std::fill(flat.begin(), flat.end(), 0.0f);
-    for (const DenseShard* p : pieces) {
-      const std::span<const float> v = values_of(*p);
-      std::copy(v.begin(), v.end(), flat.begin() + static_cast<long>(p->flat_.begin - base));
+    uint8_t* out = w.ZeroFloats(n);
+    for (const Image* p : pieces) {
+      const std::vector<float>& v = values_of(*p);
+      std::memcpy(out + (p->flat_begin - base) * sizeof(float), v.data(), v.size() * sizeof(float));
     }
-    w.Floats(flat);
   };
-  int64_t version = front.version_;
-  std::vector<int64_t> completed = front.completed_;
-  for (const DenseShard* p : pieces) {
-    version = std::min(version, p->version_);
+  int64_t version = front.version;
+  std::vector<int64_t> completed = front.completed;
+  for (const Image* p : pieces) {
+    version = std::min(version, p->version);
     for (size_t i = 0; i < completed.size(); ++i) {
-      completed[i] = std::max(completed[i], p->completed_[i]);
+      completed[i] = std::max(completed[i], p->completed[i]);
     }
   }
-  w.U64(front.keys_.begin);
-  w.U64(pieces.back()->keys_.end);
+  w.U64(front.keys.begin);
+  w.U64(pieces.back()->keys.end);
   w.I64(version);
-  w.I64(front.updates_);
-  w.I64(front.optimizer_->steps());
-  write([](const DenseShard& p) { return p.params_.span(); });
-  const size_t state = front.optimizer_->State().size();
+  w.I64(front.updates);
+  w.I64(front.optimizer_steps);
+  write([](const Image& p) -> const std::vector<float>& { return p.params; });
+  const size_t state = front.state.size();
   w.U32(static_cast<uint32_t>(state));
   for (size_t i = 0; i < state; ++i) {
-    write([i](const DenseShard& p) { return std::span<const float>(p.optimizer_->State()[i]); });
+    write([i](const Image& p) -> const std::vector<float>& { return p.state[i]; });
   }
   uint64_t async = 0;
-  for (const DenseShard* p : pieces) async += p->async_steps_.size();
+  for (const Image* p : pieces) async += p->async_steps.size();
   w.U64(async);
-  for (const DenseShard* p : pieces) {
-    for (const auto& [begin, steps] : p->async_steps_) {
-      w.U64(begin + p->flat_.begin - base);
+  for (const Image* p : pieces) {
+    for (const auto& [begin, steps] : p->async_steps) {
+      w.U64(begin + p->flat_begin - base);
       w.I64(steps);
     }
   }
   w.U64(completed.size());
   for (int64_t c : completed) w.I64(c);
+  // Every piece counts the same (slot, clock) samples: the front's stand
+  // for the range.
+  w.I64(front.stats.samples);
+  w.U64(front.stats.hash);
 }
 
 StatusOr<DenseShard::Saved> DenseShard::ReadSaved(BinaryReader& r, const KeyRange& keys,
@@ -395,6 +458,12 @@ Status DenseShard::LoadRange(BinaryReader& r, std::span<DenseShard* const> piece
   for (int64_t& c : front.completed_) {
     ASSIGN_OR_RETURN(c, r.I64());
   }
+  SampleStats carried;  // absent from files written before it was added
+  if (!r.AtEnd()) {
+    ASSIGN_OR_RETURN(carried.samples, r.I64());
+    ASSIGN_OR_RETURN(carried.hash, r.U64());
+    if (carried.samples < 0) return DataLoss(r.name() + ": negative sample count");
+  }
   if (!r.AtEnd()) return DataLoss(r.name() + ": unexpected bytes after the shard state");
   for (DenseShard* p : pieces) {
     p->version_ = saved.version;
@@ -407,6 +476,13 @@ Status DenseShard::LoadRange(BinaryReader& r, std::span<DenseShard* const> piece
     p->snapshot_version_ = -1;
     p->current_coded_.reset();
     p->coded_version_ = -1;
+    p->replicated_stats_.clear();
+    p->ClearCuts();
+    // The samples of the epoch's steps before the checkpoint's clock, so
+    // the epoch's sample check still sees each sample once.
+    if (carried.samples > 0 && saved.version > 0) {
+      p->replicated_stats_[saved.version - 1] = carried;
+    }
   }
   return OkStatus();
 }

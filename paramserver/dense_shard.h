@@ -124,8 +124,10 @@ class DenseShard {
   };
   SampleStats TakeSampleStats(int64_t clock_begin, int64_t clock_end);
 
-  // Checkpoints: the weights, the optimizer state and the clocks. Taken
-  // between epochs, when no step is half-applied.
+  // Checkpoints: the weights, the optimizer state, the clocks, and the
+  // samples of this epoch's steps already applied (so a resume in the middle
+  // of an epoch still counts every sample once). Taken between epochs, or
+  // from an Image taken at a cut.
   void Save(BinaryWriter& w) const;
   Status Load(BinaryReader& r);
   // The same for shards holding consecutive pieces of one range, written as
@@ -133,6 +135,37 @@ class DenseShard {
   // one shard for the whole range would write, and what Load reads.
   static void SaveRange(BinaryWriter& w, std::span<const DenseShard* const> pieces);
   static Status LoadRange(BinaryReader& r, std::span<DenseShard* const> pieces);
+
+  // A copy of what Save writes, taken at one version while training goes
+  // on, to be written by another thread.
+  struct Image {
+    KeyRange keys;
+    size_t flat_begin = 0, flat_end = 0;
+    int64_t version = 0, updates = 0, optimizer_steps = 0;
+    std::vector<float> params;
+    std::vector<std::vector<float>> state;  // the optimizer's arrays
+    std::map<size_t, int64_t> async_steps;
+    std::vector<int64_t> completed;
+    SampleStats stats;  // samples behind the steps before `version` not yet taken
+  };
+  Image TakeImage() const;
+  // What SaveRange writes, from images of consecutive pieces of one range.
+  static void SaveImages(BinaryWriter& w, std::span<const Image* const> pieces);
+
+  // Checkpoint cuts (BSP): an Image of the state at version `clock`, taken
+  // the moment the shard reaches it (at once if it is there), before any
+  // update of that clock is applied. False if the shard is past `clock`.
+  bool AddCut(int64_t clock);
+  bool HasCutImage(int64_t clock) const { return cut_images_.count(clock) != 0; }
+  // The image taken at `clock` (which must be there), moved out.
+  Image TakeCutImage(int64_t clock);
+  // Forgets the cut at `clock` (asked for or taken).
+  void DropCut(int64_t clock) {
+    cuts_.erase(clock);
+    cut_images_.erase(clock);
+  }
+  // Forgets every cut asked for and every image not taken.
+  void ClearCuts();
 
   // The start of what Save wrote: the keys, clocks and weights (which must
   // be for `keys`, weights.size() floats), without building a shard. For
@@ -199,6 +232,8 @@ class DenseShard {
   // nothing done) otherwise.
   bool SumWholeParts();
   std::vector<float> scratch_;  // for payloads that arrive unaligned
+  std::set<int64_t> cuts_;      // versions to take an Image at
+  std::map<int64_t, Image> cut_images_;
 };
 
 }  // namespace pstrain

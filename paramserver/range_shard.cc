@@ -147,6 +147,32 @@ Status RangeShard::Load(BinaryReader& r) {
   return DenseShard::LoadRange(r, all);
 }
 
+bool RangeShard::AddCut(int64_t clock) {
+  bool ok = true;
+  for (const auto& p : pieces_) ok = p->AddCut(clock) && ok;
+  return ok;
+}
+
+bool RangeShard::CutTaken(int64_t clock) const {
+  return std::all_of(pieces_.begin(), pieces_.end(),
+                     [clock](const auto& p) { return p->HasCutImage(clock); });
+}
+
+std::vector<DenseShard::Image> RangeShard::TakeCut(int64_t clock) {
+  std::vector<DenseShard::Image> images;
+  images.reserve(pieces_.size());
+  for (const auto& p : pieces_) images.push_back(p->TakeCutImage(clock));
+  return images;
+}
+
+void RangeShard::DropCut(int64_t clock) {
+  for (const auto& p : pieces_) p->DropCut(clock);
+}
+
+void RangeShard::ClearCuts() {
+  for (const auto& p : pieces_) p->ClearCuts();
+}
+
 std::string RangeShard::Waiting(const KeyRange& part, int64_t clock) const {
   const auto [first, last] = Touched(part);
   for (size_t i = first; i < last; ++i) {

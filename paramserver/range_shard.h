@@ -58,6 +58,16 @@ class RangeShard {
   int64_t updates_applied() const;
   void Save(BinaryWriter& w) const;
   Status Load(BinaryReader& r);
+  // Checkpoint cuts (DenseShard::AddCut) on every piece: false if one is
+  // past `clock` already.
+  bool AddCut(int64_t clock);
+  // Has every piece its image of `clock`?
+  bool CutTaken(int64_t clock) const;
+  // The pieces' images of `clock` (CutTaken), moved out: what Save would
+  // have written then (DenseShard::SaveImages).
+  std::vector<DenseShard::Image> TakeCut(int64_t clock);
+  void DropCut(int64_t clock);
+  void ClearCuts();
   // What a pull of `part` at `clock` waits for, for logs.
   std::string Waiting(const KeyRange& part, int64_t clock) const;
 

@@ -21,6 +21,7 @@
 #include "common/ps/sparse_table.h"
 #include "paramserver/admission.h"
 #include "paramserver/checkpoint_files.h"
+#include "paramserver/cut_writer.h"
 #include "paramserver/dense_shard.h"
 #include "paramserver/pull_queue.h"
 #include "paramserver/push_payload.h"
@@ -64,6 +65,13 @@ class Server {
   // Writes this server's ranges (and rows) into the folder the request
   // names, answering with the files written.
   Status ProcessCheckpoint(msg::CheckpointRequest::Reader req);
+  // A cut (CheckpointRequest.cutClock): registered with every range, taken
+  // as each reaches the clock, written by writer_.
+  Status ProcessCut(msg::CheckpointRequest::Reader req);
+  // Hands every cut that all ranges have taken to the writer, and answers
+  // the coordinator for every cut the writer has finished.
+  Status AdvanceCuts();
+  Status SendCutMissed(uint64_t token, const std::string& why);
   // Answers with the sums, digest and sample counts the coordinator checks.
   Status ProcessStats(msg::StatsRequest::Reader req);
   void OnData(Message& frames);
@@ -121,6 +129,12 @@ class Server {
   int64_t refused_ = 0;
   int64_t nonfinite_ = 0;  // pushes refused for NaN/Inf
   std::chrono::steady_clock::time_point last_wait_log_{};
+  struct PendingCut {
+    uint64_t token = 0;
+    std::string dir;
+  };
+  std::map<int64_t, PendingCut> cuts_;  // by clock: asked for, not all taken yet
+  std::unique_ptr<CutWriter> writer_;   // made at the first cut
 };
 
 Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
@@ -186,6 +200,7 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
       ServeReadyPulls();
     }
     RETURN_IF_ERROR(control_->Drain([&](msg::Control::Reader c) { return OnControl(c); }));
+    RETURN_IF_ERROR(AdvanceCuts());
     RETURN_IF_ERROR(control_->Tick());
     const auto now = std::chrono::steady_clock::now();
     if (!pulls_.empty() && now - pulls_.oldest().since > std::chrono::seconds(10) &&
@@ -283,6 +298,14 @@ Status Server::Setup(const NodeAssignment& a) {
 
 Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
   servers_ = servers;
+  // Cuts asked for under the old routing are not taken: a range may change
+  // hands meanwhile. The coordinator asks again.
+  for (const auto& [clock, cut] : cuts_) {
+    RETURN_IF_ERROR(SendCutMissed(cut.token, "the server's key ranges changed"));
+  }
+  cuts_.clear();
+  for (const auto& shard : shards_) shard->ClearCuts();
+  for (const auto& replica : replicas_) replica->ClearCuts();
   std::vector<KeyRange> owned, replicas;
   for (const auto& shard : shards_) owned.push_back(shard->keys());
   for (const auto& replica : replicas_) replicas.push_back(replica->keys());
@@ -418,7 +441,76 @@ Status Server::ProcessMembership(msg::Membership::Reader mb) {
   return OkStatus();
 }
 
+Status Server::SendCutMissed(uint64_t token, const std::string& why) {
+  capnp::MallocMessageBuilder m;
+  auto done = m.initRoot<msg::Control>().initCheckpointDone();
+  done.setNodeId(assignment_.node_id);
+  done.setToken(token);
+  done.setMissed(true);
+  done.setError(why);
+  return control_->Send(m);
+}
+
+Status Server::ProcessCut(msg::CheckpointRequest::Reader req) {
+  const int64_t clock = req.getCutClock();
+  const uint64_t token = req.getToken();
+  if (assignment_.config.cluster.consistency != Consistency::kBsp || !rows_->empty()) {
+    return SendCutMissed(token, "cuts need BSP and no embedding rows");
+  }
+  if (writer_ != nullptr && writer_->outstanding() >= 2) {
+    return SendCutMissed(token, "its earlier cuts are still being written");
+  }
+  for (const auto& shard : shards_) {
+    if (!shard->AddCut(clock)) {
+      for (const auto& s : shards_) s->DropCut(clock);
+      return SendCutMissed(token, "keys " + ToString(shard->keys()) + " are at clock " +
+                                      std::to_string(shard->pieces().back()->version()) +
+                                      ", past the cut at " + std::to_string(clock));
+    }
+  }
+  cuts_[clock] = {token, req.getDir()};
+  return AdvanceCuts();
+}
+
+Status Server::AdvanceCuts() {
+  for (auto it = cuts_.begin(); it != cuts_.end();) {
+    const int64_t clock = it->first;
+    if (!std::all_of(shards_.begin(), shards_.end(),
+                     [clock](const auto& s) { return s->CutTaken(clock); })) {
+      ++it;
+      continue;
+    }
+    CutWriter::Job job;
+    job.token = it->second.token;
+    job.clock = clock;
+    job.folder = it->second.dir;
+    for (const auto& shard : shards_) {
+      job.files.push_back({ShardFileName(assignment_.node_id, shard->keys()), shard->keys(),
+                           shard->TakeCut(clock)});
+    }
+    if (writer_ == nullptr) writer_ = std::make_unique<CutWriter>();
+    writer_->Submit(std::move(job));
+    it = cuts_.erase(it);
+  }
+  if (writer_ == nullptr) return OkStatus();
+  for (const CutWriter::Result& r : writer_->TakeResults()) {
+    capnp::MallocMessageBuilder m;
+    auto done = m.initRoot<msg::Control>().initCheckpointDone();
+    done.setNodeId(assignment_.node_id);
+    done.setToken(r.token);
+    if (!r.error.empty()) done.setError(r.error);
+    done.setWriteSeconds(r.seconds);
+    auto files = done.initFiles(static_cast<unsigned>(r.files.size()));
+    for (size_t i = 0; i < r.files.size(); ++i) {
+      BuildCheckpointFile(r.files[i], files[static_cast<unsigned>(i)]);
+    }
+    RETURN_IF_ERROR(control_->Send(m));
+  }
+  return OkStatus();
+}
+
 Status Server::ProcessCheckpoint(msg::CheckpointRequest::Reader req) {
+  if (req.getCutClock() > 0) return ProcessCut(req);
   capnp::MallocMessageBuilder m;
   auto done = m.initRoot<msg::Control>().initCheckpointDone();
   done.setNodeId(assignment_.node_id);

@@ -19,10 +19,12 @@ Status WorkerDuties::SetOwners(const std::vector<int>& owners, const char* what)
 }
 
 Status WorkerDuties::StartEpoch(int epoch, int64_t first_clock, int64_t steps,
-                                const std::vector<int>& owners, const std::vector<int>& only) {
-  if (steps < 0 || epoch < 0 || first_clock < 0) {
+                                const std::vector<int>& owners, const std::vector<int>& only,
+                                int64_t first_step) {
+  if (steps < 0 || epoch < 0 || first_clock < 0 || first_step < 0 || first_step > steps) {
     return InvalidArgument("StartEpoch: epoch " + std::to_string(epoch) + ", first clock " +
-                           std::to_string(first_clock) + ", " + std::to_string(steps) + " steps");
+                           std::to_string(first_clock) + ", " + std::to_string(steps) +
+                           " steps from step " + std::to_string(first_step));
   }
   for (int s : only) {
     if (s < 0 || s >= slots_) {
@@ -39,6 +41,7 @@ Status WorkerDuties::StartEpoch(int epoch, int64_t first_clock, int64_t steps,
   t.epoch = epoch;
   t.first_clock = first_clock;
   t.steps = steps;
+  t.first_step = first_step;
   t.only = only;
   tasks_.push_back(std::move(t));
   return OkStatus();

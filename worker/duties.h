@@ -22,6 +22,7 @@ struct WorkerTask {
   enum Kind { kEpoch, kEval } kind = kEpoch;
   int epoch = 0;
   int64_t first_clock = 0, steps = 0;  // kEpoch
+  int64_t first_step = 0;              // kEpoch: steps before it were done (a resume)
   std::vector<int> only;               // kEpoch: just these slots, when not empty
   int64_t begin = 0, end = 0;          // kEval: test rows [begin, end)
 };
@@ -34,8 +35,9 @@ class WorkerDuties {
   // StartEpoch: the slot owners of the new epoch and its training queued
   // (`only`: just these slots, taken over after this worker had finished).
   // Pending takeovers belong to the epoch before: dropped.
+  // `first_step`: the steps before it were done before the job resumed.
   Status StartEpoch(int epoch, int64_t first_clock, int64_t steps, const std::vector<int>& owners,
-                    const std::vector<int>& only);
+                    const std::vector<int>& only, int64_t first_step = 0);
   // Membership: new slot owners. Slots gained while training are taken over
   // (and the current wait interrupted); while evaluating, every slot of the
   // epoch is done, so gained slots are this worker's from the next epoch.

@@ -59,7 +59,7 @@ class Worker {
 
   // Trains the slots this worker owns for the epoch, or just `only` when
   // it is not empty (slots taken over after this worker had finished).
-  Status RunEpoch(int epoch, int64_t first_clock, int64_t steps, const std::vector<int>& only);
+  Status RunEpoch(const WorkerTask& t);
   // Step k of the epoch for `slots`, computed again as often as it is
   // interrupted, then the weights after it.
   Status RunStep(int64_t k, const std::vector<int>& slots);
@@ -163,8 +163,7 @@ Status Worker::Run(int* exit_code) {
     RETURN_IF_ERROR(idle);
     const std::optional<WorkerTask> t = duties_->NextTask();
     if (!t) continue;
-    Status s = t->kind == WorkerTask::kEpoch ? RunEpoch(t->epoch, t->first_clock, t->steps, t->only)
-                                             : Evaluate(t->epoch, t->begin, t->end);
+    Status s = t->kind == WorkerTask::kEpoch ? RunEpoch(*t) : Evaluate(t->epoch, t->begin, t->end);
     if (!s.ok() && !done_) return s;  // after a shutdown, an interrupted wait is expected
   }
   *exit_code = exit_code_;
@@ -253,7 +252,8 @@ Status Worker::OnControl(msg::Control::Reader c) {
 
 Status Worker::OnStartEpoch(msg::StartEpoch::Reader e) {
   return duties_->StartEpoch(e.getEpoch(), e.getFirstClock(), e.getSteps(),
-                             ToVector(e.getSlotOwners()), ToVector(e.getOnlySlots()));
+                             ToVector(e.getSlotOwners()), ToVector(e.getOnlySlots()),
+                             e.getFirstStep());
 }
 
 Status Worker::OnMembership(msg::Membership::Reader m) {
@@ -460,10 +460,10 @@ Status Worker::RunStep(int64_t k, const std::vector<int>& slots) {
   return s;
 }
 
-Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
-                        const std::vector<int>& only) {
+Status Worker::RunEpoch(const WorkerTask& t) {
   const JobConfig& c = assignment_.config;
-  run_ = EpochRun{epoch, first_clock, EpochPlan(c, epoch, data_.train.count), only};
+  const int64_t first_clock = t.first_clock, steps = t.steps;
+  run_ = EpochRun{t.epoch, first_clock, EpochPlan(c, t.epoch, data_.train.count), t.only};
   if (run_->plan.steps() != steps) {
     return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
                     std::to_string(run_->plan.steps()));
@@ -475,9 +475,12 @@ Status Worker::RunEpoch(int epoch, int64_t first_clock, int64_t steps,
   auto last_idle = Clock::now();
   // Weights for the first step, unless the last pull already brought them.
   const bool bsp = c.cluster.consistency == Consistency::kBsp;
-  if (!bsp || weights_->version() != first_clock) RETURN_IF_ERROR(PullAfter(-1));
-  for (int64_t k = 0; k < steps; ++k) {
-    if (options_.stall_ms > 0 && !stalled_ && k == 1) {
+  // (A job resumed from a cut within the epoch starts at the cut's step.)
+  if (!bsp || weights_->version() != first_clock + t.first_step) {
+    RETURN_IF_ERROR(PullAfter(t.first_step - 1));
+  }
+  for (int64_t k = t.first_step; k < steps; ++k) {
+    if (options_.stall_ms > 0 && !stalled_ && k == t.first_step + 1) {
       stalled_ = true;
       PSTRAIN_LOG(WARNING) << "standing still for " << options_.stall_ms << " ms (fault test)";
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.stall_ms));

@@ -105,6 +105,13 @@ void BinaryWriter::Floats(std::span<const float> v) {
   std::memcpy(bytes_.data() + at, v.data(), v.size() * sizeof(float));
 }
 
+uint8_t* BinaryWriter::ZeroFloats(size_t n) {
+  U64(n);
+  const size_t at = bytes_.size();
+  bytes_.resize(at + n * sizeof(float));
+  return bytes_.data() + at;
+}
+
 std::vector<uint8_t> BinaryWriter::Finish() {
   U32(Crc32(bytes_));
   return std::move(bytes_);
@@ -189,18 +196,23 @@ Status BinaryReader::Floats(std::span<float> out) {
   return OkStatus();
 }
 
-std::string CheckpointFolder(const std::string& dir, int epochs_done) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "ckpt-%06d", epochs_done);
+std::string CheckpointFolder(const std::string& dir, int epochs_done, int64_t step) {
+  char buf[48];
+  if (step > 0) {
+    std::snprintf(buf, sizeof buf, "ckpt-%06d-%08lld", epochs_done, static_cast<long long>(step));
+  } else {
+    std::snprintf(buf, sizeof buf, "ckpt-%06d", epochs_done);
+  }
   return (std::filesystem::path(dir) / buf).string();
 }
 
 Status WriteManifest(const std::string& folder, const Manifest& m) {
   std::ostringstream os;
   os << kManifestHeader << "\n"
-     << "epochs_done " << m.epochs_done << "\nclock " << m.clock << "\nseed " << m.seed
-     << "\nservers " << m.servers << "\nworkers " << m.workers << "\nbatch_size " << m.batch_size
-     << "\n";
+     << "epochs_done " << m.epochs_done << "\n"
+     << (m.step > 0 ? "step " + std::to_string(m.step) + "\n" : std::string()) << "clock "
+     << m.clock << "\nseed " << m.seed << "\nservers " << m.servers << "\nworkers " << m.workers
+     << "\nbatch_size " << m.batch_size << "\n";
   for (const ManifestFile& f : m.files) {
     os << "file " << f.name << " " << f.bytes << " " << f.crc32 << " " << f.key_begin << " "
        << f.key_end << " " << f.clock << "\n";
@@ -251,7 +263,10 @@ StatusOr<Manifest> ReadManifest(const std::string& folder) {
     f >> key;
     if (key == "epochs_done")
       f >> m.epochs_done;
-    else if (key == "clock")
+    else if (key == "step") {
+      f >> m.step;
+      if (!f || m.step < 1) return DataLoss(path + ": bad step line \"" + line + "\"");
+    } else if (key == "clock")
       f >> m.clock;
     else if (key == "seed")
       f >> m.seed;
@@ -385,13 +400,17 @@ void PruneCheckpoints(const std::string& dir, int keep) {
     if (e.is_directory() && name.rfind("ckpt-", 0) == 0) folders.push_back(e.path().string());
   }
   std::sort(folders.rbegin(), folders.rend());
-  for (size_t i = 0; i < folders.size(); ++i) {
-    if (i >= static_cast<size_t>(std::max(keep, 0))) {
-      std::filesystem::remove_all(folders[i], ec);
+  int complete = 0;
+  for (const std::string& f : folders) {
+    const bool has_manifest = std::filesystem::exists(f + "/MANIFEST", ec);
+    if (!has_manifest && complete == 0) continue;  // newer than any complete one: being written
+    if (!has_manifest || complete >= std::max(keep, 0)) {
+      std::filesystem::remove_all(f, ec);
       continue;
     }
+    ++complete;
     std::vector<std::filesystem::path> leftovers;
-    for (const auto& e : std::filesystem::directory_iterator(folders[i], ec)) {
+    for (const auto& e : std::filesystem::directory_iterator(f, ec)) {
       if (e.path().extension() == ".tmp") leftovers.push_back(e.path());
     }
     for (const auto& p : leftovers) std::filesystem::remove(p, ec);

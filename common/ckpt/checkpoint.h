@@ -1,6 +1,8 @@
 // Durable, verifiable checkpoint files.
 //
-// A checkpoint is a folder DIR/ckpt-EEEEEE (E = epochs completed) holding
+// A checkpoint is a folder DIR/ckpt-EEEEEE (E = epochs completed), or
+// DIR/ckpt-EEEEEE-SSSSSSSS for one taken after step S of the next epoch
+// (checkpoint.every_steps; names sort in the order they were taken), holding
 // one file per parameter range (written by the server that owns it) and a
 // MANIFEST written last by the coordinator. Every file is written to a
 // temporary name, fsync'ed, renamed into place, and the folder fsync'ed, so
@@ -43,6 +45,10 @@ class BinaryWriter {
   void I64(int64_t v) { U64(static_cast<uint64_t>(v)); }
   void F64(double v);
   void Floats(std::span<const float> v);  // count, then the values
+  // Count, then n zero floats, returned for the caller to fill (memcpy:
+  // not aligned); valid until the next write.
+  uint8_t* ZeroFloats(size_t n);
+  void Reserve(size_t bytes) { bytes_.reserve(bytes); }
   // The finished bytes, CRC-32 appended.
   std::vector<uint8_t> Finish();
 
@@ -96,6 +102,7 @@ struct Manifest {
   std::string dir;  // the checkpoint folder (filled when read)
   int format = 2;   // 1: written before file lines held content checksums and clocks
   int epochs_done = 0;
+  int64_t step = 0;  // steps of epoch epochs_done + 1 done (a cut within it); 0: between epochs
   int64_t clock = 0;
   uint64_t seed = 0;
   int servers = 0;
@@ -106,8 +113,9 @@ struct Manifest {
   std::vector<ManifestTensor> tensors;  // the model's layout, in order (may be empty)
 };
 
-// DIR/ckpt-EEEEEE for `epochs_done`.
-std::string CheckpointFolder(const std::string& dir, int epochs_done);
+// DIR/ckpt-EEEEEE for `epochs_done`; DIR/ckpt-EEEEEE-SSSSSSSS for `step`
+// steps into the next epoch.
+std::string CheckpointFolder(const std::string& dir, int epochs_done, int64_t step = 0);
 // Writes DIR/.../MANIFEST durably.
 Status WriteManifest(const std::string& folder, const Manifest& m);
 // Reads one checkpoint folder's manifest and checks its checksum, not the
@@ -128,8 +136,10 @@ StatusOr<Manifest> VerifyCheckpoint(const std::string& folder);
 // The newest checkpoint in `dir` that verifies. `skipped` receives one line
 // per newer checkpoint that did not, saying why.
 StatusOr<Manifest> FindNewestCheckpoint(const std::string& dir, std::vector<std::string>* skipped);
-// Removes all but the newest `keep` checkpoint folders of `dir` (keep >= 0),
-// and any `.tmp` file a failed write left in them.
+// Keeps the newest `keep` complete checkpoints of `dir` (keep >= 0; those
+// with a MANIFEST), and any folder newer than the newest of them (one being
+// written); removes the other folders, and any `.tmp` file a failed write
+// left in the ones kept complete.
 void PruneCheckpoints(const std::string& dir, int keep);
 
 }  // namespace pstrain

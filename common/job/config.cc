@@ -226,6 +226,11 @@ Status CheckAcrossKeys(const JobConfig& c, const toml::table& root, const Where&
     return InvalidArgument(at("data.shard_weights") +
                            "data.shard_weights needs data.handout = \"static\"");
   }
+  if (c.checkpoint_every_steps > 0 && c.cluster.consistency != Consistency::kBsp) {
+    return InvalidArgument(at("checkpoint.every_steps") +
+                           "checkpoint.every_steps needs cluster.consistency = \"bsp\": only "
+                           "BSP has a clock at which every range holds the same steps");
+  }
   if (!(c.topk_ratio > 0.0)) {
     return InvalidArgument(at("compression.topk_ratio") +
                            "compression.topk_ratio must be above 0 (and at most 1), not " +

@@ -70,6 +70,7 @@ struct JobConfig {
   ClusterConfig cluster;
   std::string checkpoint_dir;  // empty: no checkpoints
   int checkpoint_every_epochs = 1;
+  int64_t checkpoint_every_steps = 0;  // 0: none within an epoch
   int checkpoint_keep = 3;
   std::string metrics_path;                 // empty: no metrics file
   std::string progress;                     // "auto" | "always" | "never"

@@ -22,6 +22,9 @@ struct EpochStats {
   double seconds = 0;         // wall time of the epoch, evaluation included
   double samples_per_s = 0;   // samples / train_seconds
   float lr = 0;               // learning rate at the epoch's end
+  // Above 0: the job resumed from a checkpoint taken after this many steps
+  // of the epoch, and the training loss and accuracy cover the steps after.
+  int64_t resumed_at_step = 0;
   // Distributed runs only (negative: not measured).
   int sample_set_ok = -1;        // 1 if every sample was processed exactly once
   double compute_s = -1;         // mean per worker: forward + backward

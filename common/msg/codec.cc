@@ -42,4 +42,24 @@ Status DecodeAndRun(const Frame& frame, const std::function<void(capnp::MessageR
 }
 
 }  // namespace internal
+void BuildCheckpointFile(const ManifestFile& from, msg::CheckpointFile::Builder to) {
+  to.setName(from.name);
+  to.setBytes(from.bytes);
+  to.setCrc32(from.crc32);
+  to.setKeyBegin(from.key_begin);
+  to.setKeyEnd(from.key_end);
+  to.setClock(from.clock);
+}
+
+ManifestFile ReadCheckpointFile(msg::CheckpointFile::Reader from) {
+  ManifestFile f;
+  f.name = from.getName();
+  f.bytes = from.getBytes();
+  f.crc32 = from.getCrc32();
+  f.key_begin = from.getKeyBegin();
+  f.key_end = from.getKeyEnd();
+  f.clock = from.getClock();
+  return f;
+}
+
 }  // namespace pstrain

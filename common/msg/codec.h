@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/base/status.h"
+#include "common/ckpt/checkpoint.h"
 #include "common/msg/pstrain.capnp.h"
 #include "common/net/zmq_socket.h"
 
@@ -30,6 +31,10 @@ inline constexpr size_t kMaxDataFrameBytes = 16 << 20;
 
 // The message as one frame (flat array of words).
 Frame EncodeFrame(capnp::MessageBuilder& builder);
+
+// A checkpoint file as checkpointDone lists it, and as the manifest does.
+void BuildCheckpointFile(const ManifestFile& from, msg::CheckpointFile::Builder to);
+ManifestFile ReadCheckpointFile(msg::CheckpointFile::Reader from);
 
 namespace internal {
 Status DecodeAndRun(const Frame& frame, const std::function<void(capnp::MessageReader&)>& fn);

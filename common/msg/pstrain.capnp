@@ -102,6 +102,11 @@ struct Assignment {
 struct CheckpointRequest {
   token @0 :UInt64;
   dir @1 :Text;
+  # 0: write the ranges now (between epochs, nothing half-applied). Above
+  # 0 (BSP): a cut while training goes on: copy each range the moment it
+  # reaches this clock, before any update of the clock, and write the copy
+  # in the background; answered when the files are on disk.
+  cutClock @2 :Int64;
 }
 
 struct CheckpointFile {
@@ -119,6 +124,11 @@ struct CheckpointDone {
   token @1 :UInt64;
   files @2 :List(CheckpointFile);
   error @3 :Text;       # not empty: the checkpoint failed, and why
+  # A cut this server could not take (a range was past the clock already,
+  # its ranges changed, or its previous cut is still being written): no
+  # files, the reason in `error`; the coordinator skips that checkpoint.
+  missed @4 :Bool;
+  writeSeconds @5 :Float64;  # cuts: the time its writer took to code and write the files
 }
 
 # node -> coordinator: assignment applied (servers: parameters initialised).
@@ -146,6 +156,8 @@ struct StartEpoch {
   slotOwners @3 :List(Int32);  # worker id computing each slot (hand-out position)
   onlySlots @4 :List(Int32);   # if not empty: (re)compute just these slots'
                                # steps (a dead worker's, after this one was done)
+  firstStep @5 :Int64;         # the step to start at: above 0 when the job
+                               # resumed from a checkpoint taken mid-epoch
 }
 
 # coordinator -> servers and workers, whenever the set of live workers or

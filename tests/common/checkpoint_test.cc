@@ -28,12 +28,13 @@ std::vector<uint8_t> SampleFile(float value, size_t floats = 100) {
 
 // A complete checkpoint folder of `files` files for `epochs`.
 void WriteCheckpoint(const std::string& dir, int epochs, float value, int files = 2,
-                     size_t floats = 100) {
-  const std::string folder = CheckpointFolder(dir, epochs);
+                     size_t floats = 100, int64_t step = 0) {
+  const std::string folder = CheckpointFolder(dir, epochs, step);
   std::filesystem::create_directories(folder);
   Manifest m;
   m.epochs_done = epochs;
-  m.clock = epochs * 10;
+  m.step = step;
+  m.clock = epochs * 10 + step;
   m.seed = 3;
   m.servers = files;
   m.workers = 2;
@@ -318,6 +319,63 @@ TEST_CASE("The manifest keeps the job copy and the tensors, and checks the copy"
   REQUIRE(ReadManifest(folder).ok());
   CHECK(VerifyCheckpointFile(folder, back->files[0]).ok());
   CHECK_FALSE(VerifyCheckpointFile(folder, back->job).ok());
+}
+
+}  // namespace
+}  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+TEST_CASE("Checkpoints taken within an epoch sort by when they were taken and resume there",
+          "[checkpoint]") {
+  TempDir tmp;
+  const std::string d = tmp.path();
+  WriteCheckpoint(d, 1, 1.0f);
+  WriteCheckpoint(d, 1, 2.0f, 2, 100, 4);
+  WriteCheckpoint(d, 1, 3.0f, 2, 100, 8);
+  CHECK(CheckpointFolder(d, 1, 8) == d + "/ckpt-000001-00000008");
+  std::vector<std::string> skipped;
+  StatusOr<Manifest> m = FindNewestCheckpoint(d, &skipped);
+  REQUIRE(m.ok());
+  CHECK(m->epochs_done == 1);
+  CHECK(m->step == 8);
+  CHECK(m->clock == 18);
+  CHECK(skipped.empty());
+  // The next epoch's checkpoint is newer than any within the one before.
+  WriteCheckpoint(d, 2, 4.0f);
+  m = FindNewestCheckpoint(d, &skipped);
+  REQUIRE(m.ok());
+  CHECK(m->epochs_done == 2);
+  CHECK(m->step == 0);
+  // The manifest says how far into the epoch it was taken.
+  std::string text = testing::ReadFile(CheckpointFolder(d, 1, 8) + "/MANIFEST");
+  CHECK(text.find("\nstep 8\n") != std::string::npos);
+}
+
+TEST_CASE("Pruning leaves the checkpoint being written alone and removes abandoned ones",
+          "[checkpoint]") {
+  TempDir tmp;
+  const std::string d = tmp.path();
+  WriteCheckpoint(d, 1, 1.0f);
+  std::filesystem::create_directories(CheckpointFolder(d, 1, 3));  // abandoned, older
+  testing::WriteFile(CheckpointFolder(d, 1, 3) + "/server-0.bin.tmp", "half");
+  WriteCheckpoint(d, 1, 2.0f, 2, 100, 5);
+  WriteCheckpoint(d, 1, 3.0f, 2, 100, 7);
+  // Being written by the servers: newer than every complete one.
+  std::filesystem::create_directories(CheckpointFolder(d, 1, 9));
+  testing::WriteFile(CheckpointFolder(d, 1, 9) + "/server-0.bin.tmp", "being written");
+  PruneCheckpoints(d, 2);
+  CHECK(std::filesystem::exists(CheckpointFolder(d, 1, 9) + "/server-0.bin.tmp"));
+  CHECK(std::filesystem::exists(CheckpointFolder(d, 1, 7) + "/MANIFEST"));
+  CHECK(std::filesystem::exists(CheckpointFolder(d, 1, 5) + "/MANIFEST"));
+  CHECK_FALSE(std::filesystem::exists(CheckpointFolder(d, 1, 3)));
+  CHECK_FALSE(std::filesystem::exists(CheckpointFolder(d, 1)));
+  // keep 1 with one complete: the one being written stays beside it.
+  PruneCheckpoints(d, 1);
+  CHECK(std::filesystem::exists(CheckpointFolder(d, 1, 9)));
+  CHECK(std::filesystem::exists(CheckpointFolder(d, 1, 7) + "/MANIFEST"));
+  CHECK_FALSE(std::filesystem::exists(CheckpointFolder(d, 1, 5)));
 }
 
 }  // namespace

@@ -609,6 +609,77 @@ TEST_CASE("kill -9 of every process mid-run, then --resume: the result of the un
   CHECK(events[0]["epochs_done"].get<int>() >= 2);
 }
 
+// `pstrain train` of the Fashion-MNIST job with a checkpoint every 50 steps.
+std::vector<std::string> EveryFiftySteps(const std::string& metrics, const std::string& ckpt,
+                                         const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {kPstrain,    "train", kFashionJob,
+                                   "--metrics", metrics, "--checkpoint-dir",
+                                   ckpt,        "--set", "checkpoint.every_steps=50"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return argv;
+}
+
+// Waits for the checkpoint after `step` (or a later one) of epoch `epochs_done` + 1.
+bool WaitForCut(const std::string& metrics, Process& job, int epochs_done, int64_t step) {
+  return WaitForLine(metrics, job, [&](const json& l) {
+    return l["event"] == "checkpoint" && l["epochs_done"] == epochs_done && l.contains("step") &&
+           l["step"].get<int64_t>() >= step;
+  });
+}
+
+// Checkpoints every 50 steps: kill -9 of every process mid-epoch, then
+// --resume gives the uninterrupted run's weights with under 50 steps redone.
+TEST_CASE("Resume mid-epoch from checkpoints taken every 50 steps", "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "2",
+                                          "--epochs",  "2", "--progress", "never"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = EveryFiftySteps(metrics, ckpt, flags);
+  {
+    Process job(argv);
+    DumpOnExit dump(metrics, &job);
+    REQUIRE(WaitForCut(metrics, job, 1, 200));
+    REQUIRE(::kill(-job.pid(), SIGKILL) == 0);
+    REQUIRE(job.Wait(std::chrono::seconds(60)).has_value());
+  }
+  // Taken every 50 steps of each epoch, while training went on.
+  std::vector<int64_t> steps;
+  int64_t newest_clock = 0;
+  for (const json& l : Events(ReadJsonLines(metrics), "checkpoint")) {
+    if (l["epochs_done"] != 1 || !l.contains("step")) continue;
+    steps.push_back(l["step"].get<int64_t>());
+    newest_clock = std::max(newest_clock, l["clock"].get<int64_t>());
+  }
+  REQUIRE(steps.size() >= 4);
+  for (size_t i = 0; i < steps.size(); ++i) CHECK(steps[i] == 50 * static_cast<int64_t>(i + 1));
+
+  argv.push_back("--resume");
+  RunResult r = Run(argv);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("steps of epoch 2)"));
+  const json resumed = Final(metrics);
+  CHECK(Digest(resumed) == Digest(clean));
+  CHECK(resumed["test_loss"] == clean["test_loss"]);
+  const auto events = Events(ReadJsonLines(metrics), "resumed");
+  REQUIRE(events.size() == 1);
+  // From the newest checkpoint written before the kill (or one the kill
+  // came too soon to log): what is done again is less than 50 steps.
+  CHECK(events[0]["epochs_done"] == 1);
+  CHECK(events[0]["clock"].get<int64_t>() >= newest_clock);
+  CHECK(events[0]["step"].get<int64_t>() % 50 == 0);
+  // The resumed epoch still applied every sample exactly once.
+  const auto epochs = Events(ReadJsonLines(metrics), "epoch");
+  REQUIRE(!epochs.empty());
+  const json& last = epochs.back();
+  CHECK(last["epoch"] == 2);
+  CHECK(last["resumed_at_step"] == events[0]["step"]);
+  CHECK(last["samples"] == 60000);
+  CHECK(last["sample_set_ok"] == true);
+}
+
 TEST_CASE("Resuming skips a damaged or mixed checkpoint, says why, and uses the previous one",
           "[e2e][fault][checkpoint]") {
   TempDir dir;
@@ -847,6 +918,39 @@ TEST_CASE("kill -9 of a server with replication 2 mid-run loses no update", "[e2
   const json f = Final(metrics);
   CHECK(Digest(f) == Digest(clean));
   CHECK(f["test_loss"] == clean["test_loss"]);
+}
+
+TEST_CASE("A server death abandons the checkpoints in flight, and the next epoch takes its own",
+          "[e2e][fault][checkpoint]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers",  "2",    "--workers",     "2",
+                                          "--epochs",   "3",    "--replication", "2",
+                                          "--progress", "never"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  Process job(EveryFiftySteps(metrics, ckpt, flags));
+  DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForCut(metrics, job, 1, 100));
+  const int victim = NodePid(metrics, "servers", 0);
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CheckEveryEpochComplete(metrics, 3, 60000);
+  const json f = Final(metrics);
+  CHECK(Digest(f) == Digest(clean));
+  // The last epoch, on the one server left, took every one of its cuts.
+  int64_t last_epoch_cuts = 0;
+  for (const json& l : Events(ReadJsonLines(metrics), "checkpoint")) {
+    if (l["epochs_done"] == 2 && l.contains("step")) ++last_epoch_cuts;
+  }
+  CHECK(last_epoch_cuts == 9);
+  // The newest checkpoint verifies.
+  RunResult r = Run({kPstrain, "inspect", ckpt});
+  INFO(r.out << r.err);
+  CHECK(r.code == 0);
 }
 
 }  // namespace

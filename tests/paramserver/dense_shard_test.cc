@@ -434,6 +434,57 @@ TEST_CASE("Cut and uncut ranges compute the same weights and read each other's c
   CHECK(Pulled(whole2, t.keys.all()) == Pulled(cut, t.keys.all()));
 }
 
+TEST_CASE("A checkpoint cut taken while training goes on holds the state of its clock",
+          "[paramserver][checkpoint]") {
+  Tensors t;
+  ShardOptions o = Sgd(Consistency::kBsp, 2);
+  o.optimizer.kind = OptimizerKind::kAdam;
+  const std::vector<float> w0 = Initial(t);
+  RangeShard running(t.keys, t.keys.all(), w0, o, true),
+      stopped(t.keys, t.keys.all(), w0, o, false);
+  auto step = [&](RangeShard& s, int64_t clock) {
+    for (int slot = 0; slot < 2; ++slot) {
+      std::vector<float> g = t.Random(t.keys.all(), 100 + clock * 2 + slot);
+      REQUIRE(s.Push(slot, clock, t.keys.all(), Frame::Copy(g.data(), g.size() * 4), 3,
+                     static_cast<uint64_t>(7 + clock), 0.1f)
+                  .ok());
+    }
+  };
+  REQUIRE(running.AddCut(2));
+  REQUIRE(running.AddCut(4));
+  for (int64_t clock = 0; clock < 5; ++clock) step(running, clock);
+  for (int64_t clock = 0; clock < 2; ++clock) step(stopped, clock);
+  CHECK_FALSE(running.AddCut(3));  // past it
+  REQUIRE(running.CutTaken(2));
+  REQUIRE(running.CutTaken(4));
+  running.DropCut(4);
+  CHECK_FALSE(running.CutTaken(4));
+  // The image of clock 2, taken while steps 2..4 went on, is what a shard
+  // that stopped at clock 2 writes, byte for byte.
+  std::vector<DenseShard::Image> images = running.TakeCut(2);
+  std::vector<const DenseShard::Image*> views;
+  for (const auto& m : images) views.push_back(&m);
+  BinaryWriter w;
+  DenseShard::SaveImages(w, views);
+  const std::vector<uint8_t> bytes = w.Finish();
+  CHECK(bytes == Saved(stopped));
+  // Restored, it computes steps 2..4 to the same weights, and still counts
+  // the samples of steps 0 and 1 (so the epoch's sample check holds).
+  RangeShard resumed(t.keys, t.keys.all(), std::vector<float>(t.floats()), o, true);
+  auto r = BinaryReader::Open("cut", bytes);
+  REQUIRE(resumed.Load(*r).ok());
+  CHECK(resumed.pieces().front()->version() == 2);
+  for (int64_t clock = 2; clock < 5; ++clock) step(resumed, clock);
+  CHECK(Pulled(resumed, t.keys.all()) == Pulled(running, t.keys.all()));
+  for (size_t i = 0; i < resumed.pieces().size(); ++i) {
+    const DenseShard::SampleStats a = running.pieces()[i]->TakeSampleStats(0, 5);
+    const DenseShard::SampleStats b = resumed.pieces()[i]->TakeSampleStats(0, 5);
+    CHECK(a.samples == 30);
+    CHECK(b.samples == a.samples);
+    CHECK(b.hash == a.hash);
+  }
+}
+
 TEST_CASE("A cut range replicates each piece to a backup cut alike", "[paramserver]") {
   Tensors t;
   const std::vector<float> w0 = Initial(t);
