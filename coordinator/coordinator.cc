@@ -542,10 +542,10 @@ Status Coordinator::Register() {
 StatusOr<std::vector<KeyRange>> Coordinator::PlanKeyRanges(const Model& model) const {
   const JobConfig& c = options_.config;
   const KeyLayout keys(model.layout());
-  if (model.sparse() && c.checkpoint_every_steps > 0) {
+  if (model.sparse() && (c.checkpoint_every_steps > 0 || c.checkpoint_every_seconds > 0)) {
     return InvalidArgument(
-        "checkpoint.every_steps " + std::to_string(c.checkpoint_every_steps) +
-        ": embedding rows are applied as they come, with no clock to cut them at; a sparse job "
+        "checkpoint.every_steps and checkpoint.every_seconds: embedding rows are applied as they "
+        "come, with no clock to cut them at; a sparse job "
         "checkpoints between epochs (checkpoint.every_epochs)");
   }
   if (model.sparse() && c.cluster.replication > 1) {
@@ -795,6 +795,7 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
     }
     RETURN_IF_ERROR(Register());
     RETURN_IF_ERROR(Assign());
+    last_checkpoint_ = Clock::now();
     FinalStats f;
     for (int epoch = first_epoch; epoch < c.epochs; ++epoch) {
       ASSIGN_OR_RETURN(EpochStats e, RunEpoch(epoch));

@@ -189,6 +189,12 @@ class Coordinator {
   // checkpoint.every_steps: asks every server for a cut at each such step of
   // the epoch running (after current_.first_step).
   Status ScheduleCuts();
+  // Asks every server for a cut after `step` of the epoch running.
+  Status ScheduleCut(int64_t step, bool timed);
+  // checkpoint.every_seconds: once that long has passed since the last
+  // checkpoint, a cut a little ahead of the workers (as far as they said,
+  // and how fast they go).
+  Status MaybeTimedCut(std::chrono::steady_clock::time_point epoch_start);
   // A server's CheckpointDone for a cut; the checkpoint's manifest once
   // every server has written its part.
   Status OnCutDone(const Node& n, msg::CheckpointDone::Reader d);
@@ -260,9 +266,13 @@ class Coordinator {
     std::string failed;        // not empty: it will not count, and why
     bool fatal = false;        // a server could not write it (a full disk)
     double write_seconds = 0;  // the slowest server's writer
+    bool timed = false;        // asked for by checkpoint.every_seconds
   };
   std::map<uint64_t, Cut> cuts_;
   uint64_t next_cut_ = 1;
+  std::chrono::steady_clock::time_point last_checkpoint_{};  // or the run's start
+  int64_t progress_steps_ = 0;  // the most steps of the epoch a worker said it had done
+  int timed_misses_ = 0;        // timed cuts in a row the servers were past already
   // Who owns each slot, who has still to report, who holds which test rows.
   WorkBook book_{0};
   // Starts the current epoch on worker n: every slot it owns, or just

@@ -102,6 +102,7 @@ Status Coordinator::WriteCheckpoint(int epochs_done) {
   }
   if (Status s = WriteManifest(folder, manifest); !s.ok()) return failed(s.message());
   PruneCheckpoints(c.checkpoint_dir, c.checkpoint_keep);
+  last_checkpoint_ = Clock::now();
   return metrics_->Write(JsonObject()
                              .Add("event", "checkpoint")
                              .Add("epochs_done", epochs_done)
@@ -138,26 +139,59 @@ Status Coordinator::ScheduleCuts() {
   const JobConfig& c = options_.config;
   const int64_t every = c.checkpoint_every_steps;
   if (every <= 0 || c.checkpoint_dir.empty()) return OkStatus();
-  std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
   for (int64_t step = (current_.first_step / every + 1) * every; step < current_.steps;
        step += every) {
-    const uint64_t token = (uint64_t{1} << 62) | next_cut_++;
-    Cut& cut = cuts_[token];
-    cut.epochs_done = current_.epoch;
-    cut.step = step;
-    cut.clock = current_.first_clock + step;
-    cut.folder = CheckpointFolder(c.checkpoint_dir, current_.epoch, step);
-    for (Node* s : servers) {
-      capnp::MallocMessageBuilder m;
-      auto r = m.initRoot<msg::Control>().initCheckpointRequest();
-      r.setToken(token);
-      r.setDir(cut.folder);
-      r.setCutClock(cut.clock);
-      RETURN_IF_ERROR(SendTo(*s, m));
-      cut.waiting.insert(s->id);
-    }
+    RETURN_IF_ERROR(ScheduleCut(step, false));
   }
   return OkStatus();
+}
+
+Status Coordinator::ScheduleCut(int64_t step, bool timed) {
+  const uint64_t token = (uint64_t{1} << 62) | next_cut_++;
+  Cut& cut = cuts_[token];
+  cut.epochs_done = current_.epoch;
+  cut.step = step;
+  cut.clock = current_.first_clock + step;
+  cut.folder = CheckpointFolder(options_.config.checkpoint_dir, current_.epoch, step);
+  cut.timed = timed;
+  for (Node* s : NodesOf(msg::Role::SERVER)) {
+    capnp::MallocMessageBuilder m;
+    auto r = m.initRoot<msg::Control>().initCheckpointRequest();
+    r.setToken(token);
+    r.setDir(cut.folder);
+    r.setCutClock(cut.clock);
+    RETURN_IF_ERROR(SendTo(*s, m));
+    cut.waiting.insert(s->id);
+  }
+  return OkStatus();
+}
+
+Status Coordinator::MaybeTimedCut(Clock::time_point epoch_start) {
+  const JobConfig& c = options_.config;
+  if (c.checkpoint_every_seconds <= 0 || c.checkpoint_dir.empty() ||
+      Since(last_checkpoint_) < c.checkpoint_every_seconds) {
+    return OkStatus();
+  }
+  for (const auto& [token, cut] : cuts_) {
+    if (cut.timed) return OkStatus();  // one at a time
+  }
+  // Ahead of the fastest worker by what the workers do in a fifth of a
+  // second (more after each miss), so the request reaches every server
+  // before its ranges pass the step.
+  const int64_t done = std::max(progress_steps_, current_.first_step);
+  const double rate =
+      static_cast<double>(done - current_.first_step) / std::max(Since(epoch_start), 1e-3);
+  const int64_t ahead = std::max<int64_t>(4, static_cast<int64_t>(std::ceil(rate * 0.2)));
+  int64_t step = done + (ahead << timed_misses_);
+  for (bool taken = true; taken;) {
+    taken = false;
+    for (const auto& [token, cut] : cuts_) {
+      if (cut.epochs_done == current_.epoch && cut.step == step) taken = true;
+    }
+    if (taken) ++step;
+  }
+  if (step >= current_.steps) return OkStatus();  // the epoch ends first
+  return ScheduleCut(step, true);
 }
 
 Status Coordinator::AbandonCuts(int server, const std::string& why) {
@@ -208,6 +242,7 @@ Status Coordinator::OnCutDone(const Node& n, msg::CheckpointDone::Reader d) {
                       (left.ok() ? "; --resume starts from " + left->dir
                                  : std::string("; no earlier checkpoint is left")));
     }
+    if (done.timed) timed_misses_ = std::min(timed_misses_ + 1, 6);
     PSTRAIN_LOG(INFO) << where << " was skipped: " << done.failed;
     return metrics_->Write(JsonObject()
                                .Add("event", "checkpoint_skipped")
@@ -228,6 +263,8 @@ Status Coordinator::OnCutDone(const Node& n, msg::CheckpointDone::Reader d) {
     return DataLoss(where + " failed: " + st.message() + "; its files were removed");
   }
   PruneCheckpoints(c.checkpoint_dir, c.checkpoint_keep);
+  last_checkpoint_ = Clock::now();
+  if (done.timed) timed_misses_ = 0;
   return metrics_->Write(JsonObject()
                              .Add("event", "checkpoint")
                              .Add("epochs_done", done.epochs_done)

@@ -66,6 +66,7 @@ StatusOr<int64_t> Coordinator::TrainEpoch(int epoch, std::map<int, WorkerEpoch>*
   auto handler = [&](Node& n, msg::Control::Reader m) -> Status {
     if (m.which() == msg::Control::PROGRESS && m.getProgress().getEpoch() == epoch) {
       progress[n.id] = {m.getProgress().getSamples(), m.getProgress().getLossSum()};
+      progress_steps_ = std::max(progress_steps_, m.getProgress().getSteps());
       int64_t samples = 0;
       double loss = 0;
       for (auto& [id, p] : progress) {
@@ -95,9 +96,11 @@ StatusOr<int64_t> Coordinator::TrainEpoch(int epoch, std::map<int, WorkerEpoch>*
     return OkStatus();
   };
   // Training is as long as it is; liveness (heartbeats) bounds the wait.
-  RETURN_IF_ERROR(WaitUntil([&] { return book_.AllTrained(); },
-                            "the workers to finish epoch " + std::to_string(epoch + 1),
-                            std::chrono::hours(24 * 365), handler));
+  progress_steps_ = current_.first_step;
+  while (!book_.AllTrained()) {
+    RETURN_IF_ERROR(Pump(std::chrono::milliseconds(50), handler));
+    RETURN_IF_ERROR(MaybeTimedCut(start));
+  }
   // The epoch's cuts are behind every server now: each is written or
   // refused soon. Waiting keeps their folders out of the way of the epoch's
   // own checkpoint and of pruning.

@@ -85,7 +85,7 @@ class Worker {
   Status Recover(int64_t k, Status s);
   template <typename Report>
   void FillCounts(Report r) const;
-  Status SendProgress();
+  Status SendProgress(int64_t steps);  // `steps` of the epoch done
   // Waits for the epoch's pushes and reports the epoch.
   Status FinishEpoch();
 
@@ -492,7 +492,7 @@ Status Worker::RunEpoch(const WorkerTask& t) {
     }
     if (Clock::now() - last_progress > std::chrono::milliseconds(500)) {
       last_progress = Clock::now();
-      RETURN_IF_ERROR(SendProgress());
+      RETURN_IF_ERROR(SendProgress(k + 1));
     }
   }
   return FinishEpoch();
@@ -507,9 +507,11 @@ void Worker::FillCounts(Report r) const {
   r.setLossSum(loss_sum_);
 }
 
-Status Worker::SendProgress() {
+Status Worker::SendProgress(int64_t steps) {
   capnp::MallocMessageBuilder m;
-  FillCounts(m.initRoot<msg::Control>().initProgress());
+  auto p = m.initRoot<msg::Control>().initProgress();
+  FillCounts(p);
+  p.setSteps(steps);
   return control_->Send(m);
 }
 

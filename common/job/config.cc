@@ -226,10 +226,14 @@ Status CheckAcrossKeys(const JobConfig& c, const toml::table& root, const Where&
     return InvalidArgument(at("data.shard_weights") +
                            "data.shard_weights needs data.handout = \"static\"");
   }
-  if (c.checkpoint_every_steps > 0 && c.cluster.consistency != Consistency::kBsp) {
-    return InvalidArgument(at("checkpoint.every_steps") +
-                           "checkpoint.every_steps needs cluster.consistency = \"bsp\": only "
-                           "BSP has a clock at which every range holds the same steps");
+  for (const auto& [key, set] :
+       {std::pair{"checkpoint.every_steps", c.checkpoint_every_steps > 0},
+        std::pair{"checkpoint.every_seconds", c.checkpoint_every_seconds > 0}}) {
+    if (set && c.cluster.consistency != Consistency::kBsp) {
+      return InvalidArgument(at(key) + key +
+                             " needs cluster.consistency = \"bsp\": only BSP has a clock at which "
+                             "every range holds the same steps");
+    }
   }
   if (!(c.topk_ratio > 0.0)) {
     return InvalidArgument(at("compression.topk_ratio") +

@@ -71,6 +71,7 @@ struct JobConfig {
   std::string checkpoint_dir;  // empty: no checkpoints
   int checkpoint_every_epochs = 1;
   int64_t checkpoint_every_steps = 0;  // 0: none within an epoch
+  double checkpoint_every_seconds = 0;  // 0: none by time
   int checkpoint_keep = 3;
   std::string metrics_path;                 // empty: no metrics file
   std::string progress;                     // "auto" | "always" | "never"

@@ -541,6 +541,16 @@ const std::vector<KeySpec>& Schema() {
        "also write a checkpoint every this many steps of an epoch while training goes on (BSP; "
        "0: none), so --resume loses at most this many steps",
        Set<&JobConfig::checkpoint_every_steps>},
+      {"checkpoint.every_seconds",
+       KeyType::kFloat,
+       "0",
+       0,
+       1e9,
+       false,
+       {},
+       "also write a checkpoint within an epoch once this many seconds have passed since the last "
+       "one, at a step a little ahead of the workers (BSP; 0: none)",
+       Set<&JobConfig::checkpoint_every_seconds>},
       {"checkpoint.keep",
        KeyType::kInt,
        "3",

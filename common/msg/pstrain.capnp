@@ -183,6 +183,7 @@ struct Progress {
   epoch @1 :Int32;
   samples @2 :Int64;      # training samples done so far this epoch
   lossSum @3 :Float64;    # their summed loss
+  steps @4 :Int64;        # steps of the epoch done (checkpoint.every_seconds picks a cut after them)
 }
 
 # worker -> coordinator at the end of its share of an epoch.

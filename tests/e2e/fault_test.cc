@@ -920,6 +920,47 @@ TEST_CASE("kill -9 of a server with replication 2 mid-run loses no update", "[e2
   CHECK(f["test_loss"] == clean["test_loss"]);
 }
 
+TEST_CASE("Checkpoints by time are taken within epochs, and --resume continues from the last",
+          "[e2e][checkpoint]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers", "2", "--workers",  "2",
+                                          "--epochs",  "3", "--progress", "never"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  // No checkpoints between epochs: the newest is one taken by time.
+  std::vector<std::string> argv = {kPstrain,
+                                   "train",
+                                   kFashionJob,
+                                   "--metrics",
+                                   metrics,
+                                   "--checkpoint-dir",
+                                   ckpt,
+                                   "--set",
+                                   "checkpoint.every_seconds=0.2",
+                                   "--set",
+                                   "checkpoint.every_epochs=1000"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  RunResult r = Run(argv);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(Digest(Final(metrics)) == Digest(clean));
+  int64_t cuts = 0;
+  for (const json& l : Events(ReadJsonLines(metrics), "checkpoint")) {
+    REQUIRE(l.contains("step"));
+    CHECK(l["step"].get<int64_t>() > 0);
+    ++cuts;
+  }
+  CHECK(cuts >= 2);
+  // The job resumed from its last cut ends where it ended.
+  argv.push_back("--resume");
+  r = Run(argv);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("steps of epoch 3)"));
+  const auto finals = Events(ReadJsonLines(metrics), "final");  // appended to
+  REQUIRE(finals.size() == 2);
+  CHECK(Digest(finals.back()) == Digest(clean));
+}
+
 TEST_CASE("A server death abandons the checkpoints in flight, and the next epoch takes its own",
           "[e2e][fault][checkpoint]") {
   TempDir dir;
