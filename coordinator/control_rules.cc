@@ -16,8 +16,11 @@ bool RoleMaySend(msg::Role role, msg::Control::Which kind) {
     case C::EPOCH_DONE:
     case C::EVAL_DONE:
       return role == msg::Role::WORKER;
+    case C::WORKER_STATE:
+      return role == msg::Role::WORKER;
     case C::STATS_REPLY:
     case C::CHECKPOINT_DONE:
+    case C::SERVER_STATE:
       return role == msg::Role::SERVER;
     default:
       return false;  // Register (answered first) and the coordinator's own messages

@@ -50,7 +50,13 @@ StatusOr<std::string> Coordinator::Bind() {
   SocketOptions o;
   o.max_message_bytes = static_cast<int64_t>(kMaxHeaderBytes);
   ASSIGN_OR_RETURN(socket_, Socket::Create(ctx_, SocketKind::kRouter, o));
-  ASSIGN_OR_RETURN(endpoint_, socket_->Bind(TcpWildcardEndpoint(options_.bind_address)));
+  StatusOr<std::string> bound = socket_->Bind(TcpEndpoint(options_.bind_address, options_.port));
+  if (!bound.ok()) {
+    return Unavailable("cannot listen on port " + std::to_string(options_.port) + " of " +
+                       options_.bind_address + " (" + bound.status().message() +
+                       "): is the job's coordinator still running?");
+  }
+  endpoint_ = *bound;
   RETURN_IF_ERROR(StartStatusServer());
   return endpoint_;
 }
@@ -149,7 +155,9 @@ StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, const Verdict& v
     ++st.deaths_by_cause[v.cause];
     if (NodeStatus* ns = st.Find(RoleName(dead.role), dead.id)) ns->death = v.cause;
   });
-  return Forget(dead, "node_failed", v.why, v.detect_seconds, v.cause);
+  ASSIGN_OR_RETURN(Node gone, Forget(dead, "node_failed", v.why, v.detect_seconds, v.cause));
+  if (death_observer_) death_observer_(gone.role, gone.id, gone.pid);
+  return gone;
 }
 
 Status Coordinator::DropUnready(const Node& n, const std::string& why) {
@@ -345,6 +353,27 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
     Status s = WithDecoded<msg::Control>(frames[1], [&](msg::Control::Reader c) -> Status {
       if (c.which() == msg::Control::REGISTER) return OnRegister(identity, c.getRegister());
       auto it = nodes_.find(identity);
+      if (it == nodes_.end() && c.which() == msg::Control::HEARTBEAT) {
+        // A node of a coordinator before this one: it will say who it is.
+        capnp::MallocMessageBuilder ask;
+        ask.initRoot<msg::Control>().setRejoinAsk();
+        Node tmp;
+        tmp.identity = identity;
+        (void)SendTo(tmp, ask);
+        return OkStatus();
+      }
+      if (it == nodes_.end() && c.which() == msg::Control::REJOIN) {
+        // This job runs without it (it was started anew, or the node was
+        // replaced): it must not linger.
+        capnp::MallocMessageBuilder bye;
+        auto sd = bye.initRoot<msg::Control>().initShutdown();
+        sd.setExitCode(1);
+        sd.setReason("the job's coordinator restarted without this node");
+        Node tmp;
+        tmp.identity = identity;
+        (void)SendTo(tmp, bye);
+        return OkStatus();
+      }
       if (it == nodes_.end()) {
         return InvalidArgument("a " + ControlKindName(c.which()) +
                                " message from an unregistered peer");
@@ -599,18 +628,24 @@ Status Coordinator::WriteMembershipEvent() {
   return OkStatus();
 }
 
-Status Coordinator::Assign() {
+StatusOr<std::vector<KeyRange>> Coordinator::PlanModel() {
   const JobConfig& c = options_.config;
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                    Model::Build(c.layers, input_dim_, num_classes_, 1, input_shape_,
                                 SparseOptionsOf(c, nullptr)));
-  ASSIGN_OR_RETURN(const std::vector<KeyRange> slices, PlanKeyRanges(*model));
+  ASSIGN_OR_RETURN(std::vector<KeyRange> slices, PlanKeyRanges(*model));
   tensors_.clear();
   for (const TensorSpec& t : model->layout().tensors()) tensors_.push_back({t.name, t.shape});
   board_.Update([&](ClusterStatus& s) {
     s.params = static_cast<int64_t>(model->layout().parameter_count());
     s.model_bytes = static_cast<int64_t>(model->layout().total_floats() * sizeof(float));
   });
+  return slices;
+}
+
+Status Coordinator::Assign() {
+  const JobConfig& c = options_.config;
+  ASSIGN_OR_RETURN(const std::vector<KeyRange> slices, PlanModel());
   NodeAssignment a;
   a.membership_epoch = membership_epoch_;
   a.job_text = options_.job_text;
@@ -760,21 +795,33 @@ Status Coordinator::OnServerDeath(const Node& dead, const Verdict& v) {
   return OkStatus();
 }
 
+Status Coordinator::LoadData() {
+  if (data_loaded_) return OkStatus();
+  ASSIGN_OR_RETURN(JobData data, LoadJobData(options_.config.data));
+  input_dim_ = data.train.dim;
+  num_classes_ = data.train.num_classes;
+  input_shape_ = data.train.shape;
+  train_count_ = data.train.count;
+  test_count_ = data.test.count;
+  test_labels_.assign(data.test.labels.begin(), data.test.labels.end());
+  data_loaded_ = true;
+  return OkStatus();
+}
+
 StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
   stop_ = stop;
   run_start_ = Clock::now();
   const JobConfig& c = options_.config;
   metrics_->set_title("pstrain " + c.name);
   StatusOr<FinalStats> result = [&]() -> StatusOr<FinalStats> {
-    ASSIGN_OR_RETURN(JobData data, LoadJobData(c.data));
-    input_dim_ = data.train.dim;
-    num_classes_ = data.train.num_classes;
-    input_shape_ = data.train.shape;
-    train_count_ = data.train.count;
-    test_count_ = data.test.count;
-    test_labels_.assign(data.test.labels.begin(), data.test.labels.end());
+    RETURN_IF_ERROR(LoadData());
     int first_epoch = 0;
-    if (options_.resume) {
+    if (adoption_.has_value()) {
+      // Carrying on where the nodes are: the epoch they train (or trained).
+      first_epoch = std::max(adoption_->epoch, 0);
+      clock_ = adoption_->first_clock + adoption_->first_step;
+      resume_step_ = adoption_->first_step;
+    } else if (options_.resume) {
       ASSIGN_OR_RETURN(Manifest m, PickCheckpoint());
       first_epoch = m.epochs_done;
       resume_step_ = m.step;
@@ -793,8 +840,10 @@ StatusOr<FinalStats> Coordinator::Run(const std::atomic<bool>* stop) {
                                           .Add("step", m.step)
                                           .Add("clock", m.clock)));
     }
-    RETURN_IF_ERROR(Register());
-    RETURN_IF_ERROR(Assign());
+    if (!adoption_.has_value()) {
+      RETURN_IF_ERROR(Register());
+      RETURN_IF_ERROR(Assign());
+    }
     last_checkpoint_ = Clock::now();
     FinalStats f;
     for (int epoch = first_epoch; epoch < c.epochs; ++epoch) {

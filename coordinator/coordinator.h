@@ -45,6 +45,7 @@ struct CoordinatorOptions {
   std::string base_dir;  // where relative paths in it point
   std::vector<ConfigOverride> overrides;
   std::string bind_address = "127.0.0.1";
+  int port = 0;         // the control port to bind (0: a free one)
   bool resume = false;  // continue from the newest valid checkpoint
   // Not empty: the job was started by pstrain's launcher (or mpirun), which
   // gave its nodes this token; while the job starts, a registration without
@@ -65,10 +66,26 @@ class Coordinator {
   // Runs the job to its end. On an error or *stop, nodes are told to exit.
   StatusOr<FinalStats> Run(const std::atomic<bool>* stop);
 
+  // A coordinator restarted (--resume) at its job's address, before any
+  // node is started: the servers and workers that outlived the one before
+  // offer themselves (Rejoin) within `window`. True when every one of the
+  // job's nodes did and all are taken back with their state: Run then
+  // carries on from where they are, and nothing is to be started. False
+  // when none did; when only some did, they are told to exit (the job
+  // starts again from its newest checkpoint) and false.
+  StatusOr<bool> AdoptSurvivors(std::chrono::milliseconds window, const std::atomic<bool>* stop);
+
   // Optional: called every loop; returns the pids of node processes known to
   // have exited (the local launcher reaps its children), so their death is
   // handled at once instead of after the heartbeat timeout.
   void SetExitedPidsProbe(std::function<std::vector<int>()> probe) { probe_ = std::move(probe); }
+  // Optional: told of every node the coordinator declares dead (role, id,
+  // pid), after its work went to the others; the local launcher starts a
+  // worker again in the place of one it did not start itself (a node taken
+  // back from a coordinator before, see AdoptSurvivors).
+  void SetDeathObserver(std::function<void(msg::Role, int, int)> f) {
+    death_observer_ = std::move(f);
+  }
   // Pids of the nodes started by the launcher that the coordinator declared
   // dead or dropped (their exit status is not the job's).
   const std::vector<int>& dead_pids() const { return dead_pids_; }
@@ -128,6 +145,15 @@ class Coordinator {
   Status DropUnready(const Node& n, const std::string& why);
   // A worker died: drop it, hand its slots to the survivors, tell everyone.
   Status OnWorkerDeath(const Node& dead, const Verdict& v);
+  // The data's shape and sizes (once).
+  Status LoadData();
+  // Builds the model: its tensors for manifests, its key ranges; the
+  // status page's sizes.
+  StatusOr<std::vector<KeyRange>> PlanModel();
+  // AdoptSurvivors, once every node's state is in: ranges, owners, the
+  // epoch to carry on with.
+  struct NodeOffer;
+  Status TakeBack(const std::vector<NodeOffer>& offers);
   Status BroadcastMembership();
   std::vector<Node*> LiveWorkers();  // ready workers, by id
   std::vector<int> LiveWorkerIds();
@@ -237,6 +263,7 @@ class Coordinator {
   std::chrono::steady_clock::time_point last_judged_{};  // DetectDeaths' last turn
   std::chrono::steady_clock::time_point run_start_{};
   std::function<std::vector<int>()> probe_;
+  std::function<void(msg::Role, int, int)> death_observer_;
   std::vector<int> dead_pids_;
   std::map<std::string, std::string> dead_;  // routing id -> why, for late messages
   std::vector<KeyRange> ranges_;             // the key ranges, in key order
@@ -256,6 +283,16 @@ class Coordinator {
     int64_t first_step = 0;  // above 0: resumed from a cut within the epoch
   } current_;
   int64_t resume_step_ = 0;  // the first epoch's first step (--resume from a cut)
+  bool data_loaded_ = false;
+  // Taken back from a coordinator before (AdoptSurvivors): the epoch to
+  // carry on with (-1: none had started), its first clock and step, and the
+  // slot owners the workers act on.
+  struct Adoption {
+    int epoch = -1;
+    int64_t first_clock = 0, first_step = 0;
+    std::vector<int> owners;
+  };
+  std::optional<Adoption> adoption_;
   // Checkpoints being taken while training goes on, by request token.
   struct Cut {
     int epochs_done = 0;

@@ -25,6 +25,11 @@ StatusOr<EpochStats> Coordinator::RunEpoch(int epoch) {
   ASSIGN_OR_RETURN(const int64_t steps, TrainEpoch(epoch, &done));
   EpochStats e = SummariseTraining(epoch, done);
   e.train_seconds = Since(start);
+  if (adoption_.has_value() && adoption_->epoch == epoch) {
+    // Most of it ran before this coordinator: the workers' time says more.
+    e.adopted = true;
+    e.train_seconds = std::max(e.train_seconds, e.compute_s + e.push_wait_s + e.pull_wait_s);
+  }
   e.resumed_at_step = current_.first_step;
   RETURN_IF_ERROR(CheckSampleSet(current_.first_clock, steps, &e));
   clock_ = current_.first_clock + steps;
@@ -43,7 +48,12 @@ StatusOr<int64_t> Coordinator::TrainEpoch(int epoch, std::map<int, WorkerEpoch>*
   // Slots spread over the live workers (a replacement gets its share here).
   const std::vector<int> live = LiveWorkerIds();
   if (live.empty()) return Unavailable("no live worker");
-  book_.SpreadSlots(live);
+  if (adoption_.has_value() && adoption_->epoch == epoch) {
+    // Taken back mid-epoch: the slots stay with whom the workers say.
+    book_.SetOwners(adoption_->owners);
+  } else {
+    book_.SpreadSlots(live);
+  }
   book_.StartEpoch(epoch, live);
   current_ = EpochState{};
   current_.epoch = epoch;

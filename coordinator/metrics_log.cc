@@ -106,6 +106,7 @@ Status MetricsLog::WriteEpoch(const EpochStats& e) {
       .Add("lr", static_cast<double>(e.lr));
   if (e.test_auc >= 0) line.Add("test_auc", e.test_auc);
   if (e.resumed_at_step > 0) line.Add("resumed_at_step", e.resumed_at_step);
+  if (e.adopted) line.Add("adopted", true);
   if (e.worker_peak_rss >= 0) line.Add("worker_peak_rss_bytes", e.worker_peak_rss);
   if (e.sample_set_ok >= 0) line.Add("sample_set_ok", e.sample_set_ok == 1);
   if (e.compute_s >= 0) {

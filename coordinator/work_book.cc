@@ -17,6 +17,12 @@ void WorkBook::SpreadSlots(const std::vector<int>& live) {
   for (size_t s = 0; s < owners_.size(); ++s) owners_[s] = live[s % live.size()];
 }
 
+bool WorkBook::SetOwners(const std::vector<int>& owners) {
+  if (owners.size() != owners_.size()) return false;
+  owners_ = owners;
+  return true;
+}
+
 void WorkBook::StartEpoch(int epoch, const std::vector<int>& workers) {
   epoch_ = epoch;
   training_.clear();

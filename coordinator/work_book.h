@@ -37,6 +37,9 @@ class WorkBook {
   std::vector<int> SlotsOf(int worker) const;
   // Spreads the slots over `live` (ascending ids), round robin.
   void SpreadSlots(const std::vector<int>& live);
+  // The owners as they are (a restarted coordinator takes them from its
+  // workers); false, and nothing changed, unless one per slot.
+  bool SetOwners(const std::vector<int>& owners);
 
   // A new epoch: `workers` each train their slots and report once.
   void StartEpoch(int epoch, const std::vector<int>& workers);

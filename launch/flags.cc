@@ -22,6 +22,7 @@ const FlagSpec kFlags[] = {
     {"--max-restarts", "cluster.max_restarts", true,
      "N: start a worker again in the place of one that died, at most N times"},
     {"--bind", "cluster.bind", true, "ADDRESS|INTERFACE: where to listen (default 127.0.0.1)"},
+    {"--port", "cluster.port", true, "P: the coordinator's control port (default: a free one)"},
     {"--key", "security.key", true,
      "FILE: job key from `pstrain keygen FILE`; all sockets use CurveZMQ and admit only its "
      "holders"},

@@ -20,6 +20,7 @@
 
 #include "common/base/json.h"
 #include "common/base/logging.h"
+#include "common/ckpt/checkpoint.h"
 #include "common/net/zmq_socket.h"
 #include "coordinator/console.h"
 #include "coordinator/coordinator.h"
@@ -84,6 +85,31 @@ StatusOr<std::string> NewLaunchToken() {
     hex += b;
   }
   return hex;
+}
+
+std::optional<CoordinatorRecord> ReadCoordinatorRecord(const std::string& dir) {
+  std::ifstream in(std::filesystem::path(dir) / "coordinator");
+  CoordinatorRecord r;
+  std::string key;
+  while (in >> key) {
+    if (key == "port") in >> r.port;
+    if (key == "launch_token") in >> r.launch_token;
+  }
+  if (r.port <= 0 || r.port > 65535) return std::nullopt;
+  return r;
+}
+
+Status WriteCoordinatorRecord(const std::string& dir, const CoordinatorRecord& r) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string text =
+      "port " + std::to_string(r.port) + "\nlaunch_token " + r.launch_token + "\n";
+  const std::string path = (std::filesystem::path(dir) / "coordinator").string();
+  RETURN_IF_ERROR(WriteFileDurably(
+      path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
+  std::filesystem::permissions(
+      path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+  return OkStatus();
 }
 
 std::string SelfExecutable() {
@@ -200,7 +226,13 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
     std::fprintf(stderr, "pstrain: %s\n", token.status().message().c_str());
     return 1;
   }
-  const CoordinatorOptions co = OptionsFor(job, *bind, *token);
+  // Resumed: where the coordinator before listened, and the token its
+  // nodes carry (they may have outlived it).
+  std::optional<CoordinatorRecord> earlier;
+  if (job.resume && !c.checkpoint_dir.empty()) earlier = ReadCoordinatorRecord(c.checkpoint_dir);
+  if (earlier.has_value() && !earlier->launch_token.empty()) *token = earlier->launch_token;
+  CoordinatorOptions co = OptionsFor(job, *bind, *token);
+  co.port = c.cluster.port > 0 ? c.cluster.port : earlier.has_value() ? earlier->port : 0;
   // The children inherit it; it never appears on a command line.
   ::setenv(kLaunchTokenVariable, token->c_str(), 1);
   Coordinator coordinator(ctx, co, &console, metrics->get());
@@ -208,6 +240,26 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
   if (!endpoint.ok()) {
     std::fprintf(stderr, "pstrain: %s\n", endpoint.status().message().c_str());
     return 1;
+  }
+  if (!c.checkpoint_dir.empty()) {
+    CoordinatorRecord record;
+    record.port = std::atoi(endpoint->substr(endpoint->rfind(':') + 1).c_str());
+    record.launch_token = *token;
+    if (Status st = WriteCoordinatorRecord(c.checkpoint_dir, record); !st.ok()) {
+      PSTRAIN_LOG(WARNING) << "cannot record the coordinator's port: " << st.message();
+    }
+  }
+  // Nodes that outlived the coordinator before come back to this one; then
+  // none is started.
+  bool adopted = false;
+  if (earlier.has_value()) {
+    const auto window = std::chrono::milliseconds(c.cluster.timeout_ms + 2000);
+    StatusOr<bool> a = coordinator.AdoptSurvivors(window, stop);
+    if (!a.ok()) {
+      std::fprintf(stderr, "pstrain: %s\n", a.status().message().c_str());
+      return ExitCodeFor(a.status());
+    }
+    adopted = *a;
   }
   console.Banner(
       "pstrain " + c.name + ": coordinator at " + *endpoint + ", " +
@@ -241,7 +293,10 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
     const pid_t launcher = ::getpid();
     const pid_t pid = ::fork();
     if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);         // never outlive the launcher
+      // Never outlive the launcher while joining; once joined, a node with
+      // a grace period (cluster.coordinator_grace_s) clears this and waits
+      // that long for the coordinator to be restarted (ControlChannel::Join).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != launcher) ::_exit(127);  // it died before the line above
       ::signal(SIGTERM, SIG_DFL);
       ::signal(SIGINT, SIG_IGN);  // the coordinator stops the job, not the terminal
@@ -255,8 +310,10 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
       names[pid] = std::string(role) + " " + std::to_string(id);
     }
   };
-  for (int i = 0; i < c.cluster.servers; ++i) spawn("server", i);
-  for (int i = 0; i < c.cluster.workers; ++i) spawn("worker", i);
+  if (!adopted) {
+    for (int i = 0; i < c.cluster.servers; ++i) spawn("server", i);
+    for (int i = 0; i < c.cluster.workers; ++i) spawn("worker", i);
+  }
 
   // A child that exits is known at once: the coordinator need not wait for
   // its heartbeats to stop.
@@ -305,6 +362,34 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
       if (!st.ok()) PSTRAIN_LOG(WARNING) << "metrics: " << st.message();
     }
     return exited;
+  });
+
+  // A worker taken back from the coordinator before is not this launcher's
+  // child: its death is known from the coordinator, and it is started again
+  // the same way.
+  coordinator.SetDeathObserver([&](msg::Role role, int id, int pid) {
+    if (role != msg::Role::WORKER || restarts >= c.cluster.max_restarts ||
+        std::find(children.begin(), children.end(), pid) != children.end()) {
+      return;
+    }
+    const size_t had = children.size();
+    spawn("worker", id);
+    if (children.size() == had) {
+      PSTRAIN_LOG(WARNING) << "could not start worker " << id << " again: fork failed";
+      return;
+    }
+    ++restarts;
+    PSTRAIN_LOG(WARNING) << "worker " << id << " (pid " << pid << ", taken back from the "
+                         << "coordinator before) died: started again (restart " << restarts
+                         << " of " << c.cluster.max_restarts << ")";
+    Status st = (*metrics)->Write(JsonObject()
+                                      .Add("event", "node_restarted")
+                                      .Add("role", "worker")
+                                      .Add("id", id)
+                                      .Add("old_pid", pid)
+                                      .Add("pid", children.back())
+                                      .Add("restart", restarts));
+    if (!st.ok()) PSTRAIN_LOG(WARNING) << "metrics: " << st.message();
   });
 
   const int code = Coordinate(job, coordinator, console, **metrics, stop);

@@ -67,6 +67,17 @@ StatusOr<std::string> NewLaunchToken();
 // "/proc/self/exe" itself when the link cannot be read.
 std::string SelfExecutable();
 
+// DIR/coordinator (DIR: checkpoint.dir): the port a job's coordinator
+// listens on and the launch token its nodes carry, so a coordinator
+// restarted with --resume listens where the nodes that outlived the one
+// before look for it, and admits them. Mode 0600: the token admits nodes.
+struct CoordinatorRecord {
+  int port = 0;
+  std::string launch_token;
+};
+std::optional<CoordinatorRecord> ReadCoordinatorRecord(const std::string& dir);
+Status WriteCoordinatorRecord(const std::string& dir, const CoordinatorRecord& r);
+
 // The address to bind for `bind` (an IP address or an interface name).
 StatusOr<std::string> ResolveBindAddress(const std::string& bind);
 

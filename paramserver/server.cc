@@ -133,8 +133,10 @@ class Server {
     uint64_t token = 0;
     std::string dir;
   };
-  std::map<int64_t, PendingCut> cuts_;  // by clock: asked for, not all taken yet
-  std::unique_ptr<CutWriter> writer_;   // made at the first cut
+  std::map<int64_t, PendingCut> cuts_;                    // by clock: asked for, not all taken yet
+  std::unique_ptr<CutWriter> writer_;                     // made at the first cut
+  std::pair<int64_t, int64_t> last_stats_range_{-1, -1};  // clocks last counted
+  ShardStats last_stats_;                                 // and what they held
 };
 
 Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
@@ -425,6 +427,22 @@ Status Server::OnControl(msg::Control::Reader c) {
       return ProcessCheckpoint(c.getCheckpointRequest());
     case msg::Control::STATS_REQUEST:
       return ProcessStats(c.getStatsRequest());
+    case msg::Control::ADOPTED: {
+      // A restarted coordinator took this server: the ranges it holds.
+      capnp::MallocMessageBuilder m;
+      auto st = m.initRoot<msg::Control>().initServerState();
+      st.setNodeId(assignment_.node_id);
+      auto put = [](auto list, const std::vector<std::unique_ptr<RangeShard>>& from) {
+        for (size_t i = 0; i < from.size(); ++i) {
+          list[static_cast<unsigned>(i)].setBegin(from[i]->keys().begin);
+          list[static_cast<unsigned>(i)].setEnd(from[i]->keys().end);
+        }
+      };
+      put(st.initRanges(static_cast<unsigned>(shards_.size())), shards_);
+      put(st.initBackupRanges(static_cast<unsigned>(replicas_.size())), replicas_);
+      PSTRAIN_LOG(INFO) << "a restarted coordinator took this server back";
+      return control_->Send(m);
+    }
     default:
       return OkStatus();
   }
@@ -554,8 +572,20 @@ Status Server::ProcessStats(msg::StatsRequest::Reader req) {
   capnp::MallocMessageBuilder m;
   auto r = m.initRoot<msg::Control>().initStatsReply();
   // Read once: every read of a message counts against its traversal limit.
-  const ShardStats st =
-      GatherStats(shards_, rows_->tables(), req.getClockBegin(), req.getClockEnd());
+  ShardStats st = GatherStats(shards_, rows_->tables(), req.getClockBegin(), req.getClockEnd());
+  // The samples of a range of clocks are counted once (and forgotten); a
+  // coordinator restarted after asking asks again, and gets the same count.
+  const std::pair<int64_t, int64_t> range{req.getClockBegin(), req.getClockEnd()};
+  if (range.second > range.first) {
+    if (range == last_stats_range_) {
+      st.min_samples = last_stats_.min_samples;
+      st.sample_hash = last_stats_.sample_hash;
+      st.samples_agree = last_stats_.samples_agree;
+    } else {
+      last_stats_range_ = range;
+      last_stats_ = st;
+    }
+  }
   r.setSamples(st.samples_agree ? st.min_samples : -1);
   r.setSampleHash(st.sample_hash);
   r.setMinSlotSamples(st.min_samples);

@@ -12,6 +12,7 @@ Status WorkerDuties::SetOwners(const std::vector<int>& owners, const char* what)
                            " slot owners for " + std::to_string(slots_) + " slots");
   }
   my_slots_.clear();
+  owners_ = owners;
   for (size_t s = 0; s < owners.size(); ++s) {
     if (owners[s] == node_id_) my_slots_.push_back(static_cast<int>(s));
   }

@@ -63,6 +63,8 @@ class WorkerDuties {
   bool takeover_pending() const { return !takeover_.empty(); }
   bool rerun_pending() const { return rerun_; }
   const std::vector<int>& my_slots() const { return my_slots_; }
+  // The worker id of every slot, as last given.
+  const std::vector<int>& owners() const { return owners_; }
   void set_evaluating(bool e) { evaluating_ = e; }
 
  private:
@@ -71,6 +73,7 @@ class WorkerDuties {
   int node_id_;
   int slots_;
   std::vector<int> my_slots_;
+  std::vector<int> owners_;
   std::vector<int> takeover_;  // slots handed to this worker mid-epoch
   bool interrupt_ = false;     // a takeover or new routing interrupts the current wait
   bool rerun_ = false;         // the servers changed: push the current step again

@@ -86,6 +86,9 @@ class Worker {
   template <typename Report>
   void FillCounts(Report r) const;
   Status SendProgress(int64_t steps);  // `steps` of the epoch done
+  Status SendEpochDone();              // the counts of run_'s training
+  // A restarted coordinator took this worker back: where it stands.
+  Status SendState();
   // Waits for the epoch's pushes and reports the epoch.
   Status FinishEpoch();
 
@@ -126,6 +129,7 @@ class Worker {
     // Not empty: train just these slots (taken over after this worker had
     // finished the epoch), and any taken over meanwhile.
     std::vector<int> only;
+    int64_t first_step = 0;  // above 0: resumed from a cut
   };
   std::optional<EpochRun> run_;
   // Per epoch: what this worker computed.
@@ -133,6 +137,7 @@ class Worker {
   int64_t correct_ = 0, done_samples_ = 0;
   uint64_t hash_ = 0;
   bool done_ = false;
+  bool trained_ = false;                // run_'s training is over, and EpochDone said so
   bool stalled_ = false;                // options_.stall_ms was spent
   std::map<int, int64_t> eval_clocks_;  // epoch -> the clock its weights are at
   int exit_code_ = 0;
@@ -237,6 +242,8 @@ Status Worker::OnControl(msg::Control::Reader c) {
       return OnRouting(c.getRouting());
     case msg::Control::EVALUATE:
       return OnEvaluate(c.getEvaluate());
+    case msg::Control::ADOPTED:
+      return SendState();
     case msg::Control::SHUTDOWN:
       done_ = true;
       exit_code_ = c.getShutdown().getExitCode();
@@ -250,7 +257,29 @@ Status Worker::OnControl(msg::Control::Reader c) {
   }
 }
 
+Status Worker::SendState() {
+  PSTRAIN_LOG(INFO) << "a restarted coordinator took this worker back";
+  capnp::MallocMessageBuilder m;
+  auto st = m.initRoot<msg::Control>().initWorkerState();
+  st.setNodeId(assignment_.node_id);
+  st.setEpoch(run_ ? run_->epoch : -1);
+  st.setFirstClock(run_ ? run_->first_clock : 0);
+  st.setSteps(run_ ? run_->plan.steps() : 0);
+  st.setTrainingDone(run_.has_value() && trained_);
+  st.setFirstStep(run_ ? run_->first_step : 0);
+  const std::vector<int>& owners = duties_->owners();
+  auto list = st.initSlotOwners(static_cast<unsigned>(owners.size()));
+  for (size_t i = 0; i < owners.size(); ++i) list.set(static_cast<unsigned>(i), owners[i]);
+  return control_->Send(m);
+}
+
 Status Worker::OnStartEpoch(msg::StartEpoch::Reader e) {
+  // The epoch this worker trains or trained, asked for again by a
+  // coordinator restarted meanwhile: the report, once there is one.
+  if (e.getOnlySlots().size() == 0 && run_ && e.getEpoch() == run_->epoch &&
+      e.getFirstClock() == run_->first_clock && e.getFirstStep() == run_->first_step) {
+    return trained_ ? SendEpochDone() : OkStatus();
+  }
   return duties_->StartEpoch(e.getEpoch(), e.getFirstClock(), e.getSteps(),
                              ToVector(e.getSlotOwners()), ToVector(e.getOnlySlots()),
                              e.getFirstStep());
@@ -463,7 +492,8 @@ Status Worker::RunStep(int64_t k, const std::vector<int>& slots) {
 Status Worker::RunEpoch(const WorkerTask& t) {
   const JobConfig& c = assignment_.config;
   const int64_t first_clock = t.first_clock, steps = t.steps;
-  run_ = EpochRun{t.epoch, first_clock, EpochPlan(c, t.epoch, data_.train.count), t.only};
+  run_ = EpochRun{t.epoch, first_clock, EpochPlan(c, t.epoch, data_.train.count), t.only,
+                  t.first_step};
   if (run_->plan.steps() != steps) {
     return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
                     std::to_string(run_->plan.steps()));
@@ -471,6 +501,7 @@ Status Worker::RunEpoch(const WorkerTask& t) {
   loss_sum_ = compute_s_ = push_wait_s_ = pull_wait_s_ = 0;
   correct_ = done_samples_ = 0;
   hash_ = 0;
+  trained_ = false;
   auto last_progress = Clock::now();
   auto last_idle = Clock::now();
   // Weights for the first step, unless the last pull already brought them.
@@ -524,6 +555,11 @@ Status Worker::FinishEpoch() {
   }
   pushes_.clear();
   push_wait_s_ += Seconds(Clock::now() - t0);
+  trained_ = true;
+  return SendEpochDone();
+}
+
+Status Worker::SendEpochDone() {
   capnp::MallocMessageBuilder m;
   auto d = m.initRoot<msg::Control>().initEpochDone();
   FillCounts(d);

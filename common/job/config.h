@@ -47,6 +47,10 @@ struct ClusterConfig {
   int timeout_ms = 3000;
   int start_timeout_s = 120;
   int max_restarts = 0;  // local launcher: workers started again in a dead one's place
+  int port = 0;          // the coordinator's control port (0: any free one)
+  // How long nodes keep their state waiting for a coordinator that fell
+  // silent to be restarted (0: they exit at once).
+  int coordinator_grace_s = 60;
   bool ipc = false;      // same-host nodes reach servers through ipc://
   // BSP: per-piece apply on the servers, per-layer pulls on the workers, the
   // forward pass waiting for each layer's weights; false: whole-model pulls.

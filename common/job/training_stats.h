@@ -25,6 +25,9 @@ struct EpochStats {
   // Above 0: the job resumed from a checkpoint taken after this many steps
   // of the epoch, and the training loss and accuracy cover the steps after.
   int64_t resumed_at_step = 0;
+  // A restarted coordinator took the epoch over while it ran: its wall
+  // times are the workers' own (compute and waits), not the coordinator's.
+  bool adopted = false;
   // Distributed runs only (negative: not measured).
   int sample_set_ok = -1;        // 1 if every sample was processed exactly once
   double compute_s = -1;         // mean per worker: forward + backward

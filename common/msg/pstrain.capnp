@@ -258,6 +258,49 @@ struct Shutdown {
   reason @1 :Text;
 }
 
+# ------------------------------------------------ a coordinator restarted
+# A node whose coordinator fell silent keeps its state for
+# cluster.coordinator_grace_s and offers itself to whatever coordinator
+# answers at the same address (the job restarted with --resume).
+
+# node -> coordinator, every heartbeat interval while its coordinator is
+# gone, and at once when asked (rejoinAsk).
+struct Rejoin {
+  role @0 :Role;
+  nodeId @1 :Int32;
+  incarnation @2 :UInt64;
+  host @3 :Text;
+  pid @4 :Int32;
+  dataEndpoint @5 :Text;     # servers, as in Register
+  localEndpoint @6 :Text;
+  hostKey @7 :Text;
+  launchToken @8 :Text;      # the token the node was launched with
+  membershipEpoch @9 :UInt64;  # the newest membership the node acts on
+}
+
+# coordinator -> node: taken into the restarted job; answer with your state.
+struct Adopted {
+  membershipEpoch @0 :UInt64;
+}
+
+# worker -> coordinator, after adopted: where its training stands.
+struct WorkerState {
+  nodeId @0 :Int32;
+  epoch @1 :Int32;           # the epoch last started (-1: none yet)
+  firstClock @2 :Int64;      # its first step's clock
+  steps @3 :Int64;
+  trainingDone @4 :Bool;     # its slots' steps of `epoch` are all pushed
+  slotOwners @5 :List(Int32);  # the owners it acts on (worker id per slot)
+  firstStep @6 :Int64;       # where `epoch` started (above 0: resumed from a cut)
+}
+
+# server -> coordinator, after adopted: the ranges it holds.
+struct ServerState {
+  nodeId @0 :Int32;
+  ranges @1 :List(KeyRange);        # owned
+  backupRanges @2 :List(KeyRange);  # replicas of other servers' ranges
+}
+
 struct Control {
   union {
     register @0 :Register;
@@ -278,6 +321,11 @@ struct Control {
     checkpointRequest @15 :CheckpointRequest;
     checkpointDone @16 :CheckpointDone;
     routing @17 :Routing;
+    rejoin @18 :Rejoin;
+    rejoinAsk @19 :Void;      # coordinator -> a peer it does not know: say who you are
+    adopted @20 :Adopted;
+    workerState @21 :WorkerState;
+    serverState @22 :ServerState;
   }
 }
 

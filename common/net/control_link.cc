@@ -21,14 +21,18 @@ int64_t MillisBetween(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
-bool IsHeartbeat(const Frame& f) {
-  bool heartbeat = false;
+// The kind of a control message; ERROR for one that does not decode (the
+// main thread's Drain names the problem).
+msg::Control::Which KindOf(const Frame& f) {
+  msg::Control::Which kind = msg::Control::ERROR;
   (void)WithDecoded<msg::Control>(f, [&](msg::Control::Reader c) -> Status {
-    heartbeat = c.which() == msg::Control::HEARTBEAT;
+    kind = c.which();
     return OkStatus();
   });
-  return heartbeat;
+  return kind;
 }
+
+constexpr size_t kMaxHeld = 10000;  // messages held while orphaned
 
 }  // namespace
 
@@ -52,6 +56,7 @@ StatusOr<std::unique_ptr<ControlLink>> ControlLink::Start(ZmqContext& ctx,
   const auto now = Clock::now();
   link->last_heard_ = now;
   link->main_seen_ns_ = Nanos(now);
+  link->membership_epoch_ = options.membership_epoch;
   // The thread takes no signal: the main thread's handlers and waits see
   // them as before.
   sigset_t all, old;
@@ -101,11 +106,25 @@ bool ControlLink::Turn(Clock::time_point now) {
   last_turn_ = now;
   FromCoordinator(now);
   const bool go_on = FromMain();
+  if (orphaned_) {
+    if (now - last_sent_ >= options_.heartbeat) SendRejoin(now);
+    if (now - orphan_since_ > options_.grace) {
+      Fail(Unavailable("the coordinator at " + options_.coordinator + " has been silent for " +
+                       std::to_string(MillisBetween(last_heard_, now)) +
+                       " ms, and none came back within the grace period of " +
+                       std::to_string(options_.grace.count() / 1000) + " s"));
+    }
+    return go_on;
+  }
   Flush();
   if (now - last_sent_ >= options_.heartbeat) SendHeartbeat(now);
   if (now - last_heard_ > options_.timeout) {
-    Fail(Unavailable("the coordinator at " + options_.coordinator + " has been silent for " +
-                     std::to_string(MillisBetween(last_heard_, now)) + " ms"));
+    if (options_.grace.count() > 0) {
+      Orphan(now);
+    } else {
+      Fail(Unavailable("the coordinator at " + options_.coordinator + " has been silent for " +
+                       std::to_string(MillisBetween(last_heard_, now)) + " ms"));
+    }
   }
   if (!go_on) {
     Flush();
@@ -130,11 +149,75 @@ void ControlLink::FromCoordinator(Clock::time_point now) {
       continue;
     }
     if (!*got) return;
+    const msg::Control::Which kind = KindOf(frames[0]);
+    if (kind == msg::Control::REJOIN_ASK) {
+      // A coordinator that does not know this node answers at its address:
+      // the one it knew is gone, whether or not it noticed yet.
+      if (!orphaned_) Orphan(now);
+      SendRejoin(now);
+      continue;
+    }
+    if (orphaned_) {
+      if (kind == msg::Control::ADOPTED) {
+        PSTRAIN_LOG(INFO) << "adopted by the coordinator at " << options_.coordinator << "; "
+                          << held_.size() << " message(s) meant for the one before were dropped";
+        held_.clear();
+        orphaned_ = false;
+      } else if (kind == msg::Control::HEARTBEAT) {
+        PSTRAIN_LOG(INFO) << "the coordinator at " << options_.coordinator
+                          << " is back; sending the " << held_.size() << " message(s) held";
+        for (Message& m : held_) outbox_.push_back(std::move(m));
+        held_.clear();
+        orphaned_ = false;
+        last_heard_ = now;
+        continue;
+      } else if (kind != msg::Control::SHUTDOWN) {
+        continue;  // meant for a node of the coordinator's: this one is not yet
+      }
+    }
     last_heard_ = now;
-    if (IsHeartbeat(frames[0])) continue;
+    if (kind == msg::Control::HEARTBEAT) continue;
     Status s = link_end_->Send(frames);
     if (!s.ok()) Fail(s);
   }
+}
+
+void ControlLink::Orphan(Clock::time_point now) {
+  orphaned_ = true;
+  orphan_since_ = now;
+  for (Message& m : outbox_) held_.push_back(std::move(m));
+  outbox_.clear();
+  PSTRAIN_LOG(WARNING) << "the coordinator at " << options_.coordinator << " has been silent for "
+                       << MillisBetween(last_heard_, now)
+                       << " ms: this node keeps its state and waits up to "
+                       << options_.grace.count() / 1000
+                       << " s for a coordinator to answer there (restart the job with the same "
+                          "command and --resume)";
+}
+
+void ControlLink::SendNow(capnp::MessageBuilder& m, Clock::time_point now) {
+  Message frames;
+  frames.push_back(EncodeFrame(m));
+  last_sent_ = now;
+  Status s = dealer_->Send(frames, /*dontwait=*/true);
+  // A full queue: the coordinator is not reading; this one is skipped.
+  if (!s.ok() && s.code() != StatusCode::kUnavailable) Fail(s);
+}
+
+void ControlLink::SendRejoin(Clock::time_point now) {
+  capnp::MallocMessageBuilder m;
+  auto r = m.initRoot<msg::Control>().initRejoin();
+  r.setRole(options_.role);
+  r.setNodeId(options_.node_id);
+  r.setIncarnation(options_.incarnation);
+  r.setHost(options_.host);
+  r.setPid(options_.pid);
+  r.setDataEndpoint(options_.data_endpoint);
+  r.setLocalEndpoint(options_.local_endpoint);
+  r.setHostKey(options_.host_key);
+  r.setLaunchToken(options_.launch_token);
+  r.setMembershipEpoch(membership_epoch_.load(std::memory_order_relaxed));
+  SendNow(m, now);
 }
 
 bool ControlLink::FromMain() {
@@ -147,6 +230,11 @@ bool ControlLink::FromMain() {
     }
     if (!*got) return true;
     if (frames[0].size() == 0) return false;
+    if (orphaned_) {
+      if (held_.size() >= kMaxHeld) held_.pop_front();
+      held_.push_back(std::move(frames));
+      continue;
+    }
     outbox_.push_back(std::move(frames));
   }
   return true;
@@ -173,12 +261,7 @@ void ControlLink::SendHeartbeat(Clock::time_point now) {
   h.setRole(options_.role);
   const int64_t idle_ms = (Nanos(now) - main_seen_ns_.load(std::memory_order_relaxed)) / 1000000;
   h.setComputeIdleMs(static_cast<uint32_t>(std::clamp<int64_t>(idle_ms, 0, UINT32_MAX)));
-  Message frames;
-  frames.push_back(EncodeFrame(m));
-  last_sent_ = now;
-  Status s = dealer_->Send(frames, /*dontwait=*/true);
-  // A full queue: the coordinator is not reading; this beat is skipped.
-  if (!s.ok() && s.code() != StatusCode::kUnavailable) Fail(s);
+  SendNow(m, now);
 }
 
 void ControlLink::Fail(Status s) {
@@ -203,7 +286,17 @@ Status ControlLink::Drain(const std::function<Status(msg::Control::Reader)>& fn)
     Message frames;
     ASSIGN_OR_RETURN(bool got, main_end_->Recv(&frames, 1));
     if (!got) return OkStatus();
-    RETURN_IF_ERROR(WithDecoded<msg::Control>(frames[0], fn));
+    RETURN_IF_ERROR(WithDecoded<msg::Control>(frames[0], [&](msg::Control::Reader c) -> Status {
+      // What a Rejoin will say: the newest membership this node was given.
+      uint64_t epoch = 0;
+      if (c.which() == msg::Control::MEMBERSHIP) epoch = c.getMembership().getMembershipEpoch();
+      if (c.which() == msg::Control::ROUTING) epoch = c.getRouting().getMembershipEpoch();
+      if (c.which() == msg::Control::ADOPTED) epoch = c.getAdopted().getMembershipEpoch();
+      if (epoch > membership_epoch_.load(std::memory_order_relaxed)) {
+        membership_epoch_.store(epoch, std::memory_order_relaxed);
+      }
+      return fn(c);
+    }));
   }
 }
 

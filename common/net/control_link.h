@@ -14,6 +14,16 @@
 // Each heartbeat carries how long the main thread has not looked at the
 // link (computeIdleMs): the coordinator shows it, so a node stuck in a step
 // is visible without being mistaken for a dead one.
+//
+// With a grace period, a coordinator silent for timeout_ms does not end
+// the node: the link holds what the main thread sends (the main thread goes
+// on: a worker trains, a server serves) and offers the node, every
+// heartbeat interval, to whatever coordinator answers at the same address
+// (Rejoin). A restarted coordinator that takes it answers `adopted`: the
+// held messages were meant for the one that died and are dropped, and the
+// main thread reports its state. The same coordinator heard again (it was
+// stopped, not gone) gets the held messages. Past the grace period, the
+// link fails as without one.
 #pragma once
 
 #include <atomic>
@@ -39,6 +49,13 @@ struct ControlLinkOptions {
   std::chrono::milliseconds heartbeat{500};
   std::chrono::milliseconds timeout{3000};
   std::string coordinator;  // for messages
+  // Above 0: how long to wait for a coordinator once this one fell silent
+  // (cluster.coordinator_grace_s); 0: fail at once.
+  std::chrono::milliseconds grace{0};
+  // What a Rejoin says of the node besides the above.
+  std::string host, data_endpoint, local_endpoint, host_key, launch_token;
+  int pid = 0;
+  uint64_t membership_epoch = 0;  // the assignment's
 };
 
 class ControlLink {
@@ -74,6 +91,11 @@ class ControlLink {
   bool FromMain();
   void Flush();
   void SendHeartbeat(std::chrono::steady_clock::time_point now);
+  void SendRejoin(std::chrono::steady_clock::time_point now);
+  // The coordinator is gone: hold what the main thread sends, offer the
+  // node to the next one.
+  void Orphan(std::chrono::steady_clock::time_point now);
+  void SendNow(capnp::MessageBuilder& m, std::chrono::steady_clock::time_point now);
   void Fail(Status s);
   void SeenMain();
 
@@ -86,9 +108,14 @@ class ControlLink {
   // Link thread only.
   std::deque<Message> outbox_;  // to the coordinator, not yet taken by ZeroMQ
   std::chrono::steady_clock::time_point last_sent_{}, last_heard_{}, last_turn_{};
+  bool orphaned_ = false;  // the coordinator fell silent; Rejoin offered
+  std::chrono::steady_clock::time_point orphan_since_{};
+  std::deque<Message> held_;  // from the main thread while orphaned
 
   // Shared.
   std::atomic<int64_t> main_seen_ns_{0};  // steady clock: the main thread last used the link
+  // The newest membership epoch the main thread was given (Rejoin says it).
+  std::atomic<uint64_t> membership_epoch_{0};
   std::mutex mutex_;
   Status failure_;  // guarded by mutex_
 };

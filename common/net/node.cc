@@ -1,6 +1,7 @@
 #include "common/net/node.h"
 
 #include <capnp/message.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -206,7 +207,19 @@ StatusOr<NodeAssignment> ControlChannel::Join(msg::Role role, int requested_id,
       o.heartbeat = std::chrono::milliseconds(assignment->heartbeat_ms);
       o.timeout = std::chrono::milliseconds(assignment->timeout_ms);
       o.coordinator = coordinator_;
+      o.grace = std::chrono::seconds(assignment->config.cluster.coordinator_grace_s);
+      o.host = HostName();
+      o.pid = ::getpid();
+      o.data_endpoint = data_endpoint;
+      o.local_endpoint = local_endpoint;
+      o.host_key = LocalHostKey();
+      o.launch_token = launch_token_;
+      o.membership_epoch = assignment->membership_epoch;
       ASSIGN_OR_RETURN(link_, ControlLink::Start(ctx_, std::move(socket_), o));
+      // Started by a launcher that holds the coordinator: until now this
+      // node dies with it; from now on it outlives it for the grace period,
+      // waiting for a restarted coordinator to take it back.
+      if (o.grace.count() > 0) ::prctl(PR_SET_PDEATHSIG, 0);
       return *std::move(assignment);
     }
   }

@@ -446,4 +446,8 @@ StatusOr<std::vector<bool>> PollReadable(const std::vector<Socket*>& sockets,
 
 std::string TcpWildcardEndpoint(const std::string& address) { return "tcp://" + address + ":*"; }
 
+std::string TcpEndpoint(const std::string& address, int port) {
+  return port > 0 ? "tcp://" + address + ":" + std::to_string(port) : TcpWildcardEndpoint(address);
+}
+
 }  // namespace pstrain

@@ -163,5 +163,7 @@ StatusOr<std::vector<bool>> PollReadable(const std::vector<Socket*>& sockets,
 
 // "tcp://127.0.0.1:*" style endpoints for binding on an address.
 std::string TcpWildcardEndpoint(const std::string& address);
+// tcp://ADDRESS:PORT, or the wildcard for port 0.
+std::string TcpEndpoint(const std::string& address, int port);
 
 }  // namespace pstrain

@@ -76,7 +76,8 @@ Seen Decode(const std::vector<uint8_t>& bytes) {
 
 std::unique_ptr<ControlLink> StartLink(ZmqContext& ctx, const std::string& endpoint,
                                        std::chrono::milliseconds heartbeat,
-                                       std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout,
+                                       std::chrono::milliseconds grace = {}) {
   auto dealer = *Socket::Create(ctx, SocketKind::kDealer, SocketOptions{});
   REQUIRE(dealer->Connect(endpoint).ok());
   ControlLinkOptions o;
@@ -86,10 +87,22 @@ std::unique_ptr<ControlLink> StartLink(ZmqContext& ctx, const std::string& endpo
   o.heartbeat = heartbeat;
   o.timeout = timeout;
   o.coordinator = endpoint;
+  o.grace = grace;
   auto link = ControlLink::Start(ctx, std::move(dealer), o);
   INFO(link.status().message());
   REQUIRE(link.ok());
   return *std::move(link);
+}
+
+// Ticks the link (up to 60 s) until it fails; its status.
+Status TickUntilFailed(ControlLink& link) {
+  Status s;
+  const auto until = Clock::now() + std::chrono::seconds(60);
+  while (s.ok() && Clock::now() < until) {
+    (void)PollReadable({link.socket()}, std::chrono::milliseconds(20));
+    s = link.Tick();
+  }
+  return s;
 }
 
 }  // namespace
@@ -170,17 +183,116 @@ TEST_CASE("a link whose coordinator falls silent says so, naming it", "[control_
   FakeCoordinator coordinator(ctx);
   auto link = StartLink(ctx, coordinator.endpoint, std::chrono::milliseconds(20),
                         std::chrono::milliseconds(300));
-  Status s;
-  const auto until = Clock::now() + std::chrono::seconds(60);
-  while (s.ok() && Clock::now() < until) {
-    (void)PollReadable({link->socket()}, std::chrono::milliseconds(20));
-    s = link->Tick();
-  }
+  const Status s = TickUntilFailed(*link);
   REQUIRE(!s.ok());
   CHECK(s.code() == StatusCode::kUnavailable);
   CHECK_THAT(std::string(s.message()),
              Catch::Contains("the coordinator at " + coordinator.endpoint) &&
                  Catch::Contains("has been silent for"));
+}
+
+// Drains the link for up to 30 s, until `want` arrives; false if it did not.
+bool DrainUntil(ControlLink& link, msg::Control::Which want) {
+  const auto until = Clock::now() + std::chrono::seconds(30);
+  bool seen = false;
+  while (!seen && Clock::now() < until) {
+    (void)PollReadable({link.socket()}, std::chrono::milliseconds(20));
+    REQUIRE(link.Tick().ok());
+    REQUIRE(link.Drain([&](msg::Control::Reader c) -> Status {
+                  seen = seen || c.which() == want;
+                  return OkStatus();
+                })
+                .ok());
+  }
+  return seen;
+}
+
+void SendProgress(ControlLink& link, int samples) {
+  capnp::MallocMessageBuilder m;
+  m.initRoot<msg::Control>().initProgress().setSamples(samples);
+  REQUIRE(link.Send(m).ok());
+}
+
+// The messages from the link until one of `kind` (false: none in 30 s).
+bool NextOf(FakeCoordinator& c, msg::Control::Which kind, std::vector<Seen>* before = nullptr) {
+  std::vector<uint8_t> bytes;
+  while (c.Next(&bytes)) {
+    const Seen s = Decode(bytes);
+    if (s.which == kind) return true;
+    if (before != nullptr) before->push_back(s);
+  }
+  return false;
+}
+
+TEST_CASE("with a grace period, a node outlives its coordinator and is taken back by the next",
+          "[control_link]") {
+  ZmqContext ctx;
+  FakeCoordinator coordinator(ctx);
+  auto link = StartLink(ctx, coordinator.endpoint, std::chrono::milliseconds(20),
+                        std::chrono::milliseconds(300), std::chrono::minutes(5));
+  std::vector<uint8_t> bytes;
+  REQUIRE(coordinator.Next(&bytes));  // connected
+  // The coordinator says nothing: past the timeout the node offers itself,
+  // and what its main thread sends meanwhile is held, not sent.
+  REQUIRE(NextOf(coordinator, msg::Control::REJOIN));
+  CHECK(link->Tick().ok());
+  SendProgress(*link, 1);
+  std::vector<Seen> between;
+  REQUIRE(NextOf(coordinator, msg::Control::REJOIN, &between));
+  for (const Seen& s : between) CHECK(s.which != msg::Control::PROGRESS);
+
+  SECTION("a restarted coordinator adopts it: what was held was meant for the one before") {
+    capnp::MallocMessageBuilder adopted;
+    adopted.initRoot<msg::Control>().initAdopted().setMembershipEpoch(9);
+    coordinator.Send(adopted);
+    REQUIRE(DrainUntil(*link, msg::Control::ADOPTED));
+    SendProgress(*link, 2);
+    std::vector<Seen> seen;
+    const auto until = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < until && std::none_of(seen.begin(), seen.end(), [](const Seen& s) {
+             return s.which == msg::Control::PROGRESS;
+           })) {
+      REQUIRE(coordinator.Next(&bytes));
+      seen.push_back(Decode(bytes));
+    }
+    std::vector<int32_t> progress;
+    for (const Seen& s : seen) {
+      if (s.which == msg::Control::PROGRESS) progress.push_back(s.value);
+    }
+    CHECK(progress == std::vector<int32_t>{2});
+  }
+  SECTION("its own coordinator is heard again (it was stopped): what was held goes out") {
+    capnp::MallocMessageBuilder hb;
+    hb.initRoot<msg::Control>().initHeartbeat().setRole(msg::Role::COORDINATOR);
+    coordinator.Send(hb);
+    std::vector<Seen> seen;
+    REQUIRE(NextOf(coordinator, msg::Control::PROGRESS, &seen));
+    CHECK(link->Tick().ok());
+  }
+}
+
+TEST_CASE("a coordinator that does not know the node asks it to rejoin at once", "[control_link]") {
+  ZmqContext ctx;
+  FakeCoordinator coordinator(ctx);
+  auto link = StartLink(ctx, coordinator.endpoint, std::chrono::milliseconds(20),
+                        std::chrono::minutes(5), std::chrono::minutes(5));
+  std::vector<uint8_t> bytes;
+  REQUIRE(coordinator.Next(&bytes));
+  capnp::MallocMessageBuilder ask;
+  ask.initRoot<msg::Control>().setRejoinAsk();
+  coordinator.Send(ask);
+  REQUIRE(NextOf(coordinator, msg::Control::REJOIN));
+}
+
+TEST_CASE("a node whose coordinator does not come back within the grace period gives up",
+          "[control_link]") {
+  ZmqContext ctx;
+  FakeCoordinator coordinator(ctx);
+  auto link = StartLink(ctx, coordinator.endpoint, std::chrono::milliseconds(20),
+                        std::chrono::milliseconds(200), std::chrono::milliseconds(1000));
+  const Status s = TickUntilFailed(*link);
+  REQUIRE(!s.ok());
+  CHECK_THAT(std::string(s.message()), Catch::Contains("none came back within the grace period"));
 }
 
 TEST_CASE("a link dropped right after a send still delivers it", "[control_link]") {

@@ -3,10 +3,12 @@
 #include <capnp/message.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include "common/msg/codec.h"
@@ -992,6 +994,95 @@ TEST_CASE("A server death abandons the checkpoints in flight, and the next epoch
   RunResult r = Run({kPstrain, "inspect", ckpt});
   INFO(r.out << r.err);
   CHECK(r.code == 0);
+}
+
+// Gone: no such process, or a zombie nobody reaped yet.
+bool Gone(int pid) {
+  if (::kill(pid, 0) != 0) return true;
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  return paren == std::string::npos || stat.compare(paren + 2, 1, "Z") == 0;
+}
+
+// The updates each server applied, by id (from the server_stats line).
+std::map<int, int64_t> UpdatesApplied(const std::string& metrics) {
+  std::map<int, int64_t> out;
+  for (const json& s : Events(ReadJsonLines(metrics), "server_stats").back()["servers"]) {
+    out[s["id"].get<int>()] = s["updates_applied"].get<int64_t>();
+  }
+  return out;
+}
+
+TEST_CASE("kill -9 of the coordinator mid-epoch, then the same command with --resume",
+          "[e2e][fault][coordinator]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers",    "2", "--workers",  "2",
+                                          "--epochs",     "3", "--progress", "never",
+                                          "--batch-size", "32"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = {kPstrain,    "train", kFashionJob,
+                                   "--metrics", metrics, "--checkpoint-dir",
+                                   ckpt,        "--set", "checkpoint.every_steps=300"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Process first(argv);  // its process group is killed when the test ends
+  DumpOnExit dump(metrics, &first);
+  REQUIRE(WaitForCut(metrics, first, 1, 300));
+  std::vector<int> nodes;
+  for (const char* role : {"servers", "workers"}) {
+    for (int id = 0; id < 2; ++id) nodes.push_back(NodePid(metrics, role, id));
+  }
+  SECTION("every node lives on: the restarted coordinator takes them back") {
+    REQUIRE(::kill(first.pid(), SIGKILL) == 0);  // the coordinator (the launcher) alone
+    REQUIRE(first.Wait(std::chrono::seconds(60)).has_value());
+    for (int pid : nodes) CHECK_FALSE(Gone(pid));
+    argv.push_back("--resume");
+    RunResult r = Run(argv);
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    CHECK_THAT(r.out, Catch::Contains("took back 2 server(s) and 2 worker(s) with their state"));
+    const auto adopted = Events(ReadJsonLines(metrics), "adopted");
+    REQUIRE(adopted.size() == 1);
+    CHECK(adopted[0]["epoch"] == 2);
+    CHECK(Events(ReadJsonLines(metrics), "resumed").empty());  // no checkpoint was read
+    const auto finals = Events(ReadJsonLines(metrics), "final");
+    REQUIRE(finals.size() == 1);
+    CHECK(Digest(finals[0]) == Digest(clean));
+    // No step went into the weights twice.
+    CHECK(UpdatesApplied(metrics) == UpdatesApplied(dir.File("clean")));
+    for (const json& e : Events(ReadJsonLines(metrics), "epoch")) {
+      CHECK(e["samples"] == 60000);
+      CHECK(e["sample_set_ok"] == true);
+    }
+    // The nodes it took back end with the job.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!std::all_of(nodes.begin(), nodes.end(), Gone) &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (int pid : nodes) CHECK(Gone(pid));
+  }
+  SECTION("a node died with it: the restart goes back to the newest checkpoint") {
+    REQUIRE(::kill(first.pid(), SIGKILL) == 0);
+    REQUIRE(::kill(nodes[3], SIGKILL) == 0);  // worker 1
+    REQUIRE(first.Wait(std::chrono::seconds(60)).has_value());
+    argv.push_back("--resume");
+    RunResult r = Run(argv);
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    CHECK_THAT(r.out, Catch::Contains("only 3 of the job's 4 nodes came back"));
+    CHECK(Events(ReadJsonLines(metrics), "adopted").empty());
+    REQUIRE(Events(ReadJsonLines(metrics), "resumed").size() == 1);
+    const auto finals = Events(ReadJsonLines(metrics), "final");
+    REQUIRE(finals.size() == 1);
+    CHECK(Digest(finals[0]) == Digest(clean));
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!std::all_of(nodes.begin(), nodes.end(), Gone) &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (int pid : nodes) CHECK(Gone(pid));
+  }
 }
 
 }  // namespace
