@@ -120,6 +120,12 @@ StatusOr<bool> Coordinator::AdoptSurvivors(std::chrono::milliseconds window,
   };
   const auto until = Clock::now() + window;
   while (Clock::now() < until && !complete()) RETURN_IF_ERROR(receive(on_offer));
+  // Fewer than the job's nodes may be all there were (a server that died
+  // before, its ranges promoted): the states say whether they hold it all.
+  const bool some = std::any_of(offers.begin(), offers.end(),
+                                [](auto& p) { return p.second.role == msg::Role::SERVER; }) &&
+                    std::any_of(offers.begin(), offers.end(),
+                                [](auto& p) { return p.second.role == msg::Role::WORKER; });
   auto replay = [&]() -> Status {
     for (Message& f : later) {
       const std::string identity(reinterpret_cast<const char*>(f[0].data()), f[0].size());
@@ -129,21 +135,31 @@ StatusOr<bool> Coordinator::AdoptSurvivors(std::chrono::milliseconds window,
     later.clear();
     return OkStatus();
   };
-  if (!complete()) {
-    if (!offers.empty()) {
-      const std::string why = "only " + std::to_string(offers.size()) + " of the job's " +
-                              std::to_string(c.cluster.servers + c.cluster.workers) +
-                              " nodes came back to the restarted coordinator: the job starts "
-                              "again from its newest checkpoint";
-      console_->Banner(why);
-      for (const auto& [identity, o] : offers) shutdown(identity, why);
-      RETURN_IF_ERROR(
-          metrics_->Write(JsonObject().Add("event", "adoption_failed").Add("why", why)));
+  // Those that came back are told to exit, and the job starts from its
+  // newest checkpoint.
+  auto give_up = [&](const std::string& why) -> StatusOr<bool> {
+    const std::string line = why + ": the job starts again from its newest checkpoint";
+    console_->Banner(line);
+    for (const auto& [identity, o] : offers) {
+      shutdown(identity, line);
+      nodes_.erase(identity);
     }
+    ranges_.clear();
+    primary_.clear();
+    backup_.clear();
+    RETURN_IF_ERROR(metrics_->Write(JsonObject().Add("event", "adoption_failed").Add("why", line)));
+    RETURN_IF_ERROR(replay());
+    return false;
+  };
+  const std::string came_back = std::to_string(offers.size()) + " of the job's " +
+                                std::to_string(c.cluster.servers + c.cluster.workers) +
+                                " nodes came back to the restarted coordinator";
+  if (offers.empty()) {
     RETURN_IF_ERROR(replay());
     return false;
   }
-  // Every node came back: each is taken back and says where it stands.
+  if (!some) return give_up("only " + came_back);
+  // Each is taken back and says where it stands.
   for (const auto& [identity, o] : offers) {
     membership_epoch_ = std::max(membership_epoch_, o.membership_epoch);
   }
@@ -210,10 +226,13 @@ StatusOr<bool> Coordinator::AdoptSurvivors(std::chrono::milliseconds window,
     RETURN_IF_ERROR(SendHeartbeats(Clock::now()));
   }
   std::vector<NodeOffer> taken;
-  for (auto& [identity, o] : offers) taken.push_back(std::move(o));
+  for (const auto& [identity, o] : offers) taken.push_back(o);
   if (Status s = TakeBack(taken); !s.ok()) {
-    ShutdownAll(1, s.message());
-    return s;
+    if (s.code() != StatusCode::kUnavailable) {
+      ShutdownAll(1, s.message());
+      return s;
+    }
+    return give_up(came_back + ", and " + s.message());
   }
   RETURN_IF_ERROR(replay());
   return true;
@@ -252,6 +271,10 @@ Status Coordinator::TakeBack(const std::vector<NodeOffer>& offers) {
     }
     if (latest == nullptr || o.epoch > latest->epoch) latest = &o;
   }
+  std::set<int> workers;
+  for (const NodeOffer& o : offers) {
+    if (o.role == msg::Role::WORKER) workers.insert(o.id);
+  }
   for (size_t i = 0; i < slices.size(); ++i) {
     if (primary_[i] < 0) {
       return Unavailable("keys " + ToString(slices[i]) + " are held by no server that came back");
@@ -263,14 +286,23 @@ Status Coordinator::TakeBack(const std::vector<NodeOffer>& offers) {
     a.first_clock = latest->first_clock;
     a.first_step = latest->first_step;
     a.owners = latest->owners;
+    for (int owner : a.owners) {
+      if (workers.count(owner) == 0) {
+        return Unavailable("worker " + std::to_string(owner) + ", which trains slots of epoch " +
+                           std::to_string(a.epoch + 1) + ", did not");
+      }
+    }
     for (const NodeOffer& o : offers) {
       if (o.role != msg::Role::WORKER) continue;
-      if (o.epoch != a.epoch || o.first_clock != a.first_clock) {
+      // A worker that joined in a dead one's place and waits for the next
+      // epoch owns no slot of this one.
+      const bool owns = std::find(a.owners.begin(), a.owners.end(), o.id) != a.owners.end();
+      if (owns && (o.epoch != a.epoch || o.first_clock != a.first_clock)) {
         return Unavailable("worker " + std::to_string(o.id) + " is at epoch " +
                            std::to_string(o.epoch + 1) + ", worker " + std::to_string(latest->id) +
                            " at epoch " + std::to_string(a.epoch + 1));
       }
-      if (o.training_done) ++trained;
+      if (o.training_done && o.epoch == a.epoch) ++trained;
     }
   }
   book_ = WorkBook(c.cluster.workers);
@@ -278,8 +310,9 @@ Status Coordinator::TakeBack(const std::vector<NodeOffer>& offers) {
   adoption_ = a;
   monitoring_ = true;
   PublishMembership();
-  console_->Banner("the coordinator restarted and took back " + std::to_string(c.cluster.servers) +
-                   " server(s) and " + std::to_string(c.cluster.workers) +
+  const size_t servers = offers.size() - workers.size();
+  console_->Banner("the coordinator restarted and took back " + std::to_string(servers) +
+                   " server(s) and " + std::to_string(workers.size()) +
                    " worker(s) with their state" +
                    (a.epoch >= 0 ? "; epoch " + std::to_string(a.epoch + 1) + " goes on (" +
                                        std::to_string(trained) + " worker(s) done training it)"
@@ -287,8 +320,8 @@ Status Coordinator::TakeBack(const std::vector<NodeOffer>& offers) {
   RETURN_IF_ERROR(
       metrics_->Write(JsonObject()
                           .Add("event", "adopted")
-                          .Add("servers", c.cluster.servers)
-                          .Add("workers", c.cluster.workers)
+                          .Add("servers", static_cast<int64_t>(servers))
+                          .Add("workers", static_cast<int64_t>(workers.size()))
                           .Add("epoch", a.epoch + 1)
                           .Add("first_clock", a.first_clock)
                           .Add("workers_done_training", trained)

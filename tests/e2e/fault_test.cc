@@ -1016,9 +1016,9 @@ std::map<int, int64_t> UpdatesApplied(const std::string& metrics) {
 TEST_CASE("kill -9 of the coordinator mid-epoch, then the same command with --resume",
           "[e2e][fault][coordinator]") {
   TempDir dir;
-  const std::vector<std::string> flags = {"--servers",    "2", "--workers",  "2",
-                                          "--epochs",     "3", "--progress", "never",
-                                          "--batch-size", "32"};
+  const std::vector<std::string> flags = {"--servers",    "2",  "--workers",     "2",
+                                          "--epochs",     "3",  "--progress",    "never",
+                                          "--batch-size", "32", "--replication", "2"};
   const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
   const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
   std::vector<std::string> argv = {kPstrain,    "train", kFashionJob,
@@ -1062,6 +1062,25 @@ TEST_CASE("kill -9 of the coordinator mid-epoch, then the same command with --re
     }
     for (int pid : nodes) CHECK(Gone(pid));
   }
+  SECTION("a server had failed over before: the restarted coordinator takes back the rest") {
+    REQUIRE(::kill(nodes[0], SIGKILL) == 0);  // server 0: its range goes to server 1
+    REQUIRE(WaitForLine(metrics, first, [](const json& l) { return l["event"] == "recovered"; }));
+    REQUIRE(::kill(first.pid(), SIGKILL) == 0);
+    REQUIRE(first.Wait(std::chrono::seconds(60)).has_value());
+    argv.push_back("--resume");
+    RunResult r = Run(argv);
+    INFO(r.out << r.err);
+    REQUIRE(r.code == 0);
+    CHECK_THAT(r.out, Catch::Contains("took back 1 server(s) and 2 worker(s) with their state"));
+    REQUIRE(Events(ReadJsonLines(metrics), "adopted").size() == 1);
+    const auto finals = Events(ReadJsonLines(metrics), "final");
+    REQUIRE(finals.size() == 1);
+    CHECK(Digest(finals[0]) == Digest(clean));
+    for (const json& e : Events(ReadJsonLines(metrics), "epoch")) {
+      CHECK(e["samples"] == 60000);
+      CHECK(e["sample_set_ok"] == true);
+    }
+  }
   SECTION("a node died with it: the restart goes back to the newest checkpoint") {
     REQUIRE(::kill(first.pid(), SIGKILL) == 0);
     REQUIRE(::kill(nodes[3], SIGKILL) == 0);  // worker 1
@@ -1070,7 +1089,8 @@ TEST_CASE("kill -9 of the coordinator mid-epoch, then the same command with --re
     RunResult r = Run(argv);
     INFO(r.out << r.err);
     REQUIRE(r.code == 0);
-    CHECK_THAT(r.out, Catch::Contains("only 3 of the job's 4 nodes came back"));
+    CHECK_THAT(r.out, Catch::Contains("3 of the job's 4 nodes came back") &&
+                          Catch::Contains("worker 1, which trains slots of epoch 2, did not"));
     CHECK(Events(ReadJsonLines(metrics), "adopted").empty());
     REQUIRE(Events(ReadJsonLines(metrics), "resumed").size() == 1);
     const auto finals = Events(ReadJsonLines(metrics), "final");
