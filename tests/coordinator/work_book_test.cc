@@ -30,6 +30,15 @@ TEST_CASE("Slots are spread round robin and a dead worker's go to the survivors 
   CHECK(b.AllTrained());  // the dead worker is not waited for
 }
 
+TEST_CASE("Slot owners taken as they are must name one owner per slot", "[coordinator][workbook]") {
+  WorkBook b(3);
+  CHECK(b.SetOwners({2, 0, 2}));
+  CHECK(b.slot_owners() == std::vector<int>{2, 0, 2});
+  CHECK(b.SlotsOf(2) == std::vector<int>{0, 2});
+  CHECK_FALSE(b.SetOwners({0, 1}));
+  CHECK(b.slot_owners() == std::vector<int>{2, 0, 2});
+}
+
 TEST_CASE("A survivor that had finished the epoch trains the dead worker's slots again",
           "[coordinator][workbook]") {
   WorkBook b(4);

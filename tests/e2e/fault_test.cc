@@ -9,6 +9,9 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "common/msg/codec.h"
@@ -1103,6 +1106,139 @@ TEST_CASE("kill -9 of the coordinator mid-epoch, then the same command with --re
     }
     for (int pid : nodes) CHECK(Gone(pid));
   }
+}
+
+// The pid of every node alive by the metrics so far, by (role, id).
+std::map<std::pair<std::string, int>, int> LivePids(const std::string& metrics,
+                                                    std::set<int>* seen) {
+  std::map<std::pair<std::string, int>, int> live;
+  for (const json& l : ReadJsonLines(metrics)) {
+    const std::string event = l["event"];
+    if (event == "membership") {
+      for (const char* role : {"servers", "workers"}) {
+        const std::string r = std::string(role) == "servers" ? "server" : "worker";
+        for (const json& n : l[role]) live[{r, n["id"].get<int>()}] = n["pid"].get<int>();
+      }
+    } else if (event == "node_joined" || event == "node_restarted") {
+      live[{l["role"].get<std::string>(), l["id"].get<int>()}] = l["pid"].get<int>();
+    } else if (event == "node_failed" || event == "node_dropped") {
+      auto it = live.find({l["role"].get<std::string>(), l["id"].get<int>()});
+      if (it != live.end() && it->second == l["pid"].get<int>()) live.erase(it);
+    }
+  }
+  for (const auto& [key, pid] : live) seen->insert(pid);
+  return live;
+}
+
+// For the whole run, every 20-30 s, kill -9 of a random worker (started
+// again: --max-restarts), once of a server (replication 2 fails it over)
+// and once of the coordinator (the same command with --resume takes the
+// rest back, or resumes from the newest checkpoint). The weights must be
+// those of the calm run, every sample counted once per epoch, and no
+// process left behind.
+TEST_CASE("Chaos: workers, a server and the coordinator killed all through a run",
+          "[e2e][fault][chaos]") {
+  TempDir dir;
+  const std::string epochs = "100";
+  // The calm run: standalone with the three workers' batches as micro-batches.
+  RunResult calm = Run({kPstrain, "train", kFashionJob, "--standalone", "--batch-size", "96",
+                        "--set", "train.micro_batches=3", "--epochs", epochs, "--progress", "never",
+                        "--metrics", dir.File("calm")});
+  REQUIRE(calm.code == 0);
+  const json clean = Final(dir.File("calm"));
+  const std::string metrics = dir.File("m"), ckpt = dir.File("ckpt");
+  std::vector<std::string> argv = {kPstrain,
+                                   "train",
+                                   kFashionJob,
+                                   "--metrics",
+                                   metrics,
+                                   "--servers",
+                                   "3",
+                                   "--workers",
+                                   "3",
+                                   "--replication",
+                                   "2",
+                                   "--max-restarts",
+                                   "100",
+                                   "--batch-size",
+                                   "32",
+                                   "--epochs",
+                                   epochs,
+                                   "--progress",
+                                   "never",
+                                   "--checkpoint-dir",
+                                   ckpt,
+                                   "--set",
+                                   "checkpoint.every_steps=200"};
+  std::vector<std::unique_ptr<Process>> launchers;  // each kills its group at the end
+  launchers.push_back(std::make_unique<Process>(argv));
+  std::mt19937 rng(20261207);
+  auto pause = [&] {
+    return std::chrono::milliseconds(std::uniform_int_distribution<int>(20000, 30000)(rng));
+  };
+  bool server_killed = false, coordinator_killed = false;
+  int kills = 0;
+  std::set<int> seen;
+  std::string what;  // what was killed, for the report
+  const auto start = std::chrono::steady_clock::now();
+  auto next = start + pause();
+  while (launchers.back()->Running()) {
+    REQUIRE(std::chrono::steady_clock::now() - start < std::chrono::minutes(40));
+    if (std::chrono::steady_clock::now() < next) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    next = std::chrono::steady_clock::now() + pause();
+    const auto live = LivePids(metrics, &seen);
+    // A worker, a server, the coordinator; then workers, at random.
+    const std::string kind = kills == 1 ? "server" : kills == 2 ? "coordinator" : "worker";
+    if (kind == "coordinator") {
+      REQUIRE(::kill(launchers.back()->pid(), SIGKILL) == 0);
+      REQUIRE(launchers.back()->Wait(std::chrono::seconds(60)).has_value());
+      std::vector<std::string> again = argv;
+      again.push_back("--resume");
+      launchers.push_back(std::make_unique<Process>(again));
+      coordinator_killed = true;
+    } else {
+      std::vector<int> pids;
+      for (const auto& [key, pid] : live) {
+        if (key.first == kind) pids.push_back(pid);
+      }
+      if (pids.empty()) continue;
+      ::kill(pids[rng() % pids.size()], SIGKILL);
+      if (kind == "server") server_killed = true;
+    }
+    ++kills;
+    what += (what.empty() ? "" : ", ") + kind;
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  WARN("chaos: " << kills << " kill(s) in " << seconds << " s: " << what);
+  INFO(launchers.back()->Stdout() << launchers.back()->Stderr());
+  REQUIRE(launchers.back()->Wait(std::chrono::seconds(0)) == std::optional<int>(0));
+  CHECK(kills >= 4);
+  CHECK(server_killed);
+  CHECK(coordinator_killed);
+  CHECK(Events(ReadJsonLines(metrics), "node_failed").size() >= 2);
+  const auto finals = Events(ReadJsonLines(metrics), "final");
+  REQUIRE(finals.size() == 1);
+  CHECK(Digest(finals[0]) == Digest(clean));
+  // Every epoch's last line: every sample once.
+  std::map<int, json> last;
+  for (const json& e : Events(ReadJsonLines(metrics), "epoch")) last[e["epoch"].get<int>()] = e;
+  CHECK(last.size() == 100);
+  for (const auto& [epoch, e] : last) {
+    INFO("epoch " << epoch);
+    CHECK(e["samples"] == 60000);
+    CHECK(e["sample_set_ok"] == true);
+  }
+  // No process left behind.
+  (void)LivePids(metrics, &seen);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (!std::all_of(seen.begin(), seen.end(), Gone) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (int pid : seen) CHECK(Gone(pid));
 }
 
 }  // namespace
