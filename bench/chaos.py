@@ -4,7 +4,8 @@
 The job (Fashion-MNIST seed MLP, 3 servers with replication 2, 3 workers,
 BSP, batch 32 per worker, a checkpoint every 200 steps, --max-restarts) runs
 once calm and once while, every 20-30 s for the whole run, a random worker
-is killed (-9), and once a server and once the coordinator (then the same
+or server is killed (-9; each is started again, a server as the backup of
+the ranges left without one), and once the coordinator (then the same
 command with --resume). Prints, as JSON lines: the kills, the failures the
 job survived, the time spent recovering (each recovery's detection to
 resumption, and each coordinator restart to the job going on), samples/s
@@ -86,8 +87,9 @@ def run(binary, epochs, d, name, chaos, rng):
         if not chaos or time.monotonic() < nxt:
             continue
         nxt = time.monotonic() + rng.uniform(20, 30)
-        # A worker, a server, the coordinator; then workers, at random.
-        kind = {1: "server", 2: "coordinator"}.get(len(kills), "worker")
+        # A worker, a server, the coordinator; then workers and servers.
+        kind = {1: "server", 2: "coordinator"}.get(
+            len(kills), "server" if rng.random() < 1 / 3 else "worker")
         if kind == "coordinator":
             os.kill(launchers[-1].pid, signal.SIGKILL)
             launchers[-1].wait()

@@ -21,6 +21,7 @@ bool RoleMaySend(msg::Role role, msg::Control::Which kind) {
     case C::STATS_REPLY:
     case C::CHECKPOINT_DONE:
     case C::SERVER_STATE:
+    case C::REPLICA_READY:
       return role == msg::Role::SERVER;
     default:
       return false;  // Register (answered first) and the coordinator's own messages

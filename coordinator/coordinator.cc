@@ -161,9 +161,12 @@ StatusOr<Coordinator::Node> Coordinator::Bury(const Node& dead, const Verdict& v
 }
 
 Status Coordinator::DropUnready(const Node& n, const std::string& why) {
-  PSTRAIN_LOG(WARNING) << "worker " << n.id << " (pid " << n.pid << " on " << n.host
+  PSTRAIN_LOG(WARNING) << RoleName(n.role) << " " << n.id << " (pid " << n.pid << " on " << n.host
                        << ") registered but never became ready: " << why
                        << "; dropped, its place is free again";
+  for (size_t r = 0; r < backup_.size(); ++r) {
+    if (backup_[r] == n.id && n.role == msg::Role::SERVER) backup_[r] = -1;
+  }
   RETURN_IF_ERROR(Forget(n, "node_dropped", "never ready: " + why, -1, nullptr).status());
   // The servers admitted it with the membership of its joining: no more.
   ++membership_epoch_;
@@ -261,8 +264,8 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
   if (static_cast<int>(same.size()) >= wanted) {
     return refuse("the job already has its " + std::to_string(wanted) + " " + RoleName(role) + "s");
   }
-  if (monitoring_ && role == msg::Role::SERVER) {
-    return refuse("servers cannot join a running job");
+  if (monitoring_ && role == msg::Role::SERVER && options_.config.cluster.replication < 2) {
+    return refuse("servers join a running job only to back up its ranges (cluster.replication 2)");
   }
   int id = r.getRequestedId();
   auto taken = [&](int candidate) {
@@ -290,6 +293,22 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
                      << n.pid << (n.endpoint.empty() ? "" : " at " + n.endpoint);
   nodes_.emplace(identity, std::move(n));
   PublishMembership();
+  if (monitoring_ && role == msg::Role::SERVER) {
+    // A server in a dead one's place: the backup of every range that has
+    // none (its assignment says which); the primaries start copying them to
+    // it once it is ready.
+    int ranges = 0;
+    for (size_t i = 0; i < ranges_.size(); ++i) {
+      if (backup_[i] >= 0 || primary_[i] == id) continue;
+      backup_[i] = id;
+      backup_ready_[i] = false;
+      ++ranges;
+    }
+    PSTRAIN_LOG(WARNING) << "server " << id << " joined from " << r.getHost().cStr()
+                         << " to back up " << ranges << " range(s)";
+    ++membership_epoch_;
+    return Assign();
+  }
   if (monitoring_) {
     // A replacement joining a running job: it gets the job now, a share of
     // the slots from the next epoch on.
@@ -393,7 +412,10 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
         case msg::Control::READY:
           n.ready = true;
           PublishMembership();
+          if (monitoring_ && n.role == msg::Role::SERVER) return ReReplicate(n);
           return OkStatus();
+        case msg::Control::REPLICA_READY:
+          return OnReplicaReady(n, c.getReplicaReady());
         case msg::Control::CHECKPOINT_DONE:
           // A cut answers whenever its server has written it, during any wait.
           if (cuts_.count(c.getCheckpointDone().getToken()) != 0) {
@@ -657,7 +679,8 @@ Status Coordinator::Assign() {
   a.input_shape = input_shape_;
   a.heartbeat_ms = c.cluster.heartbeat_ms;
   a.timeout_ms = c.cluster.timeout_ms;
-  a.restore_dir = restore_dir_;
+  // A node joining a running job starts from what the others hold now.
+  a.restore_dir = monitoring_ ? "" : restore_dir_;
   std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
   if (ranges_.empty()) {
     // Range i lives on server i; with replication 2 its backup on server i+1.
@@ -666,6 +689,7 @@ Status Coordinator::Assign() {
       primary_.push_back(servers[i]->id);
       backup_.push_back(c.cluster.replication > 1 ? servers[(i + 1) % servers.size()]->id : -1);
     }
+    backup_ready_.assign(ranges_.size(), false);  // until each copy is in
   }
   a.servers = ServerTable();
   for (Node* w : NodesOf(msg::Role::WORKER)) {
@@ -742,6 +766,64 @@ std::vector<ServerEntry> Coordinator::ServerTable() {
   return table;
 }
 
+Status Coordinator::BroadcastRouting() {
+  ++membership_epoch_;
+  const std::vector<ServerEntry> table = ServerTable();
+  for (auto& [identity, n] : nodes_) {
+    capnp::MallocMessageBuilder m;
+    auto rt = m.initRoot<msg::Control>().initRouting();
+    rt.setMembershipEpoch(membership_epoch_);
+    auto list = rt.initServers(static_cast<unsigned>(table.size()));
+    for (size_t i = 0; i < table.size(); ++i)
+      BuildServerInfo(table[i], list[static_cast<unsigned>(i)]);
+    Status st = SendTo(n, m);
+    if (!st.ok() && st.code() != StatusCode::kUnavailable) return st;
+  }
+  return OkStatus();
+}
+
+Status Coordinator::ReReplicate(const Node& server) {
+  int ranges = 0;
+  for (size_t r = 0; r < ranges_.size(); ++r) {
+    if (backup_[r] != server.id) continue;
+    copying_[r] = Clock::now();
+    ++ranges;
+  }
+  PSTRAIN_LOG(WARNING) << "server " << server.id << " is ready: the primaries send it the "
+                       << ranges << " range(s) it backs up";
+  RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                      .Add("event", "node_joined")
+                                      .Add("role", "server")
+                                      .Add("id", server.id)
+                                      .Add("pid", server.pid)
+                                      .Add("backup_ranges", ranges)
+                                      .Add("time", SinceStart())));
+  return BroadcastRouting();
+}
+
+Status Coordinator::OnReplicaReady(const Node& n, msg::ReplicaReady::Reader r) {
+  const KeyRange keys{r.getKeyBegin(), r.getKeyEnd()};
+  for (size_t i = 0; i < ranges_.size(); ++i) {
+    if (ranges_[i] != keys || backup_[i] != n.id) continue;
+    backup_ready_[i] = true;
+    auto copy = copying_.find(i);
+    if (copy == copying_.end()) return OkStatus();  // the job's first copies
+    PSTRAIN_LOG(WARNING) << "keys " << ToString(keys) << " have a backup again, on server " << n.id
+                         << " (from clock " << r.getVersion() << ")";
+    RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                        .Add("event", "re_replicated")
+                                        .Add("keys", ToString(keys))
+                                        .Add("server", n.id)
+                                        .Add("primary", primary_[i])
+                                        .Add("clock", r.getVersion())
+                                        .Add("seconds", Since(copy->second))
+                                        .Add("time", SinceStart())));
+    copying_.erase(copy);
+    return OkStatus();
+  }
+  return OkStatus();  // a copy for a routing since replaced
+}
+
 std::string Coordinator::ResumeAdvice() const {
   const JobConfig& c = options_.config;
   if (c.checkpoint_dir.empty()) {
@@ -762,6 +844,12 @@ Status Coordinator::OnServerDeath(const Node& dead, const Verdict& v) {
   for (size_t r = 0; r < ranges_.size(); ++r) {
     if (backup_[r] == gone.id) backup_[r] = -1;
     if (primary_[r] != gone.id) continue;
+    // A backup still copying the range holds nothing to promote.
+    if (backup_[r] >= 0 && !backup_ready_[r]) {
+      PSTRAIN_LOG(WARNING) << "keys " << ToString(ranges_[r]) << ": the backup on server "
+                           << backup_[r] << " had not finished copying them";
+      backup_[r] = -1;
+    }
     if (backup_[r] < 0) {
       return Unavailable("server " + std::to_string(gone.id) + " (pid " + std::to_string(gone.pid) +
                          " on " + gone.host + ") is dead (" + why + ") and keys " +
@@ -769,23 +857,14 @@ Status Coordinator::OnServerDeath(const Node& dead, const Verdict& v) {
     }
     primary_[r] = backup_[r];
     backup_[r] = -1;
+    backup_ready_[r] = false;
+    copying_.erase(r);
     ++promoted;
   }
   // Ranges change hands: the cuts asked for will not all be taken. The
   // next epoch's are.
   RETURN_IF_ERROR(AbandonCuts(gone.id, "server " + std::to_string(gone.id) + " died"));
-  ++membership_epoch_;
-  const std::vector<ServerEntry> table = ServerTable();
-  for (auto& [identity, n] : nodes_) {
-    capnp::MallocMessageBuilder m;
-    auto rt = m.initRoot<msg::Control>().initRouting();
-    rt.setMembershipEpoch(membership_epoch_);
-    auto list = rt.initServers(static_cast<unsigned>(table.size()));
-    for (size_t i = 0; i < table.size(); ++i)
-      BuildServerInfo(table[i], list[static_cast<unsigned>(i)]);
-    Status st = SendTo(n, m);
-    if (!st.ok() && st.code() != StatusCode::kUnavailable) return st;
-  }
+  RETURN_IF_ERROR(BroadcastRouting());
   pending_acks_.clear();
   for (int w : LiveWorkerIds()) pending_acks_[w] = false;
   recovery_start_ = Clock::now();

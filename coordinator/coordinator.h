@@ -155,6 +155,12 @@ class Coordinator {
   struct NodeOffer;
   Status TakeBack(const std::vector<NodeOffer>& offers);
   Status BroadcastMembership();
+  // The server table (a new membership epoch) to every node.
+  Status BroadcastRouting();
+  // A server that joined a running job is ready: it becomes the backup of
+  // every range that has none, and the primaries send it their state.
+  Status ReReplicate(const Node& server);
+  Status OnReplicaReady(const Node& n, msg::ReplicaReady::Reader r);
   std::vector<Node*> LiveWorkers();  // ready workers, by id
   std::vector<int> LiveWorkerIds();
   double SinceStart() const;
@@ -269,6 +275,10 @@ class Coordinator {
   std::vector<KeyRange> ranges_;             // the key ranges, in key order
   std::vector<ManifestTensor> tensors_;      // the model's layout, for checkpoints
   std::vector<int> primary_, backup_;        // server id per range (-1: none)
+  // Per range: the backup holds the primary's state (ReplicaReady) and can
+  // be promoted; and when a backup started to copy it (re-replication).
+  std::vector<bool> backup_ready_;
+  std::map<size_t, std::chrono::steady_clock::time_point> copying_;
   // Recovery in progress: survivors that have not acknowledged the new
   // membership yet, and what failed.
   std::map<int, bool> pending_acks_;

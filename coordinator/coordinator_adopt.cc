@@ -244,6 +244,7 @@ Status Coordinator::TakeBack(const std::vector<NodeOffer>& offers) {
   ranges_ = slices;
   primary_.assign(slices.size(), -1);
   backup_.assign(slices.size(), -1);
+  backup_ready_.assign(slices.size(), true);  // serving as backups already
   auto index_of = [&](const NodeOffer& o, const KeyRange& r) -> StatusOr<size_t> {
     for (size_t i = 0; i < slices.size(); ++i) {
       if (slices[i] == r) return i;

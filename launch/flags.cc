@@ -20,7 +20,7 @@ const FlagSpec kFlags[] = {
     {"--staleness", "cluster.staleness", true, "K: ssp's staleness bound"},
     {"--replication", "cluster.replication", true, "1|2: keep a backup of every key range"},
     {"--max-restarts", "cluster.max_restarts", true,
-     "N: start a worker again in the place of one that died, at most N times"},
+     "N: start a worker or server again in the place of one that died, at most N times"},
     {"--bind", "cluster.bind", true, "ADDRESS|INTERFACE: where to listen (default 127.0.0.1)"},
     {"--port", "cluster.port", true, "P: the coordinator's control port (default: a free one)"},
     {"--key", "security.key", true,

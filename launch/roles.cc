@@ -336,14 +336,16 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
     }
     for (pid_t pid : exited) {
       const std::string name = names[pid];
-      if (name.rfind("worker ", 0) != 0 || exit_codes[pid] == 0 ||
-          restarts >= c.cluster.max_restarts) {
+      const bool server = name.rfind("server ", 0) == 0;
+      // A server comes back as a backup, which needs replication 2.
+      if (exit_codes[pid] == 0 || restarts >= c.cluster.max_restarts ||
+          (server && c.cluster.replication < 2)) {
         continue;
       }
       ++restarts;
       const int id = std::stoi(name.substr(7));
       const size_t before = children.size();
-      spawn("worker", id);
+      spawn(server ? "server" : "worker", id);
       if (children.size() == before) {
         PSTRAIN_LOG(WARNING) << "could not start " << name << " again: fork failed";
         continue;
@@ -353,7 +355,7 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
                            << restarts << " of " << c.cluster.max_restarts << ")";
       Status st = (*metrics)->Write(JsonObject()
                                         .Add("event", "node_restarted")
-                                        .Add("role", "worker")
+                                        .Add("role", server ? "server" : "worker")
                                         .Add("id", id)
                                         .Add("old_pid", pid)
                                         .Add("pid", children.back())
@@ -368,23 +370,25 @@ int RunLocalJob(const JobSource& job, const std::string& log_level, const std::a
   // child: its death is known from the coordinator, and it is started again
   // the same way.
   coordinator.SetDeathObserver([&](msg::Role role, int id, int pid) {
-    if (role != msg::Role::WORKER || restarts >= c.cluster.max_restarts ||
+    const bool server = role == msg::Role::SERVER;
+    if (restarts >= c.cluster.max_restarts || (server && c.cluster.replication < 2) ||
         std::find(children.begin(), children.end(), pid) != children.end()) {
       return;
     }
+    const char* what = server ? "server" : "worker";
     const size_t had = children.size();
-    spawn("worker", id);
+    spawn(what, id);
     if (children.size() == had) {
-      PSTRAIN_LOG(WARNING) << "could not start worker " << id << " again: fork failed";
+      PSTRAIN_LOG(WARNING) << "could not start " << what << " " << id << " again: fork failed";
       return;
     }
     ++restarts;
-    PSTRAIN_LOG(WARNING) << "worker " << id << " (pid " << pid << ", taken back from the "
+    PSTRAIN_LOG(WARNING) << what << " " << id << " (pid " << pid << ", taken back from the "
                          << "coordinator before) died: started again (restart " << restarts
                          << " of " << c.cluster.max_restarts << ")";
     Status st = (*metrics)->Write(JsonObject()
                                       .Add("event", "node_restarted")
-                                      .Add("role", "worker")
+                                      .Add("role", what)
                                       .Add("id", id)
                                       .Add("old_pid", pid)
                                       .Add("pid", children.back())

@@ -57,6 +57,11 @@ class Server {
   // A link to server `backup`, connected on first use.
   Status ConnectLink(const ServerEntry& backup);
   void Replicate(int to, DenseShard* shard, const DenseShard::Update& u);
+  // A range's whole state to a server that becomes its backup, before the
+  // updates that follow it.
+  void SendReplicaState(int to, RangeShard& shard);
+  // On the backup: a replicaState loaded into the replica of its keys.
+  Status HandleReplicaState(Frame& peer, msg::DataHeader::Reader h, Message& frames);
   Status ReceiveAcks();
   Status HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames);
   Status OnControl(msg::Control::Reader c);
@@ -111,7 +116,9 @@ class Server {
   std::vector<std::unique_ptr<RangeShard>> replicas_;  // backups of other servers' ranges
   std::vector<ServerEntry> servers_;                   // the current server table
   std::map<int, std::unique_ptr<Socket>> links_;       // to backups, by server id
+  std::map<int, uint64_t> link_incarnation_;           // whom each link reaches
   std::map<uint64_t, std::pair<DenseShard*, int64_t>> replicating_;  // unacknowledged
+  std::map<uint64_t, int> backup_of_;  // owned range (by its first key) -> its backup's id
   uint64_t next_replicate_ = 1;
   uint64_t incarnation_ = 0;
   std::vector<float> scratch_;
@@ -329,6 +336,14 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
                                  [to](const ServerEntry& s) { return s.id == to; });
       RETURN_IF_ERROR(ConnectLink(*backup));
     }
+    // A new backup gets the range's state first: it may hold nothing yet
+    // (a server started in a dead one's place), or other weights (a job
+    // resumed from a checkpoint initialises replicas afresh).
+    auto& was = backup_of_[b.keys.begin];
+    if (to >= 0 && (was != to || !shard->pieces().front()->replicated())) {
+      SendReplicaState(to, *shard);
+    }
+    was = to;
     for (const auto& piece : shard->pieces()) {
       DenseShard* p = piece.get();
       if (to < 0) {
@@ -348,7 +363,11 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
 }
 
 Status Server::ConnectLink(const ServerEntry& backup) {
-  if (links_.count(backup.id) != 0) return OkStatus();
+  // A server started in a dead one's place has its id, not its address.
+  if (links_.count(backup.id) != 0 && link_incarnation_[backup.id] == backup.incarnation) {
+    return OkStatus();
+  }
+  link_incarnation_[backup.id] = backup.incarnation;
   SocketOptions o;
   o.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
   ASSIGN_OR_RETURN(std::unique_ptr<Socket> link, Socket::Create(ctx_, SocketKind::kDealer, o));
@@ -387,6 +406,85 @@ void Server::Replicate(int to, DenseShard* shard, const DenseShard::Update& u) {
   if (!s.ok()) PSTRAIN_LOG(WARNING) << "replication to server " << to << " failed: " << s.message();
 }
 
+void Server::SendReplicaState(int to, RangeShard& shard) {
+  // Piece by piece, each at its own version: cut, a range's pieces finish a
+  // clock one after the other.
+  const auto& pieces = shard.pieces();
+  for (size_t p = 0; p < pieces.size(); ++p) {
+    DenseShard& piece = *pieces[p];
+    BinaryWriter w;
+    piece.Save(w);
+    const std::vector<uint8_t> bytes = w.Finish();
+    const uint64_t id = next_replicate_++;
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<msg::DataHeader>();
+    h.setOp(msg::DataOp::REPLICA_STATE);
+    h.setRequestId(id);
+    h.setWorkerId(assignment_.node_id);
+    h.setIncarnation(incarnation_);
+    h.setMembershipEpoch(admission_.routing_epoch());
+    h.initKeyRange().setBegin(piece.keys().begin);
+    h.getKeyRange().setEnd(piece.keys().end);
+    h.setVersion(piece.version());
+    h.setStep(static_cast<int64_t>(p));              // this piece
+    h.setSlot(static_cast<int32_t>(pieces.size()));  // of so many
+    // Frames below the data socket's bound on one frame.
+    constexpr size_t kChunk = kMaxDataFrameBytes / 2;
+    Message frames;
+    frames.push_back(Frame());
+    for (size_t at = 0; at < bytes.size(); at += kChunk) {
+      frames.push_back(Frame::Copy(bytes.data() + at, std::min(kChunk, bytes.size() - at)));
+    }
+    h.setPayloadFrames(static_cast<uint32_t>(frames.size() - 1));
+    frames[0] = EncodeFrame(m);
+    replicating_[id] = {&piece, piece.version()};
+    Status s = links_[to]->Send(frames);
+    if (!s.ok()) {
+      PSTRAIN_LOG(WARNING) << "the state of keys " << ToString(piece.keys()) << " to server " << to
+                           << " failed: " << s.message();
+      return;
+    }
+  }
+  PSTRAIN_LOG(INFO) << "sent the state of keys " << ToString(shard.keys()) << " to its backup, "
+                    << "server " << to;
+}
+
+Status Server::HandleReplicaState(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
+  const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
+  DenseShard* piece = nullptr;
+  RangeShard* range = nullptr;
+  for (auto& rp : replicas_) {
+    for (const auto& p : rp->pieces()) {
+      if (p->keys() == r) {
+        piece = p.get();
+        range = rp.get();
+      }
+    }
+  }
+  if (piece == nullptr) return InvalidArgument("no replica of keys " + ToString(r) + " here");
+  if (frames.size() - 2 != h.getPayloadFrames()) {
+    return InvalidArgument("a replica state with a wrong frame count");
+  }
+  std::vector<uint8_t> bytes;
+  for (size_t i = 2; i < frames.size(); ++i) {
+    bytes.insert(bytes.end(), frames[i].data(), frames[i].data() + frames[i].size());
+  }
+  ASSIGN_OR_RETURN(BinaryReader reader,
+                   BinaryReader::Open("the state of keys " + ToString(r), std::move(bytes)));
+  RETURN_IF_ERROR(piece->Load(reader));
+  Reply(peer, h.getRequestId(), {});
+  if (h.getStep() + 1 != h.getSlot()) return OkStatus();  // more pieces follow
+  PSTRAIN_LOG(INFO) << "holds a copy of keys " << ToString(range->keys()) << " from server "
+                    << h.getWorkerId();
+  capnp::MallocMessageBuilder m;
+  auto rr = m.initRoot<msg::Control>().initReplicaReady();
+  rr.setNodeId(assignment_.node_id);
+  rr.setKeyBegin(range->keys().begin);
+  rr.setKeyEnd(range->keys().end);
+  rr.setVersion(h.getVersion());
+  return control_->Send(m);
+}
+
 Status Server::ReceiveAcks() {
   for (auto& [id, link] : links_) {
     while (true) {
@@ -412,9 +510,20 @@ Status Server::ReceiveAcks() {
 Status Server::OnControl(msg::Control::Reader c) {
   switch (c.which()) {
     case msg::Control::ROUTING: {
-      admission_.set_routing_epoch(c.getRouting().getMembershipEpoch());
       std::vector<ServerEntry> servers;
       for (auto si : c.getRouting().getServers()) servers.push_back(ReadServerInfo(si));
+      // Requests routed by the table before are wrong only if a range
+      // moved; a new backup changes nothing for them.
+      auto primaries = [](const std::vector<ServerEntry>& table) {
+        std::map<int, std::vector<KeyRange>> owned;
+        for (const ServerEntry& e : table) {
+          if (!e.ranges.empty()) owned[e.id] = e.ranges;
+        }
+        return owned;
+      };
+      if (primaries(servers) != primaries(servers_)) {
+        admission_.set_routing_epoch(c.getRouting().getMembershipEpoch());
+      }
       return ApplyRouting(servers);
     }
     case msg::Control::SHUTDOWN:
@@ -573,6 +682,13 @@ Status Server::ProcessStats(msg::StatsRequest::Reader req) {
   auto r = m.initRoot<msg::Control>().initStatsReply();
   // Read once: every read of a message counts against its traversal limit.
   ShardStats st = GatherStats(shards_, rows_->tables(), req.getClockBegin(), req.getClockEnd());
+  // Replicas forget the same clocks, so a copy or a promotion later counts
+  // only the epoch's own.
+  for (const auto& replica : replicas_) {
+    for (const auto& piece : replica->pieces()) {
+      (void)piece->TakeSampleStats(req.getClockBegin(), req.getClockEnd());
+    }
+  }
   // The samples of a range of clocks are counted once (and forgotten); a
   // coordinator restarted after asking asks again, and gets the same count.
   const std::pair<int64_t, int64_t> range{req.getClockBegin(), req.getClockEnd()};
@@ -665,6 +781,13 @@ void Server::OnData(Message& frames) {
 
 Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
   if (h.getOp() == msg::DataOp::REPLICATE) return HandleReplicate(peer, h, frames);
+  if (h.getOp() == msg::DataOp::REPLICA_STATE) {
+    const bool known = std::any_of(servers_.begin(), servers_.end(), [&](const ServerEntry& s) {
+      return s.id == h.getWorkerId() && s.incarnation == h.getIncarnation();
+    });
+    if (!known) return Aborted("a replica state from an unknown server");
+    return HandleReplicaState(peer, h, frames);
+  }
   RETURN_IF_ERROR(CheckSender(h, frames));
   switch (h.getOp()) {
     case msg::DataOp::PUSH:

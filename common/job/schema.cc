@@ -510,8 +510,9 @@ const std::vector<KeySpec>& Schema() {
        1000000,
        false,
        {},
-       "the local launcher starts a worker process again in the place of one that exited with an "
-       "error, at most this many times in the job (servers are not started again)",
+       "the local launcher starts a worker or server process again in the place of one that "
+       "exited with an error, at most this many times in the job (a server comes back as the "
+       "backup of the ranges left without one, so only with cluster.replication 2)",
        SetIn<&JobConfig::cluster, &ClusterConfig::max_restarts>},
       {"cluster.port",
        KeyType::kInt,

@@ -301,6 +301,16 @@ struct ServerState {
   backupRanges @2 :List(KeyRange);  # replicas of other servers' ranges
 }
 
+# server -> coordinator: it holds a copy of keys [keyBegin, keyEnd) as its
+# primary had them at `version` (a replicaState), and gets every update from
+# then on: a backup that can be promoted.
+struct ReplicaReady {
+  nodeId @0 :Int32;
+  keyBegin @1 :UInt64;
+  keyEnd @2 :UInt64;
+  version @3 :Int64;
+}
+
 struct Control {
   union {
     register @0 :Register;
@@ -326,6 +336,7 @@ struct Control {
     adopted @20 :Adopted;
     workerState @21 :WorkerState;
     serverState @22 :ServerState;
+    replicaReady @23 :ReplicaReady;
   }
 }
 
@@ -338,6 +349,10 @@ enum DataOp {
   pullRows @3;   # sparse: values of `rows` of `table`; no payload
   reply @4;      # answer to requestId; pull/pullRows: payload as requested
   error @5;      # requestId failed: `error` says why
+  replicaState @7;  # primary -> a new backup: one piece of a range
+                    # (keyRange; `step` of `slot` pieces), its whole state as
+                    # a checkpoint file holds it, cut into payload frames;
+                    # the updates applied after it follow as `replicate`
   replicate @6;  # primary -> backup: an update the primary applied to
                  # keyRange (payload: the gradient), to apply identically
 }

@@ -999,6 +999,42 @@ TEST_CASE("A server death abandons the checkpoints in flight, and the next epoch
   CHECK(r.code == 0);
 }
 
+TEST_CASE("Two server deaths with replication 2 and --max-restarts 2: the second is survived too",
+          "[e2e][fault]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers",  "2",     "--workers",     "2",
+                                          "--epochs",   "4",     "--replication", "2",
+                                          "--progress", "never", "--batch-size",  "32"};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m");
+  std::vector<std::string> argv = TrainArgv(kFashionJob, metrics, flags);
+  argv.insert(argv.end(), {"--max-restarts", "2"});
+  Process job(argv);
+  DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "epoch"; }));
+  REQUIRE(::kill(NodePid(metrics, "servers", 0), SIGKILL) == 0);
+  // Server 1 holds both ranges now, without a backup, until server 0 is
+  // started again and has copied them.
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) {
+    return l["event"] == "re_replicated" && l["server"] == 0 && l["keys"] == "[0:0, 0:7)";
+  }));
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) {
+    return l["event"] == "re_replicated" && l["server"] == 0 && l["keys"] != "[0:0, 0:7)";
+  }));
+  REQUIRE(::kill(NodePid(metrics, "servers", 1), SIGKILL) == 0);
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CheckEveryEpochComplete(metrics, 4, 60000);
+  const auto failed = Events(ReadJsonLines(metrics), "node_failed");
+  REQUIRE(failed.size() == 2);
+  for (const json& f : failed) CHECK(f["role"] == "server");
+  CHECK(Events(ReadJsonLines(metrics), "node_restarted").size() == 2);
+  const json f = Final(metrics);
+  CHECK(Digest(f) == Digest(clean));
+  CHECK(f["test_loss"] == clean["test_loss"]);
+}
+
 // Gone: no such process, or a zombie nobody reaped yet.
 bool Gone(int pid) {
   if (::kill(pid, 0) != 0) return true;
@@ -1130,12 +1166,13 @@ std::map<std::pair<std::string, int>, int> LivePids(const std::string& metrics,
   return live;
 }
 
-// For the whole run, every 20-30 s, kill -9 of a random worker (started
-// again: --max-restarts), once of a server (replication 2 fails it over)
-// and once of the coordinator (the same command with --resume takes the
-// rest back, or resumes from the newest checkpoint). The weights must be
-// those of the calm run, every sample counted once per epoch, and no
-// process left behind.
+// For the whole run, every 20-30 s, kill -9 of a random worker or server
+// (each started again: --max-restarts; a server's ranges fail over to their
+// backups, and the new server becomes their backup) and once of the
+// coordinator (the same command with --resume takes the rest back, or
+// resumes from the newest checkpoint). The weights must be those of the
+// calm run, every sample counted once per epoch, and no process left
+// behind.
 TEST_CASE("Chaos: workers, a server and the coordinator killed all through a run",
           "[e2e][fault][chaos]") {
   TempDir dir;
@@ -1190,8 +1227,10 @@ TEST_CASE("Chaos: workers, a server and the coordinator killed all through a run
     }
     next = std::chrono::steady_clock::now() + pause();
     const auto live = LivePids(metrics, &seen);
-    // A worker, a server, the coordinator; then workers, at random.
-    const std::string kind = kills == 1 ? "server" : kills == 2 ? "coordinator" : "worker";
+    // A worker, a server, the coordinator; then workers and servers.
+    const std::string kind = kills == 1   ? "server"
+                             : kills == 2 ? "coordinator"
+                                          : (rng() % 3 == 0 ? "server" : "worker");
     if (kind == "coordinator") {
       REQUIRE(::kill(launchers.back()->pid(), SIGKILL) == 0);
       REQUIRE(launchers.back()->Wait(std::chrono::seconds(60)).has_value());
