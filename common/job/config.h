@@ -51,7 +51,7 @@ struct ClusterConfig {
   // How long nodes keep their state waiting for a coordinator that fell
   // silent to be restarted (0: they exit at once).
   int coordinator_grace_s = 60;
-  bool ipc = false;      // same-host nodes reach servers through ipc://
+  bool ipc = false;  // same-host nodes reach servers through ipc://
   // BSP: per-piece apply on the servers, per-layer pulls on the workers, the
   // forward pass waiting for each layer's weights; false: whole-model pulls.
   bool overlap = true;
@@ -74,7 +74,7 @@ struct JobConfig {
   ClusterConfig cluster;
   std::string checkpoint_dir;  // empty: no checkpoints
   int checkpoint_every_epochs = 1;
-  int64_t checkpoint_every_steps = 0;  // 0: none within an epoch
+  int64_t checkpoint_every_steps = 0;   // 0: none within an epoch
   double checkpoint_every_seconds = 0;  // 0: none by time
   int checkpoint_keep = 3;
   std::string metrics_path;                 // empty: no metrics file
