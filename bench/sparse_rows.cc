@@ -67,7 +67,8 @@ double Client(bench::BenchCluster& cluster, const KeyLayout& keys, int id, int d
     float* buf = buffer.data() + (k % 2) * rows * dim;
     if (k >= 2 && !client->Wait(in_flight[k % 2], deadline).ok()) std::exit(1);
     in_flight[k % 2] =
-        push ? *client->PushRows(0, dim, r, buf, 0.01f) : *client->PullRows(0, dim, r, buf);
+        push ? *client->PushRows(0, dim, r, buf, {id, static_cast<int64_t>(k), 0.01f, 0, 0})
+             : *client->PullRows(0, dim, r, buf);
     done += static_cast<int64_t>(r.size());
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= seconds) {
       break;
@@ -124,16 +125,20 @@ int Main(int argc, char** argv) {
       "[data]\nformat=\"libsvm\"\ntrain=\"" + (dir / "d.libsvm").string() + "\"\ntest=\"" +
       (dir / "d.libsvm").string() + "\"\nfeatures=" + std::to_string(kTableRows) +
       "\n[model]\nlayers=[{type=\"embedding\",dim=" + std::to_string(dim) +
-      "}]\n[optimizer]\ntype=\"adagrad\"\nlr=0.01\n" + "[cluster]\nconsistency=\"asp\"\n";
+      "}]\n[optimizer]\ntype=\"adagrad\"\nlr=0.01\n" + "[cluster]\nconsistency=\"asp\"\nservers=";
   auto model = *Model::Build({{.type = "embedding", .dim = dim}}, kTableRows, dim == 1 ? 2 : dim, 1,
                              {}, {.enabled = true});
   const KeyLayout keys(model->layout());
   double first_pull = 0, first_push = 0;
   for (int servers : server_counts) {
-    bench::BenchCluster cluster(
-        {servers, clients, job, static_cast<int>(kTableRows), dim == 1 ? 2 : dim, [&](int id) {
-           return id == 0 ? std::vector<KeyRange>{keys.all()} : std::vector<KeyRange>{};
-         }});
+    // Server s holds row bucket s (and server 0 the dense bias too).
+    bench::BenchCluster cluster({servers, clients, job + std::to_string(servers) + "\n",
+                                 static_cast<int>(kTableRows), dim == 1 ? 2 : dim, [&](int id) {
+                                   std::vector<KeyRange> r = {
+                                       RowBucketRange(static_cast<uint32_t>(id))};
+                                   if (id == 0) r.push_back(keys.all());
+                                   return r;
+                                 }});
     // Pushes first: the pulls then read rows that exist.
     const auto [push, push_cpu] = Phase(cluster, keys, clients, dim, rows, seconds, true);
     const auto [pull, pull_cpu] = Phase(cluster, keys, clients, dim, rows, seconds, false);

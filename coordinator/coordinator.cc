@@ -599,12 +599,6 @@ StatusOr<std::vector<KeyRange>> Coordinator::PlanKeyRanges(const Model& model) c
         "come, with no clock to cut them at; a sparse job "
         "checkpoints between epochs (checkpoint.every_epochs)");
   }
-  if (model.sparse() && c.cluster.replication > 1) {
-    return InvalidArgument(
-        "cluster.replication " + std::to_string(c.cluster.replication) +
-        ": embedding rows have no backups; a sparse job recovers from a server's death with "
-        "--resume from its last checkpoint (cluster.replication = 1)");
-  }
   // A sparse model's dense part may be smaller than one block a server:
   // the servers past its blocks then hold embedding rows only.
   const int dense_servers =
@@ -620,6 +614,13 @@ StatusOr<std::vector<KeyRange>> Coordinator::PlanKeyRanges(const Model& model) c
                              std::to_string(bytes >> 20) + " MiB, more than the " +
                              std::to_string(kMaxDataFrameBytes >> 20) +
                              " MiB a message may carry: use more servers (cluster.servers)");
+    }
+  }
+  // A sparse model's rows: one bucket a server, placed, backed up and
+  // promoted like the key ranges.
+  if (model.sparse()) {
+    for (int b = 0; b < c.cluster.servers; ++b) {
+      slices.push_back(RowBucketRange(static_cast<uint32_t>(b)));
     }
   }
   return slices;
@@ -683,11 +684,13 @@ Status Coordinator::Assign() {
   a.restore_dir = monitoring_ ? "" : restore_dir_;
   std::vector<Node*> servers = NodesOf(msg::Role::SERVER);
   if (ranges_.empty()) {
-    // Range i lives on server i; with replication 2 its backup on server i+1.
+    // Range i lives on server i, row bucket b on server b; with
+    // replication 2 the backup is on the next server.
     ranges_ = slices;
     for (size_t i = 0; i < ranges_.size(); ++i) {
-      primary_.push_back(servers[i]->id);
-      backup_.push_back(c.cluster.replication > 1 ? servers[(i + 1) % servers.size()]->id : -1);
+      const size_t at = IsRowBucket(ranges_[i]) ? RowBucketOf(ranges_[i]) : i;
+      primary_.push_back(servers[at]->id);
+      backup_.push_back(c.cluster.replication > 1 ? servers[(at + 1) % servers.size()]->id : -1);
     }
     backup_ready_.assign(ranges_.size(), false);  // until each copy is in
   }

@@ -165,7 +165,11 @@ Status Coordinator::CheckSampleSet(int64_t first_clock, int64_t steps, EpochStat
   e->samples = train_count_;
   for (auto& [id, sh] : applied) {
     // Servers of embedding rows only (no dense keys) count no samples.
-    if (std::find(primary_.begin(), primary_.end(), id) == primary_.end()) continue;
+    bool dense = false;
+    for (size_t r = 0; r < ranges_.size(); ++r) {
+      dense = dense || (primary_[r] == id && !IsRowBucket(ranges_[r]));
+    }
+    if (!dense) continue;
     if (sh.first != train_count_ || sh.second != expected_hash) {
       e->sample_set_ok = 0;
       e->samples = std::min(e->samples, sh.first);

@@ -78,7 +78,7 @@ std::vector<FileResult> ReadWeights(const std::string& folder, const Manifest& m
     FileResult r;
     r.keys = {f.key_begin, f.key_end};
     r.status = VerifyCheckpointFile(folder, f);
-    if (f.key_begin == f.key_end) {  // a server's embedding rows, not dense keys
+    if (f.holds_rows()) {  // embedding rows, not dense keys
       out.push_back(std::move(r));
       continue;
     }
@@ -168,12 +168,12 @@ int RunInspect(const CommandLine& cl) {
     const ManifestFile& f = m->files[i];
     Status s = files.empty() ? VerifyCheckpointFile(*folder, f) : files[i].status;
     ok = ok && s.ok();
-    std::printf("    %s  %s  %llu bytes  crc32 %08x %s", f.name.c_str(),
-                f.key_begin == f.key_end ? "embedding rows"
-                                         : ("keys " + ToString({f.key_begin, f.key_end})).c_str(),
-                static_cast<unsigned long long>(f.bytes), f.crc32,
-                s.ok() ? "ok" : ("BAD: " + s.message()).c_str());
-    if (!files.empty() && s.ok() && f.key_begin != f.key_end) {
+    std::printf(
+        "    %s  %s  %llu bytes  crc32 %08x %s", f.name.c_str(),
+        f.holds_rows() ? "embedding rows" : ("keys " + ToString({f.key_begin, f.key_end})).c_str(),
+        static_cast<unsigned long long>(f.bytes), f.crc32,
+        s.ok() ? "ok" : ("BAD: " + s.message()).c_str());
+    if (!files.empty() && s.ok() && !f.holds_rows()) {
       std::printf("  floats [%zu, %zu)  clock %lld, %lld updates", files[i].flat.begin,
                   files[i].flat.end, static_cast<long long>(files[i].saved.version),
                   static_cast<long long>(files[i].saved.updates));
@@ -212,7 +212,7 @@ int RunInspect(const CommandLine& cl) {
       bool rows_ok = true;
       for (size_t i = 0; i < m->files.size(); ++i) {
         const ManifestFile& f = m->files[i];
-        if (f.key_begin != f.key_end || !files[i].status.ok()) continue;
+        if (!f.holds_rows() || !files[i].status.ok()) continue;
         StatusOr<std::pair<uint64_t, uint64_t>> s = SparseDigest(*folder + "/" + f.name);
         if (!s.ok()) {
           rows_ok = false;

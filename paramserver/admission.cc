@@ -27,7 +27,7 @@ Status Admission::SetMembership(const std::vector<int>& workers,
 }
 
 Status Admission::Check(int worker, uint64_t incarnation, uint64_t membership_epoch,
-                        uint32_t announced_frames, size_t payload_frames) const {
+                        uint32_t announced_frames, size_t payload_frames, bool routed) const {
   auto m = members_.find(worker);
   if (m == members_.end()) {
     return Aborted("worker " + std::to_string(worker) +
@@ -41,7 +41,7 @@ Status Admission::Check(int worker, uint64_t incarnation, uint64_t membership_ep
                    std::to_string(m->second.joined) + ", in which worker " +
                    std::to_string(worker) + " joined");
   }
-  if (membership_epoch < routing_epoch_) {
+  if (routed && membership_epoch < routing_epoch_) {
     return Aborted("membership epoch " + std::to_string(membership_epoch) +
                    " is older than the servers' routing, epoch " + std::to_string(routing_epoch_));
   }

@@ -32,8 +32,10 @@ class Admission {
   // current server routing (or a newer one) and names a membership epoch no
   // older than the one it joined in; kInvalidArgument when the header
   // announced another number of payload frames than came.
+  // `routed`: false for row requests, which name their bucket: they are
+  // good under any server table while the bucket is served here.
   Status Check(int worker, uint64_t incarnation, uint64_t membership_epoch,
-               uint32_t announced_frames, size_t payload_frames) const;
+               uint32_t announced_frames, size_t payload_frames, bool routed = true) const;
   // True the first time worker's push `seq` arrives (a retransmission or a
   // duplicate is acknowledged and not applied). A new incarnation of a
   // worker id starts a new window.

@@ -4,6 +4,10 @@
 
 namespace pstrain {
 
+std::string RowsFileName(uint32_t bucket) {
+  return "rows-bucket-" + std::to_string(bucket) + ".bin";
+}
+
 std::string SparseFileName(int server) { return "server-" + std::to_string(server) + "-rows.bin"; }
 
 std::string ShardFileName(int server, const KeyRange& r) {

@@ -11,7 +11,11 @@
 
 namespace pstrain {
 
-// "server-3-rows.bin": every embedding row the server holds.
+// "rows-bucket-3.bin": the embedding rows of row bucket 3, whichever
+// server held it.
+std::string RowsFileName(uint32_t bucket);
+// "server-3-rows.bin": the rows server 3 held, in checkpoints written
+// before rows were kept in buckets (server N held bucket N); still read.
 std::string SparseFileName(int server);
 // "server-3-00000000000a0000.bin": the range starting at r.begin.
 std::string ShardFileName(int server, const KeyRange& r);

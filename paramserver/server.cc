@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "common/base/buffer_pool.h"
 #include "common/base/logging.h"
@@ -27,6 +29,7 @@
 #include "paramserver/push_payload.h"
 #include "paramserver/range_shard.h"
 #include "paramserver/routing_plan.h"
+#include "paramserver/row_bucket.h"
 #include "paramserver/row_tables.h"
 #include "paramserver/shard_stats.h"
 
@@ -35,6 +38,9 @@ namespace {
 
 // Pulls one worker may have waiting here beyond two per piece (PullQueue).
 constexpr int kMaxWaitingPullsPerWorker = 64;
+// Requests waiting for a server table on its way (Server::ShouldDefer).
+constexpr size_t kMaxDeferred = 4096;
+constexpr auto kMaxDeferral = std::chrono::seconds(10);
 
 class Server {
  public:
@@ -64,6 +70,27 @@ class Server {
   Status HandleReplicaState(Frame& peer, msg::DataHeader::Reader h, Message& frames);
   Status ReceiveAcks();
   Status HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames);
+  // Row buckets: a row push applied here, forwarded to the bucket's backup
+  // (its reply held until the backup has applied it too).
+  void ReplicateRows(int to, msg::DataHeader::Reader h, const Frame& payload, Frame& peer);
+  void SendRowState(int to, const RowBucket& bucket);
+  // The header of a message to another server (as this server, under its
+  // routing epoch) about `keys`.
+  msg::DataHeader::Builder ServerHeader(capnp::MessageBuilder& m, msg::DataOp op, uint64_t id,
+                                        const KeyRange& keys);
+  // A replicaState message: piece `piece` of `pieces` of `keys` (a range's
+  // piece or a row bucket), its state `bytes` cut into payload frames.
+  Message StateMessage(uint64_t id, const KeyRange& keys, const std::vector<uint8_t>& bytes,
+                       int64_t version, int64_t piece, int32_t pieces);
+  Status HandleReplicateRows(Frame& peer, msg::DataHeader::Reader h, Message& frames);
+  // Answers the row pushes of `bucket` held for its backup's answer: the
+  // backup changed (it died, or a new one gets the whole state first).
+  void ReleaseHeldReplies(uint32_t bucket);
+  RowBucket* FindBucket(const std::vector<std::unique_ptr<RowBucket>>& in, const KeyRange& r);
+  // Every range and bucket this server serves (or backs up), for routing
+  // and for a restarted coordinator.
+  std::vector<KeyRange> Owned() const;
+  std::vector<KeyRange> Backups() const;
   Status OnControl(msg::Control::Reader c);
   // The worker set of a new membership: requests from others are refused.
   Status ProcessMembership(msg::Membership::Reader mb);
@@ -80,6 +107,13 @@ class Server {
   // Answers with the sums, digest and sample counts the coordinator checks.
   Status ProcessStats(msg::StatsRequest::Reader req);
   void OnData(Message& frames);
+  // A row request for a bucket this server backs up, routed by a newer
+  // server table than this server has (one that promotes it): it waits,
+  // and so does everything its sender sends after it, until that table
+  // comes (or kMaxDeferral passes), so a worker's requests keep their order.
+  bool ShouldDefer(msg::DataHeader::Reader h) const;
+  // Handles the waiting requests again, in the order they came.
+  void ReplayDeferred();
   // Handles one request; an error status becomes an error reply. Checks
   // the sender, then hands the request to its Process* method.
   Status HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames);
@@ -95,8 +129,11 @@ class Server {
   StatusOr<DenseRequest> ParseDense(msg::DataHeader::Reader h);
   Status ProcessPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames);
   Status ProcessPush(Frame& peer, msg::DataHeader::Reader h, Message& frames);
-  // A row request's table (made on first use) and rows (into row_ids_).
-  StatusOr<SparseTable*> TableFor(msg::DataHeader::Reader h);
+  // A row request's bucket (kept here as primary, or in `in`) and table
+  // (made on first use); its rows, checked to be the bucket's, into
+  // row_ids_.
+  StatusOr<std::pair<RowBucket*, SparseTable*>> TableFor(
+      msg::DataHeader::Reader h, const std::vector<std::unique_ptr<RowBucket>>& in);
   Status ProcessRowPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames);
   Status ProcessRowPush(Frame& peer, msg::DataHeader::Reader h, const Message& frames);
   RangeShard* FindShard(const KeyRange& r);
@@ -122,12 +159,29 @@ class Server {
   uint64_t next_replicate_ = 1;
   uint64_t incarnation_ = 0;
   std::vector<float> scratch_;
-  VectorPool<float> decoded_;        // compressed pushes, decoded, held until applied
-  std::unique_ptr<RowTables> rows_;  // sparse models: the embedding rows
-  std::vector<float> row_scratch_;   // a row push's gradients, aligned
-  std::vector<uint64_t> row_ids_;    // the rows a request names
-  VectorPool<float> row_replies_;    // row pull replies in flight
-  Admission admission_;              // who may send requests; which pushes are new
+  VectorPool<float> decoded_;  // compressed pushes, decoded, held until applied
+  // Sparse models: the row buckets this server serves, and backs up.
+  std::vector<std::unique_ptr<RowBucket>> buckets_;
+  std::vector<std::unique_ptr<RowBucket>> row_replicas_;
+  // Bucket -> its backup's id and incarnation (sent its state).
+  std::map<uint32_t, std::pair<int, uint64_t>> bucket_backup_;
+  struct HeldReply {
+    Frame peer;
+    uint64_t request_id = 0;
+    uint32_t bucket = 0;
+  };
+  std::map<uint64_t, HeldReply> held_replies_;  // by replicateRows request id
+  struct Deferred {
+    Message frames;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::deque<Deferred> deferred_;
+  std::set<std::string> deferred_peers_;
+  bool replaying_ = false;
+  std::vector<float> row_scratch_;  // a row push's gradients, aligned
+  std::vector<uint64_t> row_ids_;   // the rows a request names
+  VectorPool<float> row_replies_;   // row pull replies in flight
+  Admission admission_;             // who may send requests; which pushes are new
   PullQueue pulls_{kMaxWaitingPullsPerWorker};
   bool done_ = false;
   int exit_code_ = 0;
@@ -210,6 +264,13 @@ Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
     }
     RETURN_IF_ERROR(control_->Drain([&](msg::Control::Reader c) { return OnControl(c); }));
     RETURN_IF_ERROR(AdvanceCuts());
+    if (!deferred_.empty() &&
+        std::chrono::steady_clock::now() - deferred_.front().since > kMaxDeferral) {
+      PSTRAIN_LOG(WARNING) << deferred_.size() << " request(s) waited "
+                           << std::chrono::duration_cast<std::chrono::seconds>(kMaxDeferral).count()
+                           << " s for a server table that did not come; handled now";
+      ReplayDeferred();
+    }
     RETURN_IF_ERROR(control_->Tick());
     const auto now = std::chrono::steady_clock::now();
     if (!pulls_.empty() && now - pulls_.oldest().since > std::chrono::seconds(10) &&
@@ -236,7 +297,6 @@ Status Server::Setup(const NodeAssignment& a) {
                                 SparseOptionsOf(c, nullptr)));
   model->InitParams(c.seed);
   keys_ = std::make_unique<KeyLayout>(model->layout());
-  rows_ = std::make_unique<RowTables>(c.optimizer, c.seed);
   ShardOptions so;
   so.consistency = c.cluster.consistency;
   so.staleness = c.cluster.staleness;
@@ -249,6 +309,45 @@ Status Server::Setup(const NodeAssignment& a) {
   for (const ServerEntry& s : a.servers) {
     if (s.id != a.node_id) continue;
     for (const KeyRange& r : s.ranges) {
+      if (IsRowBucket(r)) {
+        if (RowBucketOf(r) >= static_cast<uint32_t>(c.cluster.servers)) {
+          return InvalidArgument("assigned row bucket " + ToString(r) + " of " +
+                                 std::to_string(c.cluster.servers));
+        }
+        buckets_.push_back(std::make_unique<RowBucket>(RowBucketOf(r), c.optimizer, c.seed));
+        if (a.restore_dir.empty()) continue;
+        if (!restore.has_value()) {
+          ASSIGN_OR_RETURN(Manifest m, ReadManifest(a.restore_dir));
+          restore = std::move(m);
+        }
+        // The bucket's file; a checkpoint from before buckets holds server
+        // N's rows, which were bucket N's, in a file of its own name.
+        StatusOr<ManifestFile> file = FileForKeys(*restore, r.begin, r.end);
+        if (!file.ok()) {
+          const std::string legacy = SparseFileName(static_cast<int>(RowBucketOf(r)));
+          auto it = std::find_if(restore->files.begin(), restore->files.end(),
+                                 [&](const ManifestFile& f) { return f.name == legacy; });
+          const bool bucketed =
+              std::any_of(restore->files.begin(), restore->files.end(), [](const ManifestFile& f) {
+                return IsRowBucket({f.key_begin, f.key_end});
+              });
+          if (bucketed) {
+            return DataLoss(a.restore_dir + ": the manifest lists no file for row bucket " +
+                            std::to_string(RowBucketOf(r)));
+          }
+          if (it == restore->files.end()) continue;  // the server had no rows
+          file = *it;
+        }
+        RETURN_IF_ERROR(VerifyCheckpointFile(a.restore_dir, *file));
+        const std::string path = a.restore_dir + "/" + file->name;
+        ASSIGN_OR_RETURN(BinaryReader reader, BinaryReader::OpenFile(path));
+        RETURN_IF_ERROR(buckets_.back()->LoadRows(reader).WithContext(path));
+        size_t rows = 0;
+        for (const auto& [id, t] : buckets_.back()->tables().tables()) rows += t.row_count();
+        PSTRAIN_LOG(INFO) << "restored " << rows << " rows of bucket " << RowBucketOf(r) << " from "
+                          << path;
+        continue;
+      }
       if (!keys_->IsValidRange(r)) {
         return InvalidArgument("assigned key range " + ToString(r) + " is not a valid range");
       }
@@ -277,23 +376,13 @@ Status Server::Setup(const NodeAssignment& a) {
       }
     }
   }
-  if (!a.restore_dir.empty()) {
-    const std::string path = a.restore_dir + "/" + SparseFileName(a.node_id);
-    std::error_code ec;
-    if (std::filesystem::exists(path, ec)) {
-      ASSIGN_OR_RETURN(BinaryReader reader, BinaryReader::OpenFile(path));
-      ASSIGN_OR_RETURN(const uint32_t tables, reader.U32());
-      for (uint32_t i = 0; i < tables; ++i) {
-        ASSIGN_OR_RETURN(SparseTable t, SparseTable::Load(reader, c.optimizer, c.seed));
-        PSTRAIN_LOG(INFO) << "restored " << t.row_count() << " rows of table " << t.table()
-                          << " from " << path;
-        rows_->Restore(std::move(t));
-      }
-    }
-  }
   for (const ServerEntry& s : a.servers) {
     if (s.id != a.node_id) continue;
     for (const KeyRange& r : s.backup_ranges) {
+      if (IsRowBucket(r)) {
+        row_replicas_.push_back(std::make_unique<RowBucket>(RowBucketOf(r), c.optimizer, c.seed));
+        continue;
+      }
       if (!keys_->IsValidRange(r)) return InvalidArgument("bad backup range " + ToString(r));
       const FlatRange f = keys_->Flat(r);
       replicas_.push_back(std::make_unique<RangeShard>(
@@ -315,12 +404,17 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
   cuts_.clear();
   for (const auto& shard : shards_) shard->ClearCuts();
   for (const auto& replica : replicas_) replica->ClearCuts();
-  std::vector<KeyRange> owned, replicas;
-  for (const auto& shard : shards_) owned.push_back(shard->keys());
-  for (const auto& replica : replicas_) replicas.push_back(replica->keys());
   ASSIGN_OR_RETURN(const RoutingPlan plan,
-                   PlanRouting(assignment_.node_id, servers, owned, replicas));
+                   PlanRouting(assignment_.node_id, servers, Owned(), Backups()));
   for (const KeyRange& r : plan.promote) {
+    if (IsRowBucket(r)) {
+      auto it = std::find_if(row_replicas_.begin(), row_replicas_.end(),
+                             [&](const auto& b) { return b->id() == RowBucketOf(r); });
+      PSTRAIN_LOG(WARNING) << "promoted to primary of row bucket " << (*it)->id();
+      buckets_.push_back(std::move(*it));
+      row_replicas_.erase(it);
+      continue;
+    }
     auto it = std::find_if(replicas_.begin(), replicas_.end(),
                            [&](const auto& replica) { return replica->keys() == r; });
     PSTRAIN_LOG(WARNING) << "promoted to primary of keys " << ToString(r) << " at clock "
@@ -329,13 +423,26 @@ Status Server::ApplyRouting(const std::vector<ServerEntry>& servers) {
     replicas_.erase(it);
   }
   for (const RoutingPlan::Backup& b : plan.backups) {
-    RangeShard* shard = FindShard(b.keys);
     const int to = b.server;
+    uint64_t to_incarnation = 0;
     if (to >= 0) {
       auto backup = std::find_if(servers.begin(), servers.end(),
                                  [to](const ServerEntry& s) { return s.id == to; });
       RETURN_IF_ERROR(ConnectLink(*backup));
+      to_incarnation = backup->incarnation;
     }
+    if (IsRowBucket(b.keys)) {
+      // As for a range: a new backup gets the bucket's state first.
+      const uint32_t id = RowBucketOf(b.keys);
+      const std::pair<int, uint64_t> backup{to, to_incarnation};
+      auto was = bucket_backup_.find(id);
+      const bool changed = was == bucket_backup_.end() || was->second != backup;
+      if (changed) ReleaseHeldReplies(id);
+      if (to >= 0 && changed) SendRowState(to, *FindBucket(buckets_, b.keys));
+      bucket_backup_[id] = backup;
+      continue;
+    }
+    RangeShard* shard = FindShard(b.keys);
     // A new backup gets the range's state first: it may hold nothing yet
     // (a server started in a dead one's place), or other weights (a job
     // resumed from a checkpoint initialises replicas afresh).
@@ -379,14 +486,7 @@ Status Server::ConnectLink(const ServerEntry& backup) {
 void Server::Replicate(int to, DenseShard* shard, const DenseShard::Update& u) {
   const uint64_t id = next_replicate_++;
   capnp::MallocMessageBuilder m;
-  auto h = m.initRoot<msg::DataHeader>();
-  h.setOp(msg::DataOp::REPLICATE);
-  h.setRequestId(id);
-  h.setWorkerId(assignment_.node_id);
-  h.setIncarnation(incarnation_);
-  h.setMembershipEpoch(admission_.routing_epoch());
-  h.initKeyRange().setBegin(u.part.begin);
-  h.getKeyRange().setEnd(u.part.end);
+  auto h = ServerHeader(m, msg::DataOp::REPLICATE, id, u.part);
   h.setLr(u.lr);
   h.setStep(u.step);
   h.setVersion(u.version);
@@ -406,6 +506,38 @@ void Server::Replicate(int to, DenseShard* shard, const DenseShard::Update& u) {
   if (!s.ok()) PSTRAIN_LOG(WARNING) << "replication to server " << to << " failed: " << s.message();
 }
 
+msg::DataHeader::Builder Server::ServerHeader(capnp::MessageBuilder& m, msg::DataOp op, uint64_t id,
+                                              const KeyRange& keys) {
+  auto h = m.initRoot<msg::DataHeader>();
+  h.setOp(op);
+  h.setRequestId(id);
+  h.setWorkerId(assignment_.node_id);
+  h.setIncarnation(incarnation_);
+  h.setMembershipEpoch(admission_.routing_epoch());
+  h.initKeyRange().setBegin(keys.begin);
+  h.getKeyRange().setEnd(keys.end);
+  return h;
+}
+
+Message Server::StateMessage(uint64_t id, const KeyRange& keys, const std::vector<uint8_t>& bytes,
+                             int64_t version, int64_t piece, int32_t pieces) {
+  capnp::MallocMessageBuilder m;
+  auto h = ServerHeader(m, msg::DataOp::REPLICA_STATE, id, keys);
+  h.setVersion(version);
+  h.setStep(piece);   // this piece
+  h.setSlot(pieces);  // of so many
+  // Frames below the data socket's bound on one frame.
+  constexpr size_t kChunk = kMaxDataFrameBytes / 2;
+  Message frames;
+  frames.push_back(Frame());
+  for (size_t at = 0; at < bytes.size(); at += kChunk) {
+    frames.push_back(Frame::Copy(bytes.data() + at, std::min(kChunk, bytes.size() - at)));
+  }
+  h.setPayloadFrames(static_cast<uint32_t>(frames.size() - 1));
+  frames[0] = EncodeFrame(m);
+  return frames;
+}
+
 void Server::SendReplicaState(int to, RangeShard& shard) {
   // Piece by piece, each at its own version: cut, a range's pieces finish a
   // clock one after the other.
@@ -414,29 +546,9 @@ void Server::SendReplicaState(int to, RangeShard& shard) {
     DenseShard& piece = *pieces[p];
     BinaryWriter w;
     piece.Save(w);
-    const std::vector<uint8_t> bytes = w.Finish();
     const uint64_t id = next_replicate_++;
-    capnp::MallocMessageBuilder m;
-    auto h = m.initRoot<msg::DataHeader>();
-    h.setOp(msg::DataOp::REPLICA_STATE);
-    h.setRequestId(id);
-    h.setWorkerId(assignment_.node_id);
-    h.setIncarnation(incarnation_);
-    h.setMembershipEpoch(admission_.routing_epoch());
-    h.initKeyRange().setBegin(piece.keys().begin);
-    h.getKeyRange().setEnd(piece.keys().end);
-    h.setVersion(piece.version());
-    h.setStep(static_cast<int64_t>(p));              // this piece
-    h.setSlot(static_cast<int32_t>(pieces.size()));  // of so many
-    // Frames below the data socket's bound on one frame.
-    constexpr size_t kChunk = kMaxDataFrameBytes / 2;
-    Message frames;
-    frames.push_back(Frame());
-    for (size_t at = 0; at < bytes.size(); at += kChunk) {
-      frames.push_back(Frame::Copy(bytes.data() + at, std::min(kChunk, bytes.size() - at)));
-    }
-    h.setPayloadFrames(static_cast<uint32_t>(frames.size() - 1));
-    frames[0] = EncodeFrame(m);
+    Message frames = StateMessage(id, piece.keys(), w.Finish(), piece.version(),
+                                  static_cast<int64_t>(p), static_cast<int32_t>(pieces.size()));
     replicating_[id] = {&piece, piece.version()};
     Status s = links_[to]->Send(frames);
     if (!s.ok()) {
@@ -451,6 +563,33 @@ void Server::SendReplicaState(int to, RangeShard& shard) {
 
 Status Server::HandleReplicaState(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
   const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
+  if (frames.size() - 2 != h.getPayloadFrames()) {
+    return InvalidArgument("a replica state with a wrong frame count");
+  }
+  auto joined = [&frames] {
+    std::vector<uint8_t> bytes;
+    for (size_t i = 2; i < frames.size(); ++i) {
+      bytes.insert(bytes.end(), frames[i].data(), frames[i].data() + frames[i].size());
+    }
+    return bytes;
+  };
+  capnp::MallocMessageBuilder m;
+  auto rr = m.initRoot<msg::Control>().initReplicaReady();
+  rr.setNodeId(assignment_.node_id);
+  rr.setKeyBegin(r.begin);
+  rr.setKeyEnd(r.end);
+  if (IsRowBucket(r)) {
+    RowBucket* bucket = FindBucket(row_replicas_, r);
+    if (bucket == nullptr) return InvalidArgument("no replica of " + ToString(r) + " here");
+    ASSIGN_OR_RETURN(BinaryReader reader,
+                     BinaryReader::Open("the state of " + ToString(r), joined()));
+    RETURN_IF_ERROR(bucket->LoadState(reader));
+    Reply(peer, h.getRequestId(), {});
+    PSTRAIN_LOG(INFO) << "holds a copy of row bucket " << bucket->id() << " from server "
+                      << h.getWorkerId();
+    rr.setVersion(-1);
+    return control_->Send(m);
+  }
   DenseShard* piece = nullptr;
   RangeShard* range = nullptr;
   for (auto& rp : replicas_) {
@@ -462,23 +601,13 @@ Status Server::HandleReplicaState(Frame& peer, msg::DataHeader::Reader h, Messag
     }
   }
   if (piece == nullptr) return InvalidArgument("no replica of keys " + ToString(r) + " here");
-  if (frames.size() - 2 != h.getPayloadFrames()) {
-    return InvalidArgument("a replica state with a wrong frame count");
-  }
-  std::vector<uint8_t> bytes;
-  for (size_t i = 2; i < frames.size(); ++i) {
-    bytes.insert(bytes.end(), frames[i].data(), frames[i].data() + frames[i].size());
-  }
   ASSIGN_OR_RETURN(BinaryReader reader,
-                   BinaryReader::Open("the state of keys " + ToString(r), std::move(bytes)));
+                   BinaryReader::Open("the state of keys " + ToString(r), joined()));
   RETURN_IF_ERROR(piece->Load(reader));
   Reply(peer, h.getRequestId(), {});
   if (h.getStep() + 1 != h.getSlot()) return OkStatus();  // more pieces follow
   PSTRAIN_LOG(INFO) << "holds a copy of keys " << ToString(range->keys()) << " from server "
                     << h.getWorkerId();
-  capnp::MallocMessageBuilder m;
-  auto rr = m.initRoot<msg::Control>().initReplicaReady();
-  rr.setNodeId(assignment_.node_id);
   rr.setKeyBegin(range->keys().begin);
   rr.setKeyEnd(range->keys().end);
   rr.setVersion(h.getVersion());
@@ -492,13 +621,19 @@ Status Server::ReceiveAcks() {
       StatusOr<bool> got = link->Recv(&frames, 4);
       if (!got.ok() || !*got) break;
       (void)WithDecoded<msg::DataHeader>(frames[0], [&](msg::DataHeader::Reader h) {
-        auto it = replicating_.find(h.getRequestId());
-        if (it == replicating_.end()) return OkStatus();
-        if (h.getOp() == msg::DataOp::REPLY) {
-          it->second.first->Acknowledged(it->second.second);
-        } else {
+        if (h.getOp() == msg::DataOp::ERROR) {
           PSTRAIN_LOG(ERROR) << "the backup refused an update: " << h.getError().cStr();
         }
+        auto held = held_replies_.find(h.getRequestId());
+        if (held != held_replies_.end()) {
+          // A row push the backup applied: the worker's answer now.
+          Reply(held->second.peer, held->second.request_id, {});
+          held_replies_.erase(held);
+          return OkStatus();
+        }
+        auto it = replicating_.find(h.getRequestId());
+        if (it == replicating_.end()) return OkStatus();
+        if (h.getOp() == msg::DataOp::REPLY) it->second.first->Acknowledged(it->second.second);
         replicating_.erase(it);
         return OkStatus();
       });
@@ -524,7 +659,9 @@ Status Server::OnControl(msg::Control::Reader c) {
       if (primaries(servers) != primaries(servers_)) {
         admission_.set_routing_epoch(c.getRouting().getMembershipEpoch());
       }
-      return ApplyRouting(servers);
+      RETURN_IF_ERROR(ApplyRouting(servers));
+      ReplayDeferred();
+      return OkStatus();
     }
     case msg::Control::SHUTDOWN:
       done_ = true;
@@ -541,14 +678,15 @@ Status Server::OnControl(msg::Control::Reader c) {
       capnp::MallocMessageBuilder m;
       auto st = m.initRoot<msg::Control>().initServerState();
       st.setNodeId(assignment_.node_id);
-      auto put = [](auto list, const std::vector<std::unique_ptr<RangeShard>>& from) {
+      auto put = [](auto list, const std::vector<KeyRange>& from) {
         for (size_t i = 0; i < from.size(); ++i) {
-          list[static_cast<unsigned>(i)].setBegin(from[i]->keys().begin);
-          list[static_cast<unsigned>(i)].setEnd(from[i]->keys().end);
+          list[static_cast<unsigned>(i)].setBegin(from[i].begin);
+          list[static_cast<unsigned>(i)].setEnd(from[i].end);
         }
       };
-      put(st.initRanges(static_cast<unsigned>(shards_.size())), shards_);
-      put(st.initBackupRanges(static_cast<unsigned>(replicas_.size())), replicas_);
+      const std::vector<KeyRange> owned = Owned(), backups = Backups();
+      put(st.initRanges(static_cast<unsigned>(owned.size())), owned);
+      put(st.initBackupRanges(static_cast<unsigned>(backups.size())), backups);
       PSTRAIN_LOG(INFO) << "a restarted coordinator took this server back";
       return control_->Send(m);
     }
@@ -581,7 +719,8 @@ Status Server::SendCutMissed(uint64_t token, const std::string& why) {
 Status Server::ProcessCut(msg::CheckpointRequest::Reader req) {
   const int64_t clock = req.getCutClock();
   const uint64_t token = req.getToken();
-  if (assignment_.config.cluster.consistency != Consistency::kBsp || !rows_->empty()) {
+  if (assignment_.config.cluster.consistency != Consistency::kBsp || !buckets_.empty() ||
+      !row_replicas_.empty()) {
     return SendCutMissed(token, "cuts need BSP and no embedding rows");
   }
   if (writer_ != nullptr && writer_->outstanding() >= 2) {
@@ -643,20 +782,21 @@ Status Server::ProcessCheckpoint(msg::CheckpointRequest::Reader req) {
   done.setNodeId(assignment_.node_id);
   done.setToken(req.getToken());
   const std::string dir = req.getDir();
-  auto files = done.initFiles(static_cast<unsigned>(shards_.size() + (rows_->empty() ? 0 : 1)));
-  if (!rows_->empty()) {
-    // The embedding rows this server holds, all tables in one file (an
-    // empty key range marks it).
+  auto files = done.initFiles(static_cast<unsigned>(shards_.size() + buckets_.size()));
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    // Each row bucket this server serves, all its tables in one file.
     BinaryWriter w;
-    w.U32(static_cast<uint32_t>(rows_->tables().size()));
-    for (const auto& [id, t] : rows_->tables()) t.Save(w);
-    auto f = files[static_cast<unsigned>(shards_.size())];
-    f.setClock(-1);
-    Status st = WriteCheckpointFile(dir, SparseFileName(assignment_.node_id), w, f);
+    buckets_[i]->SaveRows(w);
+    auto f = files[static_cast<unsigned>(shards_.size() + i)];
+    Status st = WriteCheckpointFile(dir, RowsFileName(buckets_[i]->id()), w, f);
     if (!st.ok()) {
       done.setError(st.message());
       return control_->Send(m);
     }
+    const KeyRange r = RowBucketRange(buckets_[i]->id());
+    f.setKeyBegin(r.begin);
+    f.setKeyEnd(r.end);
+    f.setClock(-1);
   }
   for (size_t i = 0; i < shards_.size(); ++i) {
     BinaryWriter w;
@@ -681,7 +821,11 @@ Status Server::ProcessStats(msg::StatsRequest::Reader req) {
   capnp::MallocMessageBuilder m;
   auto r = m.initRoot<msg::Control>().initStatsReply();
   // Read once: every read of a message counts against its traversal limit.
-  ShardStats st = GatherStats(shards_, rows_->tables(), req.getClockBegin(), req.getClockEnd());
+  std::vector<const SparseTable*> tables;
+  for (const auto& b : buckets_) {
+    for (const auto& [id, t] : b->tables().tables()) tables.push_back(&t);
+  }
+  ShardStats st = GatherStats(shards_, tables, req.getClockBegin(), req.getClockEnd());
   // Replicas forget the same clocks, so a copy or a promotion later counts
   // only the epoch's own.
   for (const auto& replica : replicas_) {
@@ -754,16 +898,47 @@ void Server::ReplyError(Frame& peer, uint64_t request_id, const Status& why) {
   (void)data_->Send(frames, /*dontwait=*/true);  // best effort: the peer may be hostile or gone
 }
 
+bool Server::ShouldDefer(msg::DataHeader::Reader h) const {
+  if (h.getOp() != msg::DataOp::PUSH_ROWS && h.getOp() != msg::DataOp::PULL_ROWS) return false;
+  if (h.getMembershipEpoch() <= admission_.routing_epoch()) return false;
+  const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
+  auto has = [&r](const auto& in) {
+    return std::any_of(in.begin(), in.end(),
+                       [&](const auto& b) { return IsRowBucket(r) && b->id() == RowBucketOf(r); });
+  };
+  return !has(buckets_) && has(row_replicas_);
+}
+
+void Server::ReplayDeferred() {
+  std::deque<Deferred> waiting = std::move(deferred_);
+  deferred_.clear();
+  deferred_peers_.clear();
+  replaying_ = true;
+  for (Deferred& d : waiting) OnData(d.frames);
+  replaying_ = false;
+}
+
 void Server::OnData(Message& frames) {
   if (frames.empty()) return;
   Frame& peer = frames[0];
+  const std::string peer_id(reinterpret_cast<const char*>(peer.data()), peer.size());
   uint64_t request_id = 0;
-  Status s = frames.size() < 2
-                 ? InvalidArgument("a data message without a header frame")
+  bool defer = deferred_peers_.count(peer_id) != 0;
+  Status s = defer || frames.size() < 2
+                 ? (defer ? OkStatus() : InvalidArgument("a data message without a header frame"))
                  : WithDecoded<msg::DataHeader>(frames[1], [&](msg::DataHeader::Reader h) {
                      request_id = h.getRequestId();
+                     if (!replaying_ && deferred_.size() < kMaxDeferred && ShouldDefer(h)) {
+                       defer = true;
+                       return OkStatus();
+                     }
                      return HandleData(peer, h, frames);
                    });
+  if (defer) {
+    deferred_peers_.insert(peer_id);
+    deferred_.push_back({std::move(frames), std::chrono::steady_clock::now()});
+    return;
+  }
   if (s.ok()) return;
   ++bad_messages_;
   if (s.code() == StatusCode::kAborted) ++refused_;
@@ -781,6 +956,7 @@ void Server::OnData(Message& frames) {
 
 Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
   if (h.getOp() == msg::DataOp::REPLICATE) return HandleReplicate(peer, h, frames);
+  if (h.getOp() == msg::DataOp::REPLICATE_ROWS) return HandleReplicateRows(peer, h, frames);
   if (h.getOp() == msg::DataOp::REPLICA_STATE) {
     const bool known = std::any_of(servers_.begin(), servers_.end(), [&](const ServerEntry& s) {
       return s.id == h.getWorkerId() && s.incarnation == h.getIncarnation();
@@ -805,8 +981,9 @@ Status Server::HandleData(Frame& peer, msg::DataHeader::Reader h, Message& frame
 }
 
 Status Server::CheckSender(msg::DataHeader::Reader h, const Message& frames) const {
+  const bool rows = h.getOp() == msg::DataOp::PUSH_ROWS || h.getOp() == msg::DataOp::PULL_ROWS;
   return admission_.Check(h.getWorkerId(), h.getIncarnation(), h.getMembershipEpoch(),
-                          h.getPayloadFrames(), frames.size() - 2);
+                          h.getPayloadFrames(), frames.size() - 2, !rows);
 }
 
 StatusOr<Server::DenseRequest> Server::ParseDense(msg::DataHeader::Reader h) {
@@ -876,16 +1053,61 @@ Status Server::ProcessPush(Frame& peer, msg::DataHeader::Reader h, Message& fram
   return OkStatus();
 }
 
-StatusOr<SparseTable*> Server::TableFor(msg::DataHeader::Reader h) {
-  ASSIGN_OR_RETURN(SparseTable * table, rows_->Get(h.getTable(), h.getDim()));
+RowBucket* Server::FindBucket(const std::vector<std::unique_ptr<RowBucket>>& in,
+                              const KeyRange& r) {
+  if (!IsRowBucket(r)) return nullptr;
+  for (const auto& b : in) {
+    if (b->id() == RowBucketOf(r)) return b.get();
+  }
+  return nullptr;
+}
+
+std::vector<KeyRange> Server::Owned() const {
+  std::vector<KeyRange> v;
+  for (const auto& shard : shards_) v.push_back(shard->keys());
+  for (const auto& b : buckets_) v.push_back(RowBucketRange(b->id()));
+  return v;
+}
+
+std::vector<KeyRange> Server::Backups() const {
+  std::vector<KeyRange> v;
+  for (const auto& replica : replicas_) v.push_back(replica->keys());
+  for (const auto& b : row_replicas_) v.push_back(RowBucketRange(b->id()));
+  return v;
+}
+
+StatusOr<std::pair<RowBucket*, SparseTable*>> Server::TableFor(
+    msg::DataHeader::Reader h, const std::vector<std::unique_ptr<RowBucket>>& in) {
+  const KeyRange r{h.getKeyRange().getBegin(), h.getKeyRange().getEnd()};
+  RowBucket* bucket = FindBucket(in, r);
+  if (bucket == nullptr && h.getMembershipEpoch() > admission_.routing_epoch()) {
+    // Routed by a server table this server has not got yet: asked again.
+    return Aborted(ToString(r) + " is not served here yet (routing " +
+                   std::to_string(h.getMembershipEpoch()) + " is on its way)");
+  }
+  if (bucket == nullptr) {
+    return InvalidArgument(
+        (IsRowBucket(r) ? "row bucket " + ToString(r) : "key range " + ToString(r)) + " is not " +
+        (&in == &buckets_ ? "served" : "backed up") + " here");
+  }
+  ASSIGN_OR_RETURN(SparseTable * table, bucket->tables().Get(h.getTable(), h.getDim()));
   row_ids_.clear();
-  for (uint64_t row : h.getRows()) row_ids_.push_back(row);
+  const uint32_t buckets = static_cast<uint32_t>(assignment_.config.cluster.servers);
+  for (uint64_t row : h.getRows()) {
+    if (BucketOfRow(h.getTable(), row, buckets) != bucket->id()) {
+      return InvalidArgument("row " + std::to_string(row) + " of table " +
+                             std::to_string(h.getTable()) + " is not in row bucket " +
+                             std::to_string(bucket->id()));
+    }
+    row_ids_.push_back(row);
+  }
   if (row_ids_.empty()) return InvalidArgument("no rows named");
-  return table;
+  return std::make_pair(bucket, table);
 }
 
 Status Server::ProcessRowPull(Frame& peer, msg::DataHeader::Reader h, const Message& frames) {
-  ASSIGN_OR_RETURN(SparseTable * table, TableFor(h));
+  ASSIGN_OR_RETURN(auto found, TableFor(h, buckets_));
+  SparseTable* table = found.second;
   if (frames.size() != 2) return InvalidArgument("a row pull carries no payload");
   const size_t floats = row_ids_.size() * h.getDim();
   std::shared_ptr<std::vector<float>> buf = row_replies_.Get(floats);
@@ -897,7 +1119,9 @@ Status Server::ProcessRowPull(Frame& peer, msg::DataHeader::Reader h, const Mess
 }
 
 Status Server::ProcessRowPush(Frame& peer, msg::DataHeader::Reader h, const Message& frames) {
-  ASSIGN_OR_RETURN(SparseTable * table, TableFor(h));
+  const bool primary = h.getOp() == msg::DataOp::PUSH_ROWS;
+  ASSIGN_OR_RETURN(auto found, TableFor(h, primary ? buckets_ : row_replicas_));
+  auto [bucket, table] = found;
   const int worker = h.getWorkerId();
   const std::vector<uint64_t>& rows = row_ids_;
   const uint32_t dim = h.getDim();
@@ -907,8 +1131,8 @@ Status Server::ProcessRowPush(Frame& peer, msg::DataHeader::Reader h, const Mess
                            std::to_string(dim) + " floats needs one " + std::to_string(bytes) +
                            "-byte payload frame");
   }
-  if (!admission_.FirstTime(worker, h.getSeq())) {
-    Reply(peer, h.getRequestId(), {});
+  if (!bucket->FirstTime({h.getSlot(), h.getClock(), h.getPart()})) {
+    Reply(peer, h.getRequestId(), {});  // applied before: acknowledged again
     return OkStatus();
   }
   // Frames are not aligned: copy the gradients out (into a reused buffer).
@@ -925,8 +1149,73 @@ Status Server::ProcessRowPush(Frame& peer, msg::DataHeader::Reader h, const Mess
     return InvalidArgument("a row push with learning rate " + std::to_string(h.getLr()));
   }
   table->Push(rows, row_scratch_.data(), h.getLr());
+  auto backup = bucket_backup_.find(bucket->id());
+  if (primary && backup != bucket_backup_.end() && backup->second.first >= 0) {
+    // Acknowledged once the backup holds it too: a push the worker saw
+    // answered survives this server.
+    ReplicateRows(backup->second.first, h, frames[2], peer);
+    return OkStatus();
+  }
   Reply(peer, h.getRequestId(), {});
   return OkStatus();
+}
+
+void Server::ReplicateRows(int to, msg::DataHeader::Reader in, const Frame& payload, Frame& peer) {
+  const uint64_t id = next_replicate_++;
+  capnp::MallocMessageBuilder m;
+  auto h = ServerHeader(m, msg::DataOp::REPLICATE_ROWS, id,
+                        {in.getKeyRange().getBegin(), in.getKeyRange().getEnd()});
+  h.setTable(in.getTable());
+  h.setDim(in.getDim());
+  h.setRows(in.getRows());
+  h.setLr(in.getLr());
+  h.setSlot(in.getSlot());
+  h.setClock(in.getClock());
+  h.setPart(in.getPart());
+  h.setPayloadFrames(1);
+  Message frames;
+  frames.push_back(EncodeFrame(m));
+  frames.push_back(Frame::Copy(payload.data(), payload.size()));
+  held_replies_[id] = {Frame::Copy(peer.data(), peer.size()), in.getRequestId(),
+                       RowBucketOf({in.getKeyRange().getBegin(), in.getKeyRange().getEnd()})};
+  Status s = links_[to]->Send(frames);
+  if (!s.ok())
+    PSTRAIN_LOG(WARNING) << "row replication to server " << to << " failed: " << s.message();
+}
+
+void Server::ReleaseHeldReplies(uint32_t bucket) {
+  for (auto it = held_replies_.begin(); it != held_replies_.end();) {
+    if (it->second.bucket != bucket) {
+      ++it;
+      continue;
+    }
+    Reply(it->second.peer, it->second.request_id, {});
+    it = held_replies_.erase(it);
+  }
+}
+
+void Server::SendRowState(int to, const RowBucket& bucket) {
+  BinaryWriter w;
+  bucket.SaveState(w);
+  const std::vector<uint8_t> bytes = w.Finish();
+  Message frames =
+      StateMessage(next_replicate_++, RowBucketRange(bucket.id()), bytes, -1, 0, 1);  // one piece
+  Status s = links_[to]->Send(frames);
+  if (!s.ok()) {
+    PSTRAIN_LOG(WARNING) << "the state of row bucket " << bucket.id() << " to server " << to
+                         << " failed: " << s.message();
+    return;
+  }
+  PSTRAIN_LOG(INFO) << "sent row bucket " << bucket.id() << " (" << bytes.size()
+                    << " bytes) to its backup, server " << to;
+}
+
+Status Server::HandleReplicateRows(Frame& peer, msg::DataHeader::Reader h, Message& frames) {
+  const bool known = std::any_of(servers_.begin(), servers_.end(), [&](const ServerEntry& s) {
+    return s.id == h.getWorkerId() && s.incarnation == h.getIncarnation();
+  });
+  if (!known) return Aborted("row replication from an unknown server");
+  return ProcessRowPush(peer, h, frames);
 }
 
 Status Server::HandleReplicate(Frame& peer, msg::DataHeader::Reader h, Message& frames) {

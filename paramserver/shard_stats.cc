@@ -3,7 +3,7 @@
 namespace pstrain {
 
 ShardStats GatherStats(const std::vector<std::unique_ptr<RangeShard>>& shards,
-                       const std::map<uint32_t, SparseTable>& sparse, int64_t clock_begin,
+                       const std::vector<const SparseTable*>& sparse, int64_t clock_begin,
                        int64_t clock_end) {
   ShardStats r;
   for (const auto& s : shards) {
@@ -23,10 +23,10 @@ ShardStats GatherStats(const std::vector<std::unique_ptr<RangeShard>>& shards,
       }
     }
   }
-  for (const auto& [id, t] : sparse) {
-    r.sparse_rows += static_cast<int64_t>(t.row_count());
-    r.sparse_bytes += static_cast<int64_t>(t.bytes());
-    r.digest += t.Digest();
+  for (const SparseTable* t : sparse) {
+    r.sparse_rows += static_cast<int64_t>(t->row_count());
+    r.sparse_bytes += static_cast<int64_t>(t->bytes());
+    r.digest += t->Digest();
   }
   return r;
 }

@@ -29,7 +29,7 @@ struct ShardStats {
 // Sums over `shards` and `sparse`; takes (and forgets) each piece's sample
 // counts of clocks [clock_begin, clock_end).
 ShardStats GatherStats(const std::vector<std::unique_ptr<RangeShard>>& shards,
-                       const std::map<uint32_t, SparseTable>& sparse, int64_t clock_begin,
+                       const std::vector<const SparseTable*>& sparse, int64_t clock_begin,
                        int64_t clock_end);
 
 }  // namespace pstrain

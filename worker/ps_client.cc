@@ -25,7 +25,29 @@ StatusOr<std::unique_ptr<PsClient>> PsClient::Connect(ZmqContext& ctx, const Key
     ASSIGN_OR_RETURN(ServerConn conn, c->Open(ctx, e));
     c->servers_.push_back(std::move(conn));
   }
+  RETURN_IF_ERROR(c->IndexBuckets());
   return c;
+}
+
+Status PsClient::IndexBuckets() {
+  std::vector<int> owner;
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    for (const KeyRange& r : servers_[s].entry.ranges) {
+      if (!IsRowBucket(r)) continue;
+      const uint32_t b = RowBucketOf(r);
+      if (b >= kMaxRowBuckets) return InvalidArgument("row bucket " + std::to_string(b));
+      if (owner.size() <= b) owner.resize(b + 1, -1);
+      owner[b] = static_cast<int>(s);
+    }
+  }
+  for (size_t b = 0; b < owner.size(); ++b) {
+    if (owner[b] < 0) {
+      return InvalidArgument("the server table gives row bucket " + std::to_string(b) +
+                             " to no server");
+    }
+  }
+  bucket_owner_ = std::move(owner);
+  return OkStatus();
 }
 
 StatusOr<PsClient::ServerConn> PsClient::Open(ZmqContext& ctx, const ServerEntry& e) {
@@ -65,10 +87,25 @@ Status PsClient::UpdateRouting(const std::vector<ServerEntry>& servers, uint64_t
   std::vector<int> gone_ids;
   for (uint64_t id : lost) gone_ids.push_back(servers_[requests_.at(id).server].entry.id);
   servers_ = std::move(next);
+  identity_.membership_epoch = membership_epoch;
+  RETURN_IF_ERROR(IndexBuckets());
+  // Row requests go to their bucket's new owner, in the order they were
+  // first sent: applied there once, whether or not the dead server had
+  // passed them on.
+  std::vector<Request> again = std::move(parked_);
+  parked_.clear();
   for (size_t i = 0; i < lost.size(); ++i) {
+    auto it = requests_.find(lost[i]);
+    if (it->second.row != nullptr) {
+      again.push_back(std::move(it->second));
+      requests_.erase(it);
+      continue;
+    }
     Finish(lost[i], Aborted("server " + std::to_string(gone_ids[i]) + " is gone"));
   }
-  identity_.membership_epoch = membership_epoch;
+  std::sort(again.begin(), again.end(),
+            [](const Request& a, const Request& b) { return a.order < b.order; });
+  for (Request& r : again) RETURN_IF_ERROR(SendRows(std::move(r), true));
   return OkStatus();
 }
 
@@ -223,82 +260,129 @@ StatusOr<PsClient::Ticket> PsClient::Pull(const KeyRange& range, float* flat, in
   return t;
 }
 
-int PsClient::RowServer(uint32_t table, uint64_t row) const {
-  return static_cast<int>(Mix64((static_cast<uint64_t>(table) << 40) ^ row) %
-                          static_cast<uint64_t>(server_count()));
-}
-
-std::vector<std::pair<int, std::vector<size_t>>> PsClient::RowGroups(
+StatusOr<std::vector<std::pair<uint32_t, std::vector<size_t>>>> PsClient::RowGroups(
     uint32_t table, uint32_t dim, std::span<const uint64_t> rows) const {
-  std::vector<std::vector<size_t>> by_server(server_count());
-  for (size_t i = 0; i < rows.size(); ++i) by_server[RowServer(table, rows[i])].push_back(i);
+  if (bucket_owner_.empty()) return InvalidArgument("the server table holds no row buckets");
+  const uint32_t buckets = row_buckets();
+  std::vector<std::vector<size_t>> by_bucket(buckets);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    by_bucket[BucketOfRow(table, rows[i], buckets)].push_back(i);
+  }
   // At most kMaxPayloadBytes of rows (and their ids) per message.
   const size_t max_rows =
       std::max<size_t>(1, std::min(kMaxPayloadBytes / (std::max<uint32_t>(dim, 1) * sizeof(float)),
                                    kMaxHeaderBytes / 16));
-  std::vector<std::pair<int, std::vector<size_t>>> groups;
-  for (int s = 0; s < server_count(); ++s) {
-    for (size_t i = 0; i < by_server[s].size(); i += max_rows) {
-      const size_t end = std::min(by_server[s].size(), i + max_rows);
-      groups.emplace_back(s, std::vector<size_t>(by_server[s].begin() + static_cast<long>(i),
-                                                 by_server[s].begin() + static_cast<long>(end)));
+  std::vector<std::pair<uint32_t, std::vector<size_t>>> groups;
+  for (uint32_t b = 0; b < buckets; ++b) {
+    for (size_t i = 0; i < by_bucket[b].size(); i += max_rows) {
+      const size_t end = std::min(by_bucket[b].size(), i + max_rows);
+      groups.emplace_back(b, std::vector<size_t>(by_bucket[b].begin() + static_cast<long>(i),
+                                                 by_bucket[b].begin() + static_cast<long>(end)));
     }
   }
   return groups;
 }
 
+Status PsClient::SendRows(Request r, bool again) {
+  const RowRequest& q = *r.row;
+  const int s = bucket_owner_.at(q.bucket);
+  r.server = s;
+  const uint64_t id = next_request_++;
+  capnp::MallocMessageBuilder m;
+  auto h = m.initRoot<msg::DataHeader>();
+  FillHeader(h, s, id);
+  h.setOp(q.push ? msg::DataOp::PUSH_ROWS : msg::DataOp::PULL_ROWS);
+  const KeyRange bucket = RowBucketRange(q.bucket);
+  h.initKeyRange().setBegin(bucket.begin);
+  h.getKeyRange().setEnd(bucket.end);
+  h.setTable(q.table);
+  h.setDim(q.dim);
+  auto list = h.initRows(static_cast<unsigned>(q.rows.size()));
+  for (size_t j = 0; j < q.rows.size(); ++j) list.set(static_cast<unsigned>(j), q.rows[j]);
+  Message payload;
+  if (q.push) {
+    h.setLr(q.lr);
+    h.setSlot(q.slot);
+    h.setClock(q.clock);
+    h.setPart(q.part);
+    h.setPayloadFrames(1);
+    payload.push_back(Frame::Share(q.grads->data(), q.grads->size() * sizeof(float), q.grads));
+  }
+  if (!again) {
+    r.order = id;
+    return SendRequest(s, std::move(r), m, std::move(payload));
+  }
+  Message frames;
+  frames.push_back(EncodeFrame(m));
+  for (Frame& f : payload) frames.push_back(std::move(f));
+  const SendFn send = [this](int to, Message& msg) { return servers_[to].socket->Send(msg); };
+  RETURN_IF_ERROR((transport_ ? transport_(s, frames, send) : send(s, frames))
+                      .WithContext("sending to server " + std::to_string(servers_[s].entry.id)));
+  requests_.emplace(id, std::move(r));
+  return OkStatus();
+}
+
+Status PsClient::SendParked(std::chrono::steady_clock::time_point now) {
+  if (parked_.empty()) return OkStatus();
+  std::vector<Request> due, later;
+  for (Request& r : parked_) (r.retry_at <= now ? due : later).push_back(std::move(r));
+  parked_ = std::move(later);
+  for (Request& r : due) RETURN_IF_ERROR(SendRows(std::move(r), true));
+  return OkStatus();
+}
+
 StatusOr<PsClient::Ticket> PsClient::PushRows(uint32_t table, uint32_t dim,
                                               std::span<const uint64_t> rows, const float* grads,
-                                              float lr) {
+                                              const GradientTag& tag) {
+  ASSIGN_OR_RETURN(auto groups, RowGroups(table, dim, rows));
   const Ticket t = NewTicket();
-  for (auto& [s, group] : RowGroups(table, dim, rows)) {
-    const uint64_t id = next_request_++;
-    capnp::MallocMessageBuilder m;
-    auto h = m.initRoot<msg::DataHeader>();
-    FillHeader(h, s, id);
-    h.setOp(msg::DataOp::PUSH_ROWS);
-    h.setSeq(servers_[s].next_seq++);
-    h.setTable(table);
-    h.setDim(dim);
-    h.setLr(lr);
-    auto list = h.initRows(static_cast<unsigned>(group.size()));
-    // The rows of one server are scattered in `grads`: gather them (a copy,
-    // into a buffer reused once ZeroMQ has sent it).
-    std::shared_ptr<std::vector<float>> buf = row_pushes_.Get(group.size() * dim);
+  uint32_t index = 0, last_bucket = 0;
+  for (auto& [b, group] : groups) {
+    if (b != last_bucket) index = 0;
+    last_bucket = b;
+    auto q = std::make_shared<RowRequest>();
+    q->push = true;
+    q->bucket = b;
+    q->table = table;
+    q->dim = dim;
+    q->part = (table << 20) | index++;
+    q->slot = tag.slot;
+    q->clock = tag.clock;
+    q->lr = tag.lr;
+    // The rows of one bucket are scattered in `grads`: gather them (a copy,
+    // into a buffer reused once the push is answered).
+    q->grads = row_pushes_.Get(group.size() * dim);
+    q->rows.resize(group.size());
     for (size_t j = 0; j < group.size(); ++j) {
-      list.set(static_cast<unsigned>(j), rows[group[j]]);
-      std::memcpy(buf->data() + j * dim, grads + group[j] * dim, dim * sizeof(float));
+      q->rows[j] = rows[group[j]];
+      std::memcpy(q->grads->data() + j * dim, grads + group[j] * dim, dim * sizeof(float));
     }
-    h.setPayloadFrames(1);
-    Message payload;
-    payload.push_back(Frame::Share(buf->data(), buf->size() * sizeof(float), buf));
-    Request r{t, s, "row push of table " + std::to_string(table)};
-    RETURN_IF_ERROR(SendRequest(s, std::move(r), m, std::move(payload)));
+    Request r{t, 0, "row push of table " + std::to_string(table)};
+    r.push = true;
+    r.row = std::move(q);
+    RETURN_IF_ERROR(SendRows(std::move(r), false));
   }
   return t;
 }
 
 StatusOr<PsClient::Ticket> PsClient::PullRows(uint32_t table, uint32_t dim,
                                               std::span<const uint64_t> rows, float* out) {
+  ASSIGN_OR_RETURN(auto groups, RowGroups(table, dim, rows));
   const Ticket t = NewTicket();
-  for (auto& [s, group] : RowGroups(table, dim, rows)) {
-    const uint64_t id = next_request_++;
-    capnp::MallocMessageBuilder m;
-    auto h = m.initRoot<msg::DataHeader>();
-    FillHeader(h, s, id);
-    h.setOp(msg::DataOp::PULL_ROWS);
-    h.setTable(table);
-    h.setDim(dim);
-    auto list = h.initRows(static_cast<unsigned>(group.size()));
-    for (size_t j = 0; j < group.size(); ++j) {
-      list.set(static_cast<unsigned>(j), rows[group[j]]);
-    }
-    Request r{t, s, "row pull of table " + std::to_string(table)};
+  for (auto& [b, group] : groups) {
+    auto q = std::make_shared<RowRequest>();
+    q->bucket = b;
+    q->table = table;
+    q->dim = dim;
+    q->rows.resize(group.size());
+    for (size_t j = 0; j < group.size(); ++j) q->rows[j] = rows[group[j]];
+    Request r{t, 0, "row pull of table " + std::to_string(table)};
     r.dest = out;
     r.dest_floats = group.size() * dim;
     r.row_slots = std::move(group);
     r.dim = dim;
-    RETURN_IF_ERROR(SendRequest(s, std::move(r), m, {}));
+    r.row = std::move(q);
+    RETURN_IF_ERROR(SendRows(std::move(r), false));
   }
   return t;
 }
@@ -328,6 +412,14 @@ void PsClient::OnReply(int server, Message& frames) {
       const StatusCode sc = code > 0 && code <= static_cast<uint8_t>(StatusCode::kInternal)
                                 ? static_cast<StatusCode>(code)
                                 : StatusCode::kInternal;
+      if (sc == StatusCode::kAborted && r.row != nullptr) {
+        // Routed by a server table one side has not caught up with: sent
+        // again with the next table, or shortly.
+        r.retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+        parked_.push_back(std::move(r));
+        requests_.erase(it);
+        return OkStatus();
+      }
       Finish(request_id, Status(sc, who + " refused " + r.what + ": " + h.getError().cStr()));
       return OkStatus();
     }
@@ -369,6 +461,7 @@ void PsClient::OnReply(int server, Message& frames) {
 }
 
 Status PsClient::Receive(std::chrono::milliseconds timeout) {
+  RETURN_IF_ERROR(SendParked(std::chrono::steady_clock::now()));
   std::vector<Socket*> sockets;
   for (ServerConn& c : servers_) sockets.push_back(c.socket.get());
   ASSIGN_OR_RETURN(std::vector<bool> ready, PollReadable(sockets, timeout));
@@ -425,6 +518,7 @@ void PsClient::Abandon(Ticket ticket) {
   for (auto it = requests_.begin(); it != requests_.end();) {
     it = it->second.ticket == ticket ? requests_.erase(it) : std::next(it);
   }
+  std::erase_if(parked_, [ticket](const Request& r) { return r.ticket == ticket; });
   tickets_.erase(ticket);
 }
 

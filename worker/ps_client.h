@@ -71,13 +71,21 @@ class PsClient : public WeightSource {
   // flat array based at `flat`.
   StatusOr<Ticket> Pull(const KeyRange& range, float* flat, int64_t clock) override;
 
-  // Sparse rows (embedding tables): row r of table t lives on server
-  // RowServer(t, r). grads / out hold rows.size() * dim floats.
+  // Sparse rows (embedding tables): row r of table t is in row bucket
+  // BucketOfRow(t, r, buckets) (common/ps/keys.h), on the server that holds
+  // the bucket now. grads / out hold rows.size() * dim floats. A push is
+  // named by the slot and clock it was computed for (tag.slot, tag.clock)
+  // and applied once under that name; a row request lost with its server,
+  // or refused as routed by an older server table, is sent again to the
+  // bucket's owner under the same name, so an answered push is never lost
+  // and never applied twice.
   StatusOr<Ticket> PushRows(uint32_t table, uint32_t dim, std::span<const uint64_t> rows,
-                            const float* grads, float lr);
+                            const float* grads, const GradientTag& tag);
   StatusOr<Ticket> PullRows(uint32_t table, uint32_t dim, std::span<const uint64_t> rows,
                             float* out);
-  int RowServer(uint32_t table, uint64_t row) const;
+  // Row buckets in the server table (the job's cluster.servers; 0 for a
+  // dense model).
+  uint32_t row_buckets() const { return static_cast<uint32_t>(bucket_owner_.size()); }
 
   // Compressed transfer: gradients as fp16/bf16/top-k (with error feedback:
   // what top-k leaves out is added to the next push of the same keys),
@@ -98,7 +106,7 @@ class PsClient : public WeightSource {
   Status WaitBuffersReleased(std::chrono::milliseconds deadline);
   void SetIdleHook(std::function<Status()> hook) { idle_hook_ = std::move(hook); }
 
-  size_t in_flight() const { return requests_.size(); }
+  size_t in_flight() const { return requests_.size() + parked_.size(); }
   void set_membership_epoch(uint64_t epoch) { identity_.membership_epoch = epoch; }
   // Adopts a new server table (a backup promoted after a server died):
   // connects to servers it did not know, and fails the requests in flight
@@ -120,6 +128,16 @@ class PsClient : public WeightSource {
     std::unique_ptr<Socket> socket;
     uint64_t next_seq = 0;
   };
+  // A row request, kept whole so it can be sent again.
+  struct RowRequest {
+    bool push = false;
+    uint32_t bucket = 0, table = 0, dim = 0, part = 0;
+    int slot = 0;
+    int64_t clock = 0;
+    float lr = 0;
+    std::vector<uint64_t> rows;
+    std::shared_ptr<std::vector<float>> grads;  // pushes
+  };
   struct Request {
     Request(Ticket t, int s, std::string w) : ticket(t), server(s), what(std::move(w)) {}
     Ticket ticket;
@@ -131,6 +149,9 @@ class PsClient : public WeightSource {
     WireType wire = WireType::kFloat32;  // dense pulls: how the reply is coded
     std::vector<size_t> row_slots;       // sparse pulls: where each row goes in dest
     uint32_t dim = 0;
+    std::shared_ptr<const RowRequest> row;             // row requests
+    std::chrono::steady_clock::time_point retry_at{};  // parked: when to send again
+    uint64_t order = 0;  // row requests: the id it was first sent with
   };
   struct TicketState {
     int remaining = 0;
@@ -144,10 +165,17 @@ class PsClient : public WeightSource {
   Frame CodeGradient(const float* flat, const FlatRange& f, msg::DataHeader::Builder h);
   // The pieces of `range` that `server` owns, each at most kMaxPayloadBytes.
   std::vector<KeyRange> Parts(const KeyRange& range, int server) const;
-  // Row indices grouped by server, at most kMaxPayloadBytes of rows each.
-  std::vector<std::pair<int, std::vector<size_t>>> RowGroups(uint32_t table, uint32_t dim,
-                                                             std::span<const uint64_t> rows) const;
+  // Row indices grouped by bucket, at most kMaxPayloadBytes of rows each.
+  StatusOr<std::vector<std::pair<uint32_t, std::vector<size_t>>>> RowGroups(
+      uint32_t table, uint32_t dim, std::span<const uint64_t> rows) const;
+  // Which server (index in servers_) holds each row bucket.
+  Status IndexBuckets();
   Status SendRequest(int server, Request request, capnp::MessageBuilder& header, Message payload);
+  // Sends r (a row request) to its bucket's owner under a new request id;
+  // `again`: it was counted in its ticket already.
+  Status SendRows(Request r, bool again);
+  // Sends the parked row requests that are due (all: `now` is max).
+  Status SendParked(std::chrono::steady_clock::time_point now);
   void FillHeader(msg::DataHeader::Builder h, int server, uint64_t request_id);
   // Receives whatever replies are waiting (up to `timeout` for the first).
   Status Receive(std::chrono::milliseconds timeout);
@@ -159,6 +187,8 @@ class PsClient : public WeightSource {
   ClientIdentity identity_;
   std::vector<ServerConn> servers_;
   std::map<uint64_t, Request> requests_;
+  std::vector<Request> parked_;    // row requests refused as routed by an old table
+  std::vector<int> bucket_owner_;  // row bucket -> index in servers_
   std::map<Ticket, TicketState> tickets_;
   uint64_t next_request_ = 1;
   Ticket next_ticket_ = 1;

@@ -121,6 +121,12 @@ class Worker {
   std::vector<int32_t> labels_;
   std::vector<PsClient::Ticket> pushes_;
   std::vector<int> todo_;  // ComputeSlots: the slots of the step being computed
+  // Sparse models: each slot's rows as pulled for the last two clocks it
+  // computed, so that a step computed again (a server died meanwhile; with
+  // overlap the step before it too) reads the rows it read the first time
+  // and pushes the same gradients.
+  using PulledRows = std::vector<std::vector<float>>;         // per table
+  std::map<int, std::map<int64_t, PulledRows>> pulled_rows_;  // slot -> clock -> rows
   // The epoch being trained.
   struct EpochRun {
     int epoch = 0;
@@ -315,9 +321,13 @@ Status Worker::FetchRows(Model& model) {
     ASSIGN_OR_RETURN(tickets[t], client_->PullRows(tables[t].table, tables[t].dim, model.rows(),
                                                    tables[t].values.data()));
   }
-  for (size_t t = 0; t < tables.size(); ++t)
-    RETURN_IF_ERROR(client_->Wait(tickets[t], kWaitDeadline));
-  return OkStatus();
+  Status s;
+  for (size_t t = 0; t < tables.size() && s.ok(); ++t) s = client_->Wait(tickets[t], kWaitDeadline);
+  if (!s.ok()) {
+    // Replies still to come must not write into the rows any more.
+    for (size_t t = 0; t < tables.size(); ++t) client_->Abandon(tickets[t]);
+  }
+  return s;
 }
 
 Status Worker::Pull(int64_t clock) {
@@ -372,7 +382,23 @@ Status Worker::ComputeSlot(int64_t k, int slot, float lr) {
     // The rows this batch touches, fresh from the servers.
     model_->GatherSparse(data_.train, mine.data(), n);
     const auto f0 = Clock::now();
-    RETURN_IF_ERROR(FetchRows(*model_));
+    std::map<int64_t, PulledRows>& pulled = pulled_rows_[slot];
+    std::vector<RowBlock>& tables = model_->tables();
+    const size_t rows = model_->rows().size();
+    if (auto it = pulled.find(clock); it != pulled.end()) {
+      for (size_t t = 0; t < tables.size(); ++t) {
+        std::copy(it->second[t].begin(), it->second[t].end(), tables[t].values.data());
+      }
+    } else {
+      RETURN_IF_ERROR(FetchRows(*model_));
+      PulledRows& kept = pulled[clock];
+      kept.resize(tables.size());
+      for (size_t t = 0; t < tables.size(); ++t) {
+        const float* v = tables[t].values.data();
+        kept[t].assign(v, v + rows * static_cast<size_t>(tables[t].dim));
+      }
+      while (pulled.size() > 2) pulled.erase(pulled.begin());
+    }
     t1 = Clock::now();
     pull_wait_s_ += Seconds(t1 - f0);
   }
@@ -408,8 +434,8 @@ Status Worker::ComputeSlot(int64_t k, int slot, float lr) {
   RETURN_IF_ERROR(push_status);
   for (const RowBlock& t : model_->tables()) {
     // Applied on arrival: the rows' gradients do not wait for the clock.
-    ASSIGN_OR_RETURN(PsClient::Ticket p,
-                     client_->PushRows(t.table, t.dim, model_->rows(), t.grads.data(), lr));
+    ASSIGN_OR_RETURN(PsClient::Ticket p, client_->PushRows(t.table, static_cast<uint32_t>(t.dim),
+                                                           model_->rows(), t.grads.data(), tag));
     pushes_.push_back(p);
   }
   RETURN_IF_ERROR(CheckLossFinite(l.loss_sum, run_->epoch, k, slot));

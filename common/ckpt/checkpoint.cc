@@ -361,7 +361,7 @@ StatusOr<Manifest> VerifyCheckpoint(const std::string& folder) {
   if (!m.job.name.empty()) RETURN_IF_ERROR(VerifyCheckpointFile(folder, m.job));
   std::vector<const ManifestFile*> dense;
   for (const ManifestFile& mf : m.files) {
-    if (mf.key_begin != mf.key_end) dense.push_back(&mf);
+    if (!mf.holds_rows()) dense.push_back(&mf);
   }
   std::sort(dense.begin(), dense.end(), [](const ManifestFile* a, const ManifestFile* b) {
     return a->key_begin < b->key_begin;

@@ -89,8 +89,11 @@ struct ManifestFile {
   // manifests of format 1: the CRC-32 of the whole file.
   uint32_t crc32 = 0;
   bool whole_file_crc = false;
-  uint64_t key_begin = 0, key_end = 0;  // equal: a server's embedding rows
+  uint64_t key_begin = 0, key_end = 0;  // the dense keys or the row bucket it holds
   int64_t clock = -1;                   // the clock the file's weights are at; -1: not recorded
+  // Embedding rows: a row bucket's (keys of the row-bucket tensor,
+  // common/ps/keys.h), or, written before buckets, a server's (equal keys).
+  bool holds_rows() const { return key_begin == key_end || (key_begin >> 32) == 0xffffffffu; }
 };
 
 struct ManifestTensor {

@@ -345,8 +345,10 @@ struct Control {
 enum DataOp {
   push @0;       # gradients for keyRange at `clock`; payload: the range's floats
   pull @1;       # weights of keyRange once `clock` steps are applied; no payload
-  pushRows @2;   # sparse: gradients of `rows` of `table`; payload: rows x dim
-  pullRows @3;   # sparse: values of `rows` of `table`; no payload
+  pushRows @2;   # sparse: gradients of `rows` of `table`, all of the row
+                 # bucket keyRange names; payload: rows x dim; applied once
+                 # per (slot, clock, part)
+  pullRows @3;   # sparse: values of `rows` of `table` (of one bucket); no payload
   reply @4;      # answer to requestId; pull/pullRows: payload as requested
   error @5;      # requestId failed: `error` says why
   replicaState @7;  # primary -> a new backup: one piece of a range
@@ -355,6 +357,10 @@ enum DataOp {
                     # the updates applied after it follow as `replicate`
   replicate @6;  # primary -> backup: an update the primary applied to
                  # keyRange (payload: the gradient), to apply identically
+  replicateRows @8;  # primary -> backup: a row push the primary applied to
+                     # the bucket keyRange names, as the worker sent it
+                     # (table, dim, rows, lr, slot, clock, part; payload:
+                     # the gradients), answered once applied
 }
 
 enum DType {
@@ -386,6 +392,8 @@ struct DataHeader {
   sampleHash @18 :UInt64;      # push: sum of Mix64(sample index) of its samples
   step @19 :Int64;             # replicate: the optimizer's step number
   version @20 :Int64;          # replicate: the primary's version after it
+  part @21 :UInt32;            # pushRows: which of the step's row messages for the
+                               # bucket (table << 20 | index)
   errorCode @16 :UInt8;        # op = error: what the requester should do, as
                                # pstrain::StatusCode (4 = aborted: stale
                                # membership or incarnation, restart the step)

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/data/handout.h"
+
 namespace pstrain {
 
 KeyLayout::KeyLayout(const TensorLayout& tensors, size_t block_floats) {
@@ -134,7 +136,13 @@ StatusOr<std::vector<KeyRange>> SliceKeys(const KeyLayout& layout, int servers) 
   return out;
 }
 
+uint32_t BucketOfRow(uint32_t table, uint64_t row, uint32_t buckets) {
+  return static_cast<uint32_t>(Mix64((static_cast<uint64_t>(table) << 40) ^ row) %
+                               std::max<uint32_t>(buckets, 1));
+}
+
 std::string ToString(const KeyRange& r) {
+  if (IsRowBucket(r)) return "rows/" + std::to_string(RowBucketOf(r));
   char buf[96];
   std::snprintf(buf, sizeof buf, "[%u:%u, %u:%u)", static_cast<unsigned>(r.begin >> 32),
                 static_cast<unsigned>(r.begin & 0xffffffff), static_cast<unsigned>(r.end >> 32),

@@ -90,6 +90,23 @@ class KeyLayout {
 // servers; otherwise an error says so.
 StatusOr<std::vector<KeyRange>> SliceKeys(const KeyLayout& layout, int servers);
 
+// "[0:0, 0:7)", or "rows/3" for a row bucket.
 std::string ToString(const KeyRange& r);
+
+// Row buckets (sparse models). Row r of embedding table t belongs to bucket
+// BucketOfRow(t, r, B) of B (the job's cluster.servers), whichever server
+// holds the bucket now. A bucket is named by a one-key range of a tensor
+// no model has, kRowBucketTensor, so the coordinator places, backs up,
+// promotes and checkpoints buckets as it does dense key ranges.
+inline constexpr uint32_t kRowBucketTensor = 0xffffffffu;
+inline constexpr uint32_t kMaxRowBuckets = 1u << 16;
+uint32_t BucketOfRow(uint32_t table, uint64_t row, uint32_t buckets);
+inline KeyRange RowBucketRange(uint32_t bucket) {
+  return {MakeKey(kRowBucketTensor, bucket), MakeKey(kRowBucketTensor, bucket) + 1};
+}
+inline bool IsRowBucket(const KeyRange& r) {
+  return (r.begin >> 32) == kRowBucketTensor && r.end == r.begin + 1;
+}
+inline uint32_t RowBucketOf(const KeyRange& r) { return static_cast<uint32_t>(r.begin); }
 
 }  // namespace pstrain

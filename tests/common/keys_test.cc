@@ -150,5 +150,20 @@ TEST_CASE("Pieces cuts at tensor boundaries and on a grid of kPieceBlocks blocks
   CHECK(whole[first_weight] == KeyRange{MakeKey(1, 0), MakeKey(2, 0)});
 }
 
+TEST_CASE("Row buckets are one-key ranges of a tensor no model has", "[keys]") {
+  const KeyRange b = RowBucketRange(5);
+  CHECK(IsRowBucket(b));
+  CHECK(RowBucketOf(b) == 5);
+  CHECK(ToString(b) == "rows/5");
+  CHECK_FALSE(IsRowBucket({MakeKey(0, 0), MakeKey(1, 0)}));
+  CHECK_FALSE(KeyLayout(SeedLayout()).IsValidRange(b));
+  // Rows spread over the buckets, the same way on every node.
+  std::vector<int> count(4, 0);
+  for (uint64_t row = 0; row < 4000; ++row) ++count[BucketOfRow(0, row, 4)];
+  for (int c : count) CHECK(c > 800);
+  CHECK(BucketOfRow(1, 77, 4) == BucketOfRow(1, 77, 4));
+  CHECK(BucketOfRow(1, 77, 1) == 0);
+}
+
 }  // namespace
 }  // namespace pstrain

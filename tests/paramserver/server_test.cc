@@ -75,7 +75,7 @@ class ServerFixture {
     a.job_base_dir = dir_.path().string();
     a.input_dim = 4;
     a.num_classes = 3;
-    a.servers = {{0, data_endpoint_, {keys_->all()}, 1, {}, {}, {}}};
+    a.servers = {{0, data_endpoint_, {keys_->all(), RowBucketRange(0)}, 1, {}, {}, {}}};
     a.workers = {0, 1};
     a.worker_incarnations = {100, 101};
     a.heartbeat_ms = 1000;
@@ -98,8 +98,9 @@ class ServerFixture {
   }
 
   std::unique_ptr<PsClient> Client(int worker, uint64_t incarnation) {
-    auto c = PsClient::Connect(ctx_, *keys_, {{0, data_endpoint_, {keys_->all()}, 1, {}, {}, {}}},
-                               {worker, incarnation, 1});
+    auto c = PsClient::Connect(
+        ctx_, *keys_, {{0, data_endpoint_, {keys_->all(), RowBucketRange(0)}, 1, {}, {}, {}}},
+        {worker, incarnation, 1});
     REQUIRE(c.ok());
     return std::move(*c);
   }
@@ -229,7 +230,7 @@ TEST_CASE("Sparse rows are pushed and pulled through the client", "[paramserver]
   REQUIRE(c->Wait(*c->PullRows(3, 8, rows, before.data()), kDeadline).ok());
   CHECK(std::equal(before.begin(), before.begin() + 8, before.begin() + 16));  // row 7 twice
   std::vector<float> g(rows.size() * 8, 1.0f);
-  REQUIRE(c->Wait(*c->PushRows(3, 8, rows, g.data(), 0.5f), kDeadline).ok());
+  REQUIRE(c->Wait(*c->PushRows(3, 8, rows, g.data(), {0, 1, 0.5f, 0, 0}), kDeadline).ok());
   REQUIRE(c->Wait(*c->PullRows(3, 8, rows, after.data()), kDeadline).ok());
   CHECK(after[0] == Approx(before[0] - 1.0f));  // row 7 got two gradients
   CHECK(after[8] == Approx(before[8] - 0.5f));
@@ -240,7 +241,7 @@ TEST_CASE("Sparse rows are pushed and pulled through the client", "[paramserver]
   // keep their values.
   auto c1 = f.Client(1, 101);
   g[9] = std::numeric_limits<float>::quiet_NaN();
-  s = c1->Wait(*c1->PushRows(3, 8, rows, g.data(), 0.5f), kDeadline);
+  s = c1->Wait(*c1->PushRows(3, 8, rows, g.data(), {1, 1, 0.5f, 0, 0}), kDeadline);
   CHECK(s.code() == StatusCode::kInvalidArgument);
   CHECK_THAT(s.message(), Catch::Contains("the row gradient from worker 1 for table 3, row "
                                           "123456789 holds NaN; refused"));

@@ -8,6 +8,7 @@
 #include "paramserver/admission.h"
 #include "paramserver/pull_queue.h"
 #include "paramserver/routing_plan.h"
+#include "paramserver/row_bucket.h"
 #include "paramserver/row_tables.h"
 
 namespace pstrain {
@@ -34,6 +35,9 @@ TEST_CASE("Only live workers of the current routing may send requests", "[server
               "membership epoch 2 is older than the servers' routing, epoch 3"));
   CHECK(Fails(a.Check(0, 100, 3, 1, 2), StatusCode::kInvalidArgument,
               "header announces 1 payload frames, 2 came"));
+  // Row requests name their bucket: any routing will do, not any worker.
+  CHECK(a.Check(0, 100, 2, 0, 0, /*routed=*/false).ok());
+  CHECK(Fails(a.Check(1, 99, 3, 0, 0, false), StatusCode::kAborted, "stale incarnation"));
 }
 
 TEST_CASE("A request older than the membership its worker joined in is refused", "[server-units]") {
@@ -187,6 +191,17 @@ TEST_CASE("A replica whose primary died is promoted and runs without a backup", 
   CHECK((plan->backups[1].keys == kB && plan->backups[1].server == -1));
 }
 
+TEST_CASE("A row bucket is promoted and backed up like a key range", "[server-units]") {
+  const KeyRange b0 = RowBucketRange(0), b1 = RowBucketRange(1);
+  // Server 1 died: bucket 1, backed up here, is now server 0's.
+  const std::vector<ServerEntry> table = {Entry(0, {kA, b0, b1}, {})};
+  auto plan = PlanRouting(0, table, {kA, b0}, {b1});
+  REQUIRE(plan.ok());
+  CHECK(plan->promote == std::vector<KeyRange>{b1});
+  REQUIRE(plan->backups.size() == 3);
+  CHECK(plan->backups[2].keys == b1);
+}
+
 TEST_CASE("A range assigned without a replica here is an error", "[server-units]") {
   const std::vector<ServerEntry> table = {Entry(0, {kA, kB}, {})};
   auto plan = PlanRouting(0, table, {kA}, {});
@@ -199,6 +214,73 @@ TEST_CASE("A server never backs up its own range", "[server-units]") {
   auto plan = PlanRouting(0, table, {kA}, {kA});
   REQUIRE(plan.ok());
   CHECK(plan->backups[0].server == -1);
+}
+
+OptimizerOptions Adagrad() {
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kAdagrad;
+  return o;
+}
+
+TEST_CASE("A row push is applied once under its slot, clock and part", "[server-units]") {
+  RowBucket b(3, Adagrad(), 7);
+  CHECK(b.FirstTime({0, 10, 1}));
+  CHECK_FALSE(b.FirstTime({0, 10, 1}));  // resent, recomputed or duplicated
+  CHECK(b.FirstTime({0, 10, 2}));        // another message of the step
+  CHECK(b.FirstTime({1, 10, 1}));        // another slot
+  CHECK(b.FirstTime({0, 9, 1}));         // an older step, first time
+  CHECK(b.FirstTime({0, 11, 1}));
+}
+
+TEST_CASE("A slot forgets its oldest clocks, which then count as applied", "[server-units]") {
+  RowBucket b(0, Adagrad(), 7);
+  for (int64_t c = 0; c <= static_cast<int64_t>(RowBucket::kSeenClocks); ++c) {
+    REQUIRE(b.FirstTime({0, c, 0}));
+  }
+  CHECK_FALSE(b.FirstTime({0, 0, 1}));  // forgotten: never applied twice
+  CHECK(b.FirstTime({0, 1, 1}));        // still remembered
+  CHECK(b.FirstTime({1, 0, 0}));        // other slots unaffected
+}
+
+TEST_CASE("A row bucket's state makes a backup that holds the same rows and pushes",
+          "[server-units]") {
+  RowBucket primary(1, Adagrad(), 7);
+  SparseTable* t = *primary.tables().Get(2, 4);
+  const std::vector<uint64_t> rows = {5, 99};
+  const std::vector<float> g(8, 0.25f);
+  t->Push(rows, g.data(), 0.1f);
+  REQUIRE(primary.FirstTime({0, 4, 7}));
+  BinaryWriter w;
+  primary.SaveState(w);
+  auto reader = BinaryReader::Open("state", w.Finish());
+  REQUIRE(reader.ok());
+  RowBucket backup(1, Adagrad(), 7);
+  REQUIRE(backup.LoadState(*reader).ok());
+  CHECK_FALSE(backup.FirstTime({0, 4, 7}));
+  CHECK(backup.FirstTime({0, 5, 7}));
+  const SparseTable* copy = *backup.tables().Get(2, 4);
+  CHECK(copy->Digest() == t->Digest());
+  CHECK(copy->row_count() == 2);
+  // The same next push keeps them equal, value for value.
+  t->Push(rows, g.data(), 0.1f);
+  (*backup.tables().Get(2, 4))->Push(rows, g.data(), 0.1f);
+  CHECK(copy->Digest() == t->Digest());
+  // A checkpoint's rows file holds the rows and no pushes.
+  BinaryWriter rw;
+  primary.SaveRows(rw);
+  auto rr = BinaryReader::Open("rows", rw.Finish());
+  REQUIRE(rr.ok());
+  RowBucket restored(1, Adagrad(), 7);
+  REQUIRE(restored.LoadRows(*rr).ok());
+  CHECK((*restored.tables().Get(2, 4))->Digest() == t->Digest());
+  CHECK(restored.FirstTime({0, 4, 7}));
+  // A state that ends early is refused, and the bucket keeps what it held.
+  BinaryWriter short_state;
+  short_state.U32(1);  // one table, and nothing of it
+  auto bad = BinaryReader::Open("bad", short_state.Finish());
+  REQUIRE(bad.ok());
+  CHECK_FALSE(backup.LoadState(*bad).ok());
+  CHECK((*backup.tables().Get(2, 4))->row_count() == 2);
 }
 
 }  // namespace
