@@ -124,7 +124,7 @@ void PsClient::FillHeader(msg::DataHeader::Builder h, int server, uint64_t reque
 }
 
 Status PsClient::SendRequest(int server, Request request, capnp::MessageBuilder& header,
-                             Message payload) {
+                             Message payload, bool counted) {
   const uint64_t id = header.getRoot<msg::DataHeader>().getRequestId();
   Message frames;
   frames.push_back(EncodeFrame(header));
@@ -133,7 +133,7 @@ Status PsClient::SendRequest(int server, Request request, capnp::MessageBuilder&
   RETURN_IF_ERROR(
       (transport_ ? transport_(server, frames, send) : send(server, frames))
           .WithContext("sending to server " + std::to_string(servers_[server].entry.id)));
-  tickets_[request.ticket].remaining++;
+  if (!counted) tickets_[request.ticket].remaining++;
   requests_.emplace(id, std::move(request));
   return OkStatus();
 }
@@ -308,18 +308,8 @@ Status PsClient::SendRows(Request r, bool again) {
     h.setPayloadFrames(1);
     payload.push_back(Frame::Share(q.grads->data(), q.grads->size() * sizeof(float), q.grads));
   }
-  if (!again) {
-    r.order = id;
-    return SendRequest(s, std::move(r), m, std::move(payload));
-  }
-  Message frames;
-  frames.push_back(EncodeFrame(m));
-  for (Frame& f : payload) frames.push_back(std::move(f));
-  const SendFn send = [this](int to, Message& msg) { return servers_[to].socket->Send(msg); };
-  RETURN_IF_ERROR((transport_ ? transport_(s, frames, send) : send(s, frames))
-                      .WithContext("sending to server " + std::to_string(servers_[s].entry.id)));
-  requests_.emplace(id, std::move(r));
-  return OkStatus();
+  if (!again) r.order = id;
+  return SendRequest(s, std::move(r), m, std::move(payload), again);
 }
 
 Status PsClient::SendParked(std::chrono::steady_clock::time_point now) {

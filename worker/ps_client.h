@@ -170,7 +170,9 @@ class PsClient : public WeightSource {
       uint32_t table, uint32_t dim, std::span<const uint64_t> rows) const;
   // Which server (index in servers_) holds each row bucket.
   Status IndexBuckets();
-  Status SendRequest(int server, Request request, capnp::MessageBuilder& header, Message payload);
+  // `counted`: a request sent again, counted in its ticket already.
+  Status SendRequest(int server, Request request, capnp::MessageBuilder& header, Message payload,
+                     bool counted = false);
   // Sends r (a row request) to its bucket's owner under a new request id;
   // `again`: it was counted in its ticket already.
   Status SendRows(Request r, bool again);
