@@ -180,8 +180,30 @@ Status Coordinator::OnWorkerDeath(const Node& dead, const Verdict& v) {
   if (live.empty())
     return Unavailable("every worker has died; the last: worker " + std::to_string(gone.id) + ": " +
                        why);
+  std::vector<int> survivors = live;
+  if (handover_.has_value() && handover_->joiner == gone.id) {
+    // Its slots go to the survivors like any dead worker's: their givers
+    // take them back at their current step.
+    handover_.reset();
+  } else if (handover_.has_value()) {
+    // Slots it had not said where they go over are its own again, and a
+    // worker still waiting to join takes over nothing (unless it is all
+    // that is left).
+    for (auto it = handover_->giver.begin(); it != handover_->giver.end();) {
+      if (it->second != gone.id) {
+        ++it;
+        continue;
+      }
+      book_.Reclaim(it->first, gone.id);
+      it = handover_->giver.erase(it);
+    }
+    if (survivors.size() > 1) {
+      survivors.erase(std::remove(survivors.begin(), survivors.end(), handover_->joiner),
+                      survivors.end());
+    }
+  }
   // Its slots and test rows go to the survivors (WorkBook::WorkerDied).
-  const WorkBook::Death death = book_.WorkerDied(gone.id, live);
+  const WorkBook::Death death = book_.WorkerDied(gone.id, survivors);
   ++membership_epoch_;
   RETURN_IF_ERROR(BroadcastMembership());
   pending_acks_.clear();
@@ -209,7 +231,8 @@ Status Coordinator::OnWorkerDeath(const Node& dead, const Verdict& v) {
   return OkStatus();
 }
 
-Status Coordinator::SendStartEpoch(const Node& n, const std::vector<int>& only) {
+Status Coordinator::SendStartEpoch(const Node& n, const std::vector<int>& only,
+                                   const std::vector<int64_t>& from) {
   capnp::MallocMessageBuilder m;
   auto se = m.initRoot<msg::Control>().initStartEpoch();
   se.setEpoch(current_.epoch);
@@ -223,7 +246,93 @@ Status Coordinator::SendStartEpoch(const Node& n, const std::vector<int>& only) 
   }
   auto slots = se.initOnlySlots(static_cast<unsigned>(only.size()));
   for (size_t i = 0; i < only.size(); ++i) slots.set(static_cast<unsigned>(i), only[i]);
+  auto first = se.initSlotFrom(static_cast<unsigned>(from.size()));
+  for (size_t i = 0; i < from.size(); ++i) first.set(static_cast<unsigned>(i), from[i]);
   return SendTo(n, m);
+}
+
+Status Coordinator::StartHandover(const Node& joiner) {
+  // One at a time; a worker joining meanwhile, or between epochs, gets its
+  // slots at the next epoch.
+  if (handover_.has_value() || current_.epoch < 0 || book_.epoch() != current_.epoch) {
+    return OkStatus();
+  }
+  const std::map<int, int> moved = book_.WorkerJoined(joiner.id);
+  if (moved.empty()) return OkStatus();
+  handover_ = Handover{joiner.id, ++membership_epoch_, moved, {}, Clock::now()};
+  std::string list;
+  for (const auto& [slot, giver] : moved) {
+    list +=
+        (list.empty() ? "" : ", ") + std::to_string(slot) + " of worker " + std::to_string(giver);
+  }
+  PSTRAIN_LOG(INFO) << "worker " << joiner.id << " joins epoch " << current_.epoch + 1
+                    << " with slot(s) " << list << " at their next step";
+  return BroadcastMembership();
+}
+
+Status Coordinator::OnReleased(const Node& n, msg::MembershipAck::Reader ack) {
+  if (!handover_.has_value() || ack.getMembershipEpoch() < handover_->membership_epoch) {
+    return OkStatus();
+  }
+  const auto slots = ack.getReleasedSlots();
+  const auto at = ack.getReleasedAt();
+  if (slots.size() != at.size()) {
+    return InvalidArgument("a membershipAck with " + std::to_string(slots.size()) +
+                           " released slots and " + std::to_string(at.size()) + " steps");
+  }
+  for (unsigned i = 0; i < slots.size(); ++i) {
+    auto g = handover_->giver.find(slots[i]);
+    if (g == handover_->giver.end() || g->second != n.id) continue;
+    if (at[i] < current_.first_step || at[i] > current_.steps) {
+      return InvalidArgument("slot " + std::to_string(slots[i]) + " released at step " +
+                             std::to_string(at[i]) + " of an epoch of " +
+                             std::to_string(current_.steps));
+    }
+    handover_->from[slots[i]] = at[i];
+    handover_->giver.erase(g);
+  }
+  // It acted on the membership that moved them: every one must be named.
+  for (const auto& [slot, giver] : handover_->giver) {
+    if (giver == n.id) {
+      return Internal("worker " + std::to_string(n.id) + " acknowledged membership " +
+                      std::to_string(ack.getMembershipEpoch()) + " without saying where slot " +
+                      std::to_string(slot) + " goes to worker " +
+                      std::to_string(handover_->joiner));
+    }
+  }
+  return OkStatus();
+}
+
+Status Coordinator::CheckHandover() {
+  if (!handover_.has_value() || !handover_->giver.empty()) return OkStatus();
+  const Handover h = *std::exchange(handover_, std::nullopt);
+  Node* joiner = nullptr;
+  for (Node* w : LiveWorkers()) {
+    if (w->id == h.joiner) joiner = w;
+  }
+  if (joiner == nullptr) return OkStatus();
+  std::vector<int64_t> from(book_.slot_owners().size(), current_.first_step);
+  std::string slots = "[";
+  int64_t first = current_.steps;
+  for (const auto& [slot, step] : h.from) {
+    from[static_cast<size_t>(slot)] = step;
+    first = std::min(first, step);
+    slots += std::to_string(slot) + ",";
+  }
+  if (slots.size() > 1) slots.pop_back();
+  slots += "]";
+  RETURN_IF_ERROR(metrics_->Write(JsonObject()
+                                      .Add("event", "slots_handed")
+                                      .Add("worker", h.joiner)
+                                      .Add("epoch", current_.epoch + 1)
+                                      .AddRaw("slots", slots)
+                                      .Add("from_step", first)
+                                      .Add("steps", current_.steps)
+                                      .Add("seconds", Since(h.start))
+                                      .Add("time", SinceStart())));
+  PSTRAIN_LOG(INFO) << "worker " << h.joiner << " trains epoch " << current_.epoch + 1
+                    << " from step " << first << " of " << current_.steps;
+  return SendStartEpoch(*joiner, {}, from);
 }
 
 Status Coordinator::SendEvaluate(const Node& n, int64_t begin, int64_t end) {
@@ -310,8 +419,9 @@ Status Coordinator::OnRegister(const std::string& identity, msg::Register::Reade
     return Assign();
   }
   if (monitoring_) {
-    // A replacement joining a running job: it gets the job now, a share of
-    // the slots from the next epoch on.
+    // A replacement joining a running job: it gets the job now, and once
+    // it is ready a share of the slots from their next step on
+    // (StartHandover), or from the next epoch on if none is training.
     PSTRAIN_LOG(WARNING) << "worker " << id << " joined from " << r.getHost().cStr();
     RETURN_IF_ERROR(metrics_->Write(JsonObject()
                                         .Add("event", "node_joined")
@@ -333,7 +443,8 @@ Status Coordinator::Pump(std::chrono::milliseconds timeout, const Handler& handl
   RETURN_IF_ERROR(SendHeartbeats(now));
   if (!monitoring_) return OkStatus();
   RETURN_IF_ERROR(DetectDeaths(now));
-  return CheckRecovered();
+  RETURN_IF_ERROR(CheckRecovered());
+  return CheckHandover();
 }
 
 Status Coordinator::ReceiveAll(const Handler& handler) {
@@ -413,6 +524,7 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
           n.ready = true;
           PublishMembership();
           if (monitoring_ && n.role == msg::Role::SERVER) return ReReplicate(n);
+          if (monitoring_) return StartHandover(n);
           return OkStatus();
         case msg::Control::REPLICA_READY:
           return OnReplicaReady(n, c.getReplicaReady());
@@ -427,7 +539,7 @@ Status Coordinator::ReceiveAll(const Handler& handler) {
               pending_acks_.count(n.id) != 0) {
             pending_acks_[n.id] = true;
           }
-          return OkStatus();
+          return OnReleased(n, c.getMembershipAck());
         default:
           return handler(n, c);
       }

@@ -324,7 +324,27 @@ class Coordinator {
   WorkBook book_{0};
   // Starts the current epoch on worker n: every slot it owns, or just
   // `only` when not empty (slots it takes over from a dead worker).
-  Status SendStartEpoch(const Node& n, const std::vector<int>& only);
+  // `from`: per slot, the first step its owner computes (empty: the
+  // epoch's first step).
+  Status SendStartEpoch(const Node& n, const std::vector<int>& only,
+                        const std::vector<int64_t>& from = {});
+  // A worker that joined while the epoch trains (WorkBook::WorkerJoined),
+  // waiting for the givers of its slots to say where each goes over.
+  struct Handover {
+    int joiner = -1;
+    uint64_t membership_epoch = 0;
+    std::map<int, int> giver;     // slot -> the worker it comes from, until that one said
+    std::map<int, int64_t> from;  // slot -> the joiner's first step of it
+    std::chrono::steady_clock::time_point start{};
+  };
+  std::optional<Handover> handover_;
+  // Worker `joiner` became ready while the epoch trains: it takes its share
+  // of the slots from the next step of their givers on.
+  Status StartHandover(const Node& joiner);
+  // A giver acknowledged a membership: where the slots it lost go over.
+  Status OnReleased(const Node& n, msg::MembershipAck::Reader ack);
+  // Every giver said: the joiner starts the epoch where they stopped.
+  Status CheckHandover();
   // Asks worker n to evaluate test rows [begin, end) of the current epoch.
   Status SendEvaluate(const Node& n, int64_t begin, int64_t end);
   // Refused control messages, and the rate limit of their log lines.

@@ -62,6 +62,33 @@ bool WorkBook::Evaluated(int worker, int64_t begin, int64_t count) {
   return true;
 }
 
+std::map<int, int> WorkBook::WorkerJoined(int worker) {
+  std::map<int, int> moved;
+  if (epoch_ < 0 || evaluating_ || training_.count(worker) != 0) return moved;
+  std::vector<int> training;
+  for (const auto& [w, done] : training_) {
+    if (!done) training.push_back(w);
+  }
+  if (training.empty()) return moved;
+  const auto share = static_cast<int64_t>(owners_.size() / (training.size() + 1));
+  auto load = [&](int w) { return std::count(owners_.begin(), owners_.end(), w); };
+  while (load(worker) < share) {
+    int giver = training[0];
+    for (int w : training) {
+      if (load(w) >= load(giver)) giver = w;
+    }
+    if (load(giver) < load(worker) + 2) break;
+    for (size_t s = owners_.size(); s-- > 0;) {
+      if (owners_[s] != giver) continue;
+      owners_[s] = worker;
+      moved[static_cast<int>(s)] = giver;
+      break;
+    }
+  }
+  if (!moved.empty()) training_[worker] = false;
+  return moved;
+}
+
 WorkBook::Death WorkBook::WorkerDied(int worker, const std::vector<int>& survivors) {
   Death d;
   if (survivors.empty()) return d;

@@ -62,6 +62,16 @@ class WorkBook {
   bool AllEvaluated() const { return evals_.empty(); }
   const std::vector<EvalRange>& outstanding() const { return evals_; }
 
+  // `worker` joined while the epoch trains: it takes its share of the
+  // slots (slots / (workers training + 1)), one at a time the highest slot
+  // of the worker training with the most (highest id on ties), and must
+  // report the epoch too. Returns slot -> the worker it came from; nothing
+  // while evaluating, between epochs, or when no worker has two slots more.
+  std::map<int, int> WorkerJoined(int worker);
+  // `slot`, handed to a worker that joined, is `giver`'s again (the giver
+  // died before it said where the slot goes over).
+  void Reclaim(int slot, int giver) { owners_[static_cast<size_t>(slot)] = giver; }
+
   // `worker` died; `survivors` are the live workers (not empty). Its slots
   // go one by one to the survivor owning the fewest (lowest id on ties).
   // During training a survivor that had finished trains them this epoch

@@ -501,6 +501,16 @@ int RunRole(const CommandLine& cl, const std::atomic<bool>* stop) {
     if (const char* stall = std::getenv("PSTRAIN_FAULT_STALL_MS"); stall != nullptr) {
       o.stall_ms = std::atoi(stall);
     }
+    if (const char* gate = std::getenv("PSTRAIN_FAULT_STEP_GATE"); gate != nullptr) {
+      const std::string g = gate;
+      const size_t at = g.rfind('@');
+      if (at == std::string::npos) {
+        PSTRAIN_LOG(ERROR) << "PSTRAIN_FAULT_STEP_GATE=" << g << ": not FILE@STEP";
+        return 2;
+      }
+      o.step_gate = g.substr(0, at);
+      o.step_gate_at = std::atoll(g.c_str() + at + 1);
+    }
     SetLogPrefix("worker");
     s = RunWorker(o, stop, &exit_code);
   }

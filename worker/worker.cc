@@ -60,9 +60,9 @@ class Worker {
   // Trains the slots this worker owns for the epoch, or just `only` when
   // it is not empty (slots taken over after this worker had finished).
   Status RunEpoch(const WorkerTask& t);
-  // Step k of the epoch for `slots`, computed again as often as it is
-  // interrupted, then the weights after it.
-  Status RunStep(int64_t k, const std::vector<int>& slots);
+  // Step k of the epoch for the slots it has (WorkerDuties::StepSlots),
+  // computed again as often as it is interrupted, then the weights after it.
+  Status RunStep(int64_t k);
   // Computes step k of each slot in `slots` with the weights in the model
   // and pushes the gradients.
   Status ComputeSlots(int64_t k, const std::vector<int>& slots);
@@ -102,8 +102,10 @@ class Worker {
   Status Idle();
   // Sparse models: pulls the rows of the gathered batch from the servers.
   Status FetchRows(Model& model);
-  // Tells the coordinator this worker acts on `membership_epoch` now.
-  Status AckMembership(uint64_t membership_epoch);
+  // Tells the coordinator this worker acts on `membership_epoch` now, and
+  // where the slots it handed away go over.
+  Status AckMembership(uint64_t membership_epoch,
+                       const std::vector<WorkerDuties::Release>& released = {});
 
   ZmqContext& ctx_;
   WorkerOptions options_;
@@ -132,9 +134,6 @@ class Worker {
     int epoch = 0;
     int64_t first_clock = 0;
     HandoutPlan plan;
-    // Not empty: train just these slots (taken over after this worker had
-    // finished the epoch), and any taken over meanwhile.
-    std::vector<int> only;
     int64_t first_step = 0;  // above 0: resumed from a cut
   };
   std::optional<EpochRun> run_;
@@ -147,7 +146,8 @@ class Worker {
   bool stalled_ = false;                // options_.stall_ms was spent
   std::map<int, int64_t> eval_clocks_;  // epoch -> the clock its weights are at
   int exit_code_ = 0;
-  Status WaitForEvalGate();
+  // Fault tests: waits, answering the coordinator, until `gate` exists.
+  Status WaitForGate(const std::string& gate, const std::string& what);
   Status EvaluateRows(int epoch, int64_t begin, int64_t end);
 };
 
@@ -230,11 +230,18 @@ Status Worker::Idle() {
   return control_->Tick();
 }
 
-Status Worker::AckMembership(uint64_t membership_epoch) {
+Status Worker::AckMembership(uint64_t membership_epoch,
+                             const std::vector<WorkerDuties::Release>& released) {
   capnp::MallocMessageBuilder ack;
   auto b = ack.initRoot<msg::Control>().initMembershipAck();
   b.setNodeId(assignment_.node_id);
   b.setMembershipEpoch(membership_epoch);
+  auto slots = b.initReleasedSlots(static_cast<unsigned>(released.size()));
+  auto steps = b.initReleasedAt(static_cast<unsigned>(released.size()));
+  for (size_t i = 0; i < released.size(); ++i) {
+    slots.set(static_cast<unsigned>(i), released[i].slot);
+    steps.set(static_cast<unsigned>(i), released[i].step);
+  }
   return control_->Send(ack);
 }
 
@@ -286,16 +293,25 @@ Status Worker::OnStartEpoch(msg::StartEpoch::Reader e) {
       e.getFirstClock() == run_->first_clock && e.getFirstStep() == run_->first_step) {
     return trained_ ? SendEpochDone() : OkStatus();
   }
+  std::vector<int64_t> from;
+  for (int64_t f : e.getSlotFrom()) from.push_back(f);
   return duties_->StartEpoch(e.getEpoch(), e.getFirstClock(), e.getSteps(),
                              ToVector(e.getSlotOwners()), ToVector(e.getOnlySlots()),
-                             e.getFirstStep());
+                             e.getFirstStep(), from);
 }
 
 Status Worker::OnMembership(msg::Membership::Reader m) {
-  ASSIGN_OR_RETURN(const int gained, duties_->NewMembership(ToVector(m.getSlotOwners())));
+  ASSIGN_OR_RETURN(const WorkerDuties::Change change,
+                   duties_->NewMembership(ToVector(m.getSlotOwners())));
   client_->set_membership_epoch(m.getMembershipEpoch());
-  if (gained > 0) PSTRAIN_LOG(INFO) << "took over " << gained << " slot(s) of a dead worker";
-  return AckMembership(m.getMembershipEpoch());
+  if (change.gained > 0 && duties_->running()) {
+    PSTRAIN_LOG(INFO) << "took over " << change.gained << " slot(s)";
+  }
+  for (const WorkerDuties::Release& r : change.released) {
+    PSTRAIN_LOG(INFO) << "slot " << r.slot << " goes to worker "
+                      << duties_->owners()[static_cast<size_t>(r.slot)] << " from step " << r.step;
+  }
+  return AckMembership(m.getMembershipEpoch(), change.released);
 }
 
 Status Worker::OnRouting(msg::Routing::Reader r) {
@@ -449,9 +465,6 @@ Status Worker::ComputeSlot(int64_t k, int slot, float lr) {
 
 Status Worker::TakeOver(int64_t k) {
   const std::vector<int> taken = duties_->TakeTakeover();
-  // Training just some slots: the ones taken over now are trained on to the
-  // end of the epoch too.
-  if (!run_->only.empty()) run_->only.insert(run_->only.end(), taken.begin(), taken.end());
   const bool bsp = assignment_.config.cluster.consistency == Consistency::kBsp;
   for (int64_t j = bsp ? k : 0; j <= k && j >= 0; ++j) RETURN_IF_ERROR(ComputeSlots(j, taken));
   return OkStatus();
@@ -461,7 +474,7 @@ Status Worker::Resume(int64_t k) {
   if (duties_->TakeRerun()) {
     // A server died and its backup took over: push this step again to the
     // new owners (the others drop what they already have).
-    return k >= 0 ? ComputeSlots(k, duties_->my_slots()) : OkStatus();
+    return k >= 0 ? ComputeSlots(k, duties_->StepSlots(k)) : OkStatus();
   }
   return TakeOver(k);
 }
@@ -493,15 +506,17 @@ Status Worker::Recover(int64_t k, Status s) {
   return FinishPull(k, std::move(s));
 }
 
-Status Worker::RunStep(int64_t k, const std::vector<int>& slots) {
-  Status s = ComputeSlots(k, slots);
+Status Worker::RunStep(int64_t k) {
+  duties_->set_step(k);
+  Status s = ComputeSlots(k, duties_->StepSlots(k));
   while (Interrupted(s)) {
     if (weights_->overlap() && k > 0) {
       RETURN_IF_ERROR(Recover(k - 1, std::move(s)));
     } else {
       duties_->ClearRerun();  // the weights of step k are complete: redoing step k suffices
     }
-    s = ComputeSlots(k, slots);
+    // With the slots taken over meanwhile.
+    s = ComputeSlots(k, duties_->StepSlots(k));
   }
   RETURN_IF_ERROR(s);
   if (duties_->takeover_pending()) RETURN_IF_ERROR(TakeOver(k));  // handed over while computing
@@ -518,8 +533,7 @@ Status Worker::RunStep(int64_t k, const std::vector<int>& slots) {
 Status Worker::RunEpoch(const WorkerTask& t) {
   const JobConfig& c = assignment_.config;
   const int64_t first_clock = t.first_clock, steps = t.steps;
-  run_ = EpochRun{t.epoch, first_clock, EpochPlan(c, t.epoch, data_.train.count), t.only,
-                  t.first_step};
+  run_ = EpochRun{t.epoch, first_clock, EpochPlan(c, t.epoch, data_.train.count), t.first_step};
   if (run_->plan.steps() != steps) {
     return Internal("the coordinator planned " + std::to_string(steps) + " steps, this worker " +
                     std::to_string(run_->plan.steps()));
@@ -532,17 +546,23 @@ Status Worker::RunEpoch(const WorkerTask& t) {
   auto last_idle = Clock::now();
   // Weights for the first step, unless the last pull already brought them.
   const bool bsp = c.cluster.consistency == Consistency::kBsp;
-  // (A job resumed from a cut within the epoch starts at the cut's step.)
-  if (!bsp || weights_->version() != first_clock + t.first_step) {
-    RETURN_IF_ERROR(PullAfter(t.first_step - 1));
+  // (A job resumed from a cut within the epoch starts at the cut's step; a
+  // worker that joined mid-epoch where its slots' givers stopped.)
+  const int64_t begin = duties_->FirstStep();
+  if (begin > t.first_step) {
+    PSTRAIN_LOG(INFO) << "joining epoch " << t.epoch + 1 << " at step " << begin << " of " << steps;
   }
-  for (int64_t k = t.first_step; k < steps; ++k) {
-    if (options_.stall_ms > 0 && !stalled_ && k == t.first_step + 1) {
+  if (!bsp || weights_->version() != first_clock + begin) RETURN_IF_ERROR(PullAfter(begin - 1));
+  for (int64_t k = begin; k < steps; ++k) {
+    if (options_.stall_ms > 0 && !stalled_ && k == begin + 1) {
       stalled_ = true;
       PSTRAIN_LOG(WARNING) << "standing still for " << options_.stall_ms << " ms (fault test)";
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.stall_ms));
     }
-    RETURN_IF_ERROR(RunStep(k, run_->only.empty() ? duties_->my_slots() : run_->only));
+    if (k == options_.step_gate_at) {
+      RETURN_IF_ERROR(WaitForGate(options_.step_gate, "step " + std::to_string(k)));
+    }
+    RETURN_IF_ERROR(RunStep(k));
     if (Clock::now() - last_idle > std::chrono::milliseconds(100)) {
       last_idle = Clock::now();
       RETURN_IF_ERROR(Idle());
@@ -582,6 +602,7 @@ Status Worker::FinishEpoch() {
   pushes_.clear();
   push_wait_s_ += Seconds(Clock::now() - t0);
   trained_ = true;
+  duties_->FinishRun();
   return SendEpochDone();
 }
 
@@ -598,10 +619,10 @@ Status Worker::SendEpochDone() {
   return control_->Send(m);
 }
 
-Status Worker::WaitForEvalGate() {
-  if (options_.eval_gate.empty() || std::filesystem::exists(options_.eval_gate)) return OkStatus();
-  PSTRAIN_LOG(INFO) << "waiting for " << options_.eval_gate << " before evaluating";
-  while (!std::filesystem::exists(options_.eval_gate)) {
+Status Worker::WaitForGate(const std::string& gate, const std::string& what) {
+  if (gate.empty() || std::filesystem::exists(gate)) return OkStatus();
+  PSTRAIN_LOG(INFO) << "waiting for " << gate << " before " << what;
+  while (!std::filesystem::exists(gate)) {
     ASSIGN_OR_RETURN(bool readable,
                      control_->socket()->WaitReadable(std::chrono::milliseconds(50)));
     (void)readable;
@@ -618,7 +639,7 @@ Status Worker::Evaluate(int epoch, int64_t begin, int64_t end) {
 }
 
 Status Worker::EvaluateRows(int epoch, int64_t begin, int64_t end) {
-  RETURN_IF_ERROR(WaitForEvalGate());
+  RETURN_IF_ERROR(WaitForGate(options_.eval_gate, "evaluating"));
   const bool rerun = duties_->TakeRerun();
   // BSP: the weights the epoch ended with, which a worker that trained it
   // holds; one that joined meanwhile pulls them.

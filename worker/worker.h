@@ -30,6 +30,11 @@ struct WorkerOptions {
   // second step of its first epoch, as it would in one very long step on an
   // overloaded machine. From PSTRAIN_FAULT_STALL_MS; 0 in real jobs.
   int stall_ms = 0;
+  // For fault tests: step `step_gate_at` of every epoch waits (answering
+  // the coordinator) until the file `step_gate` exists. From
+  // PSTRAIN_FAULT_STEP_GATE=FILE@STEP; unset in real jobs.
+  std::string step_gate;
+  int64_t step_gate_at = -1;
 };
 
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop, int* exit_code);

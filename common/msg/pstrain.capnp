@@ -158,6 +158,9 @@ struct StartEpoch {
                                # steps (a dead worker's, after this one was done)
   firstStep @5 :Int64;         # the step to start at: above 0 when the job
                                # resumed from a checkpoint taken mid-epoch
+  slotFrom @6 :List(Int64);    # per slot, the first step its owner computes
+                               # (a worker joining mid-epoch starts each slot
+                               # where its giver stopped); empty: firstStep
 }
 
 # coordinator -> servers and workers, whenever the set of live workers or
@@ -171,10 +174,16 @@ struct Membership {
   slotOwners @3 :List(Int32);
 }
 
-# worker -> coordinator: Membership `membershipEpoch` applied.
+# worker -> coordinator: Membership `membershipEpoch` applied. A slot it
+# lost in it goes over at a step boundary: it computes releasedSlots[i]'s
+# steps before releasedAt[i], the new owner the rest. releasedAt is the
+# step after the one it is at while it trains the epoch, the epoch's first
+# step when it had not started it, the step count when it had finished.
 struct MembershipAck {
   nodeId @0 :Int32;
   membershipEpoch @1 :UInt64;
+  releasedSlots @2 :List(Int32);
+  releasedAt @3 :List(Int64);
 }
 
 # worker -> coordinator, about twice a second while training.

@@ -140,5 +140,45 @@ TEST_CASE("A death between epochs (while a checkpoint is written) only moves the
   CHECK(b.slot_owners() == std::vector<int>{0, 2, 0});
 }
 
+TEST_CASE("A worker joining while the epoch trains takes its share from the busiest",
+          "[coordinator][workbook]") {
+  WorkBook b(6);
+  b.SpreadSlots({0, 1, 2});
+  // Nothing to take between epochs.
+  CHECK(b.WorkerJoined(3).empty());
+  b.StartEpoch(0, {0, 1, 2});
+  b.WorkerDied(2, {0, 1});  // slots 2 and 5 go to workers 0 and 1
+  CHECK(b.slot_owners() == std::vector<int>{0, 1, 0, 0, 1, 1});
+  const std::map<int, int> moved = b.WorkerJoined(3);
+  CHECK(moved == std::map<int, int>{{3, 0}, {5, 1}});
+  CHECK(b.slot_owners() == std::vector<int>{0, 1, 0, 3, 1, 3});
+  CHECK(b.WorkerJoined(3).empty());  // once
+  // It must report the epoch too.
+  CHECK(b.Trained(0));
+  CHECK(b.Trained(1));
+  CHECK_FALSE(b.AllTrained());
+  CHECK(b.Trained(3));
+  CHECK(b.AllTrained());
+}
+
+TEST_CASE("A worker joining takes nothing from workers done with the epoch or while evaluating",
+          "[coordinator][workbook]") {
+  WorkBook b(2);
+  b.SpreadSlots({0, 1});
+  b.StartEpoch(0, {0, 1});
+  b.WorkerDied(1, {0});
+  CHECK(b.Trained(0));
+  CHECK(b.WorkerJoined(2).empty());  // worker 0 has trained both
+  b.StartEpoch(1, {0});
+  b.StartEvaluation(100, {0});
+  CHECK(b.WorkerJoined(2).empty());
+  b.StartEpoch(2, {0});
+  CHECK(b.WorkerJoined(2) == std::map<int, int>{{1, 0}});
+  // Its giver died before saying where the slot goes over: it is the
+  // giver's again, and moves with the giver's own.
+  b.Reclaim(1, 0);
+  CHECK(b.slot_owners() == std::vector<int>{0, 0});
+}
+
 }  // namespace
 }  // namespace pstrain

@@ -498,8 +498,9 @@ TEST_CASE("A worker that joins and never becomes ready is dropped, and a real on
   CheckEveryEpochComplete(metrics, 10, 60000);
 }
 
-TEST_CASE("A replacement worker joins a running job and trains from the next epoch",
-          "[e2e][fault]") {
+TEST_CASE(
+    "A replacement worker started by hand joins a running job and the job completes every epoch",
+    "[e2e][fault]") {
   TempDir dir;
   const std::string metrics = dir.File("m");
   Process job({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "2", "--epochs", "4",
@@ -997,6 +998,50 @@ TEST_CASE("A server death abandons the checkpoints in flight, and the next epoch
   RunResult r = Run({kPstrain, "inspect", ckpt});
   INFO(r.out << r.err);
   CHECK(r.code == 0);
+}
+
+TEST_CASE(
+    "A worker started again in a dead one's place takes slots at their next step: the "
+    "fault-free weights",
+    "[e2e][fault]") {
+  const bool overlap = GENERATE(true, false);
+  INFO("overlap " << overlap);
+  TempDir dir;
+  const std::vector<std::string> flags = {
+      "--servers",  "1",
+      "--workers",  "2",
+      "--epochs",   "2",
+      "--progress", "never",
+      "--set",      std::string("cluster.overlap=") + (overlap ? "true" : "false")};
+  const json clean = CleanFinal(kFashionJob, dir.File("clean"), flags);
+  const std::string metrics = dir.File("m"), gate = dir.File("gate");
+  std::vector<std::string> argv = TrainArgv(kFashionJob, metrics, flags);
+  argv.insert(argv.end(), {"--max-restarts", "1", "--log-level", "info"});
+  // Every worker waits before step 100 of each epoch until the gate exists:
+  // worker 0 dies there, and the process started in its place joins the
+  // first epoch there, however fast the machine.
+  Process job(argv, {{"PSTRAIN_FAULT_STEP_GATE", gate + "@100"}});
+  const DumpOnExit dump(metrics, &job);
+  REQUIRE(WaitForStderr(job, "waiting for " + gate + " before step 100", 2));
+  REQUIRE(::kill(WorkerPid(metrics, 0), SIGKILL) == 0);
+  REQUIRE(WaitForLine(metrics, job, [](const json& l) { return l["event"] == "slots_handed"; }));
+  WriteFile(gate, "");
+  auto code = job.Wait(std::chrono::seconds(600));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  const auto lines = ReadJsonLines(metrics);
+  CHECK(Events(lines, "node_failed").size() == 1);
+  CHECK(Events(lines, "node_restarted").size() == 1);
+  // Worker 1 had both slots; the new worker 0 computes slot 1 from the
+  // step worker 1 had not started, in the epoch it joined.
+  const auto handed = Events(lines, "slots_handed");
+  REQUIRE(handed.size() == 1);
+  CHECK(handed[0]["worker"] == 0);
+  CHECK(handed[0]["epoch"] == 1);
+  CHECK(handed[0]["slots"] == json::array({1}));
+  CHECK(handed[0]["from_step"] == 100);
+  CheckEveryEpochComplete(metrics, 2, 60000);
+  CHECK(Digest(Final(metrics)) == Digest(clean));
 }
 
 TEST_CASE("Two server deaths with replication 2 and --max-restarts 2: the second is survived too",

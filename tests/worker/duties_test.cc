@@ -60,7 +60,7 @@ TEST_CASE("A slot gained mid-epoch is taken over once and interrupts the wait", 
   // Worker 6 died: its slot 1 comes to this worker.
   auto gained = d.NewMembership(Owners{5, 5, 7});
   REQUIRE(gained.ok());
-  CHECK(*gained == 1);
+  CHECK(gained->gained == 1);
   CHECK(d.my_slots() == std::vector<int>{0, 1});
   CHECK(d.takeover_pending());
   CHECK(d.TakeInterrupt());
@@ -71,7 +71,7 @@ TEST_CASE("A slot gained mid-epoch is taken over once and interrupts the wait", 
   // The same membership again (a duplicate): nothing new to take over.
   gained = d.NewMembership(Owners{5, 5, 7});
   REQUIRE(gained.ok());
-  CHECK(*gained == 0);
+  CHECK(gained->gained == 0);
   CHECK_FALSE(d.TakeInterrupt());
 }
 
@@ -79,7 +79,7 @@ TEST_CASE("Slots gained by other workers are not this worker's to take over", "[
   WorkerDuties d = Training();
   auto gained = d.NewMembership(Owners{5, 7, 7});
   REQUIRE(gained.ok());
-  CHECK(*gained == 0);
+  CHECK(gained->gained == 0);
   CHECK(d.my_slots() == std::vector<int>{0});
   CheckNoTakeover(d);
 }
@@ -96,7 +96,7 @@ TEST_CASE("Slots gained while evaluating wait for the next epoch", "[duties]") {
   d.set_evaluating(true);
   auto gained = d.NewMembership(Owners{5, 5, 7});
   REQUIRE(gained.ok());
-  CHECK(*gained == 0);
+  CHECK(gained->gained == 0);
   CHECK(d.my_slots() == std::vector<int>{0, 1});
   CheckNoTakeover(d);
 }
@@ -149,6 +149,90 @@ TEST_CASE("Evaluations are queued behind the epoch in the order asked", "[duties
   REQUIRE(t.has_value());
   CHECK((t->begin == 800 && t->end == 1000 && t->epoch == 3));
   CHECK_FALSE(d.NextTask().has_value());
+}
+
+TEST_CASE("A slot handed to a joining worker stays this one's to the end of its step", "[duties]") {
+  WorkerDuties d = Duties();
+  REQUIRE(d.StartEpoch(0, 0, 10, Owners{5, 5, 7}, {}).ok());
+  REQUIRE(d.NextTask().has_value());
+  CHECK(d.FirstStep() == 0);
+  d.set_step(3);
+  // Worker 8 joined: slot 1 is its from the step after this one's.
+  auto change = d.NewMembership(Owners{5, 8, 7});
+  REQUIRE(change.ok());
+  CHECK(change->gained == 0);
+  CHECK(change->released == std::vector<WorkerDuties::Release>{{1, 4}});
+  CheckNoTakeover(d);
+  CHECK(d.my_slots() == std::vector<int>{0});
+  CHECK(d.StepSlots(3) == std::vector<int>{0, 1});  // a rerun of step 3 still has it
+  CHECK(d.StepSlots(4) == std::vector<int>{0});
+  // The joiner died at once: the slot is back, taken over at the current step.
+  change = d.NewMembership(Owners{5, 5, 7});
+  REQUIRE(change.ok());
+  CHECK(change->gained == 1);
+  CHECK(d.TakeTakeover() == std::vector<int>{1});
+  CHECK(d.StepSlots(4) == std::vector<int>{0, 1});
+}
+
+TEST_CASE("Slots handed away before the epoch started or after it was trained go whole or done",
+          "[duties]") {
+  WorkerDuties d = Duties();
+  REQUIRE(d.NewMembership(Owners{5, 6, 7}).ok());  // no epoch yet: nothing to say
+  CHECK(d.NewMembership(Owners{6, 6, 7})->released.empty());
+  REQUIRE(d.StartEpoch(0, 0, 10, Owners{5, 5, 7}, {}, 2).ok());
+  // Queued, not started: the new owner computes every step from the first.
+  auto change = d.NewMembership(Owners{5, 8, 7});
+  REQUIRE(change.ok());
+  CHECK(change->released == std::vector<WorkerDuties::Release>{{1, 2}});
+  REQUIRE(d.NextTask().has_value());
+  CHECK(d.StepSlots(2) == std::vector<int>{0});
+  d.set_step(9);
+  d.FinishRun();
+  change = d.NewMembership(Owners{8, 8, 7});
+  REQUIRE(change.ok());
+  CHECK(change->released == std::vector<WorkerDuties::Release>{{0, 10}});
+}
+
+TEST_CASE("A worker that joins mid-epoch starts each slot where its giver stopped", "[duties]") {
+  WorkerDuties d = Duties();
+  REQUIRE(d.NewMembership(Owners{5, 5, 7}).ok());  // the slots are its before the epoch starts
+  const Status bad = d.StartEpoch(0, 0, 10, Owners{5, 5, 7}, {}, 0, {4, 11, 0});
+  CHECK(bad.message().find("starting at step 11") != std::string::npos);
+  CHECK(d.StartEpoch(0, 0, 10, Owners{5, 5, 7}, {}, 0, {4, 6}).code() ==
+        StatusCode::kInvalidArgument);
+  REQUIRE(d.StartEpoch(0, 0, 10, Owners{5, 5, 7}, {}, 0, {4, 6, 0}).ok());
+  const auto t = d.NextTask();
+  REQUIRE(t.has_value());
+  CHECK(t->from == std::vector<int64_t>{4, 6, 0});
+  CHECK(d.FirstStep() == 4);
+  CHECK(d.StepSlots(4) == std::vector<int>{0});
+  CHECK(d.StepSlots(5) == std::vector<int>{0});
+  CHECK(d.StepSlots(6) == std::vector<int>{0, 1});
+  d.set_step(4);
+  // Handing slot 1 on before it started: the next owner starts it at 6.
+  auto change = d.NewMembership(Owners{5, 9, 7});
+  REQUIRE(change.ok());
+  CHECK(change->released == std::vector<WorkerDuties::Release>{{1, 6}});
+  CHECK(d.StepSlots(6) == std::vector<int>{0});
+}
+
+TEST_CASE("A run of just some slots hands one away and keeps the slots it takes over", "[duties]") {
+  WorkerDuties d = Duties();
+  REQUIRE(d.StartEpoch(0, 0, 10, Owners{5, 5, 5}, {1, 2}).ok());
+  REQUIRE(d.NextTask().has_value());
+  d.set_step(2);
+  auto change = d.NewMembership(Owners{5, 8, 5});
+  REQUIRE(change.ok());
+  // Slot 0 was trained before this run; slot 1 goes over after step 2.
+  CHECK(change->released == std::vector<WorkerDuties::Release>{{1, 3}});
+  CHECK(d.StepSlots(3) == std::vector<int>{2});
+  change = d.NewMembership(Owners{8, 8, 5});
+  REQUIRE(change.ok());
+  CHECK(change->released == std::vector<WorkerDuties::Release>{{0, 10}});
+  change = d.NewMembership(Owners{5, 8, 5});  // worker 8 died
+  REQUIRE(change.ok());
+  CHECK(d.TakeTakeover() == std::vector<int>{0});
+  CHECK(d.StepSlots(3) == std::vector<int>{0, 2});
 }
 
 }  // namespace
