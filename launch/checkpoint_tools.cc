@@ -236,61 +236,81 @@ int RunInspect(const CommandLine& cl) {
   return ok ? 0 : 1;
 }
 
-int RunEval(const CommandLine& cl) {
+StatusOr<LoadedCheckpoint> LoadCheckpoint(const CommandLine& cl, const std::string& command,
+                                          int* exit_code) {
+  *exit_code = 2;
   if (cl.positional.size() != 1) {
-    return Fail(2, InvalidArgument("eval needs a checkpoint folder: pstrain eval DIR"));
+    return InvalidArgument(command + " needs a checkpoint folder: pstrain " + command + " DIR");
   }
-  StatusOr<std::string> folder = CheckpointFolderOf(cl.positional[0], /*verified=*/true);
-  if (!folder.ok()) return Fail(1, folder.status());
-  StatusOr<Manifest> m = VerifyCheckpoint(*folder);
-  if (!m.ok()) return Fail(1, m.status());
+  *exit_code = 1;
+  LoadedCheckpoint out;
+  ASSIGN_OR_RETURN(out.folder, CheckpointFolderOf(cl.positional[0], /*verified=*/true));
+  ASSIGN_OR_RETURN(out.manifest, VerifyCheckpoint(out.folder));
   std::string job_path;
+  *exit_code = 2;
   if (auto it = cl.options.find("job"); it != cl.options.end()) {
     job_path = it->second;
-  } else if (!m->job.name.empty()) {
-    job_path = *folder + "/" + m->job.name;
+  } else if (!out.manifest.job.name.empty()) {
+    job_path = out.folder + "/" + out.manifest.job.name;
   } else {
-    return Fail(
-        2, InvalidArgument(*folder + " holds no copy of its job (an older checkpoint): name it "
-                                     "with --job JOB.toml"));
+    return InvalidArgument(out.folder +
+                           " holds no copy of its job (an older checkpoint): name it "
+                           "with --job JOB.toml");
   }
-  StatusOr<JobConfig> c = LoadJobConfig(job_path, cl.overrides);
-  if (!c.ok()) return Fail(2, c.status());
-  SetBlasThreads(c->threads);
-  StatusOr<JobData> data = LoadJobData(c->data);
-  if (!data.ok()) return Fail(1, data.status());
-  const Dataset& test = data->test;
-  StatusOr<std::unique_ptr<Model>> model =
-      Model::Build(c->layers, test.dim, data->train.num_classes, c->eval_batch_size, test.shape,
-                   SparseOptionsOf(*c, &*data));
-  if (!model.ok()) return Fail(2, model.status());
-  if ((*model)->sparse()) {
-    return Fail(2, InvalidArgument("pstrain eval: the job's model is sparse, and checkpoints do "
-                                   "not hold its embedding rows"));
+  ASSIGN_OR_RETURN(out.config, LoadJobConfig(job_path, cl.overrides));
+  SetBlasThreads(out.config.threads);
+  *exit_code = 1;
+  ASSIGN_OR_RETURN(out.data, LoadJobData(out.config.data));
+  const Dataset& test = out.data.test;
+  *exit_code = 2;
+  ASSIGN_OR_RETURN(out.model, Model::Build(out.config.layers, test.dim, out.data.train.num_classes,
+                                           out.config.eval_batch_size, test.shape,
+                                           SparseOptionsOf(out.config, &out.data)));
+  if (out.model->sparse()) {
+    return InvalidArgument("pstrain " + command +
+                           ": the job's model is sparse, and checkpoints do "
+                           "not hold its embedding rows");
   }
-  const TensorLayout& layout = (*model)->layout();
-  if (!m->tensors.empty()) {
-    bool same = static_cast<int>(m->tensors.size()) == layout.count();
+  const TensorLayout& layout = out.model->layout();
+  const Manifest& m = out.manifest;
+  if (!m.tensors.empty()) {
+    bool same = static_cast<int>(m.tensors.size()) == layout.count();
     for (int i = 0; same && i < layout.count(); ++i) {
-      same = m->tensors[i].name == layout[i].name && m->tensors[i].shape == layout[i].shape;
+      same = m.tensors[i].name == layout[i].name && m.tensors[i].shape == layout[i].shape;
     }
     if (!same) {
-      return Fail(2, InvalidArgument("the job's model (" + (*model)->Describe() +
-                                     ") is not the one checkpoint " + *folder + " holds"));
+      return InvalidArgument("the job's model (" + out.model->Describe() +
+                             ") is not the one checkpoint " + out.folder + " holds");
     }
   }
+  *exit_code = 1;
   std::vector<bool> loaded;
-  for (const FileResult& r : ReadWeights(*folder, *m, layout, (*model)->params(), &loaded)) {
-    if (!r.status.ok()) return Fail(1, r.status);
+  for (const FileResult& r : ReadWeights(out.folder, m, layout, out.model->params(), &loaded)) {
+    RETURN_IF_ERROR(r.status);
   }
   for (const TensorSpec& t : layout.tensors()) {
-    if (!Covered(loaded, t)) {
-      return Fail(1, DataLoss(*folder + ": no file holds tensor " + t.name));
-    }
+    if (!Covered(loaded, t)) return DataLoss(out.folder + ": no file holds tensor " + t.name);
   }
+  *exit_code = 0;
+  return out;
+}
 
+int RunEval(const CommandLine& cl) {
+  int code = 0;
+  StatusOr<LoadedCheckpoint> ck = LoadCheckpoint(cl, "eval", &code);
+  if (!ck.ok()) return Fail(code, ck.status());
+  const std::string* folder = &ck->folder;
+  const Manifest* m = &ck->manifest;
+  const JobConfig* c = &ck->config;
+  const Dataset& test = ck->data.test;
+  std::unique_ptr<Model>* model = &ck->model;
   const int classes = (*model)->num_classes();
   std::vector<int64_t> confusion(static_cast<size_t>(classes) * classes, 0);
+  std::FILE* logits_out = nullptr;
+  if (auto it = cl.options.find("logits"); it != cl.options.end()) {
+    logits_out = std::fopen(it->second.c_str(), "wb");
+    if (logits_out == nullptr) return Fail(1, Unavailable(it->second + ": cannot write it"));
+  }
   double loss = 0;
   int64_t correct = 0;
   for (int64_t begin = 0; begin < test.count; begin += c->eval_batch_size) {
@@ -300,11 +320,21 @@ int RunEval(const CommandLine& cl) {
         SoftmaxCrossEntropy(logits, test.labels.data() + begin, batch, classes, nullptr, 0.0f);
     loss += r.loss_sum;
     correct += r.correct;
+    if (logits_out != nullptr) {
+      const size_t n = static_cast<size_t>(batch) * classes;
+      if (std::fwrite(logits, sizeof(float), n, logits_out) != n) {
+        std::fclose(logits_out);
+        return Fail(1, Unavailable("--logits: a short write"));
+      }
+    }
     for (int i = 0; i < batch; ++i) {
       const float* row = logits + static_cast<size_t>(i) * classes;
       const int predicted = static_cast<int>(std::max_element(row, row + classes) - row);
       ++confusion[static_cast<size_t>(test.labels[begin + i]) * classes + predicted];
     }
+  }
+  if (logits_out != nullptr && std::fclose(logits_out) != 0) {
+    return Fail(1, Unavailable("--logits: the file did not close"));
   }
   const double n = static_cast<double>(std::max<int64_t>(test.count, 1));
   std::printf("checkpoint %s: job %s after %d epoch(s)%s, %s\n", folder->c_str(), c->name.c_str(),

@@ -43,7 +43,11 @@ const FlagSpec kFlags[] = {
     {"--http", "output.http_port", true,
      "PORT: serve /metrics, /status and a live page (-1: a free port)"},
     {"--set", nullptr, true, "KEY=VALUE: override any job key, e.g. --set optimizer.type=adam"},
-    {"--job", nullptr, true, "JOB.toml: (eval) the job to evaluate with, if not the checkpoint's"},
+    {"--job", nullptr, true,
+     "JOB.toml: (eval, export) the checkpoint's job, if it holds no copy of its own"},
+    {"--format", nullptr, true, "onnx: (export) the format to write"},
+    {"--logits", nullptr, true, "FILE: (eval) also write the test set's logits, float32 rows"},
+    {"--output", nullptr, true, "FILE: (export; also -o FILE) where to write"},
     {"--log-level", nullptr, true, "debug|info|warning|error (default info)"},
 };
 
@@ -55,6 +59,11 @@ StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
     std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       cl.help = true;
+      continue;
+    }
+    if (arg == "-o") {
+      if (i + 1 >= argc) return InvalidArgument("flag -o needs a value");
+      cl.options["output"] = argv[++i];
       continue;
     }
     if (arg.substr(0, 2) != "--") {
@@ -115,6 +124,7 @@ std::string UsageText() {
       "tensors)\n"
       "       pstrain eval DIR [--set data.KEY=..] test loss, accuracy and confusion matrix of a\n"
       "                                           checkpoint's weights\n"
+      "       pstrain export DIR --format onnx -o FILE  the checkpoint's model as ONNX\n"
       "       pstrain synth-ctr DIR [features=N train=N ...] write a synthetic click-through\n"
       "                                           set (LibSVM) from a known model\n"
       "       pstrain help job                    every job-file key with its default\n"

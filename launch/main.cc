@@ -17,6 +17,7 @@
 #include "common/job/config.h"
 #include "common/nn/blas.h"
 #include "launch/checkpoint_tools.h"
+#include "launch/export_onnx.h"
 #include "launch/flags.h"
 #include "launch/roles.h"
 #include "launch/standalone.h"
@@ -190,6 +191,7 @@ int main(int argc, char** argv) {
   if (cl->command == "synth-ctr") return SynthCtr(*cl);
   if (cl->command == "inspect") return pstrain::RunInspect(*cl);
   if (cl->command == "eval") return pstrain::RunEval(*cl);
+  if (cl->command == "export") return pstrain::RunExport(*cl, PSTRAIN_VERSION);
   if (cl->command == "info") {
     const char* env = std::getenv("OPENBLAS_CORETYPE");
     std::printf("%s\n", pstrain::JsonObject()

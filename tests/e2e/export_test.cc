@@ -1,0 +1,87 @@
+// pstrain export: each example model's ONNX file, checked by tools pstrain
+// did not write: the ONNX library's checker, and OpenCV's DNN module running
+// it on the test set (tests/e2e/onnx_check.py) against pstrain eval's logits.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+
+#include "tests/e2e/e2e_util.h"
+#include "tests/e2e/process.h"
+#include "tests/test_util.h"
+
+namespace pstrain::testing {
+namespace {
+
+using json = nlohmann::json;
+
+const std::string kFashion = "/usr/share/datasets/fashion-mnist/";
+const std::string kCheck = kSourceDir + "/tests/e2e/onnx_check.py";
+const std::string kPython = "/usr/bin/python3";
+
+TEST_CASE(
+    "An example model exported as ONNX passes the ONNX checker, and OpenCV's DNN module "
+    "computes pstrain's logits and accuracy",
+    "[e2e][export]") {
+  const std::string example = GENERATE(std::string("fashion_mlp"), std::string("fashion_cnn"),
+                                       std::string("fashion_resnet"));
+  INFO(example);
+  TempDir dir;
+  // One epoch on the first 2,000 training images: trained weights, quickly.
+  const RunResult subset =
+      Run({kPython, kCheck, "subset", kFashion + "train-images-idx3-ubyte.gz",
+           kFashion + "train-labels-idx1-ubyte.gz", "2000", dir.File("x.gz"), dir.File("y.gz")});
+  INFO(subset.err);
+  REQUIRE(subset.code == 0);
+  const RunResult train =
+      Run({kPstrain, "train", kSourceDir + "/examples/" + example + ".toml", "--servers", "1",
+           "--workers", "1", "--epochs", "1", "--progress", "never", "--checkpoint-dir",
+           dir.File("ckpt"), "--set", "data.train_images=" + dir.File("x.gz"), "--set",
+           "data.train_labels=" + dir.File("y.gz")});
+  INFO(train.err);
+  REQUIRE(train.code == 0);
+  const RunResult a =
+      Run({kPstrain, "export", dir.File("ckpt"), "--format", "onnx", "-o", dir.File("a.onnx")});
+  INFO(a.err);
+  REQUIRE(a.code == 0);
+  CHECK(a.out.find("opset 13") != std::string::npos);
+  // The same checkpoint, the same bytes.
+  const RunResult b = Run({kPstrain, "export", dir.File("ckpt"), "-o", dir.File("b.onnx")});
+  REQUIRE(b.code == 0);
+  CHECK(ReadFile(dir.File("a.onnx")) == ReadFile(dir.File("b.onnx")));
+  const RunResult eval = Run({kPstrain, "eval", dir.File("ckpt"), "--logits", dir.File("logits")});
+  INFO(eval.err);
+  REQUIRE(eval.code == 0);
+  std::smatch right;
+  REQUIRE(std::regex_search(eval.out, right, std::regex(R"(\((\d+) of 10000 right\))")));
+  const RunResult check =
+      Run({kPython, kCheck, "check", dir.File("a.onnx"), kFashion + "t10k-images-idx3-ubyte.gz",
+           kFashion + "t10k-labels-idx1-ubyte.gz", dir.File("logits")});
+  INFO(check.err);
+  REQUIRE(check.code == 0);
+  const json r = json::parse(check.out);
+  INFO(r.dump());
+  CHECK(r["checker"] == "ok");
+  CHECK(r["samples"] == 10000);
+  CHECK(r["max_abs_diff"].get<double>() <= 1e-4);
+  CHECK(r["pstrain_correct"] == std::stoi(right[1].str()));
+  CHECK(r["opencv_correct"] == r["pstrain_correct"]);
+  CHECK(r["probabilities_max_diff"].get<double>() < 1e-5);
+}
+
+TEST_CASE("pstrain export refuses a bad command line with a message naming the problem",
+          "[e2e][export]") {
+  TempDir dir;
+  RunResult r = Run({kPstrain, "export", dir.File("none"), "--format", "tflite", "-o", "m"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("--format tflite") != std::string::npos);
+  r = Run({kPstrain, "export", dir.File("none")});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("needs -o FILE") != std::string::npos);
+  r = Run({kPstrain, "export", dir.File("none"), "-o", dir.File("m.onnx")});
+  CHECK(r.code == 1);
+  CHECK(r.err.find(dir.File("none")) != std::string::npos);
+}
+
+}  // namespace
+}  // namespace pstrain::testing
