@@ -45,9 +45,12 @@ const FlagSpec kFlags[] = {
     {"--set", nullptr, true, "KEY=VALUE: override any job key, e.g. --set optimizer.type=adam"},
     {"--job", nullptr, true,
      "JOB.toml: (eval, export) the checkpoint's job, if it holds no copy of its own"},
-    {"--format", nullptr, true, "onnx: (export) the format to write"},
+    {"--format", nullptr, true,
+     "onnx: (export) the format to write; idx|csv: (predict) the input's"},
+    {"--input", nullptr, true, "FILE: (predict) the samples, plain or gzipped"},
+    {"--top-k", nullptr, true, "K: (predict) the most probable classes listed, above 10 classes"},
     {"--logits", nullptr, true, "FILE: (eval) also write the test set's logits, float32 rows"},
-    {"--output", nullptr, true, "FILE: (export; also -o FILE) where to write"},
+    {"--output", nullptr, true, "FILE: (export, predict; also -o FILE) where to write"},
     {"--log-level", nullptr, true, "debug|info|warning|error (default info)"},
 };
 
@@ -125,6 +128,8 @@ std::string UsageText() {
       "       pstrain eval DIR [--set data.KEY=..] test loss, accuracy and confusion matrix of a\n"
       "                                           checkpoint's weights\n"
       "       pstrain export DIR --format onnx -o FILE  the checkpoint's model as ONNX\n"
+      "       pstrain predict DIR --input FILE -o OUT   the model's class and probabilities\n"
+      "                                           for every sample of FILE (OUT .jsonl or .csv)\n"
       "       pstrain synth-ctr DIR [features=N train=N ...] write a synthetic click-through\n"
       "                                           set (LibSVM) from a known model\n"
       "       pstrain help job                    every job-file key with its default\n"

@@ -19,6 +19,7 @@
 #include "launch/checkpoint_tools.h"
 #include "launch/export_onnx.h"
 #include "launch/flags.h"
+#include "launch/predict.h"
 #include "launch/roles.h"
 #include "launch/standalone.h"
 
@@ -192,6 +193,7 @@ int main(int argc, char** argv) {
   if (cl->command == "inspect") return pstrain::RunInspect(*cl);
   if (cl->command == "eval") return pstrain::RunEval(*cl);
   if (cl->command == "export") return pstrain::RunExport(*cl, PSTRAIN_VERSION);
+  if (cl->command == "predict") return pstrain::RunPredict(*cl);
   if (cl->command == "info") {
     const char* env = std::getenv("OPENBLAS_CORETYPE");
     std::printf("%s\n", pstrain::JsonObject()

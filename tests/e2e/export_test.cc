@@ -1,11 +1,15 @@
 // pstrain export: each example model's ONNX file, checked by tools pstrain
 // did not write: the ONNX library's checker, and OpenCV's DNN module running
 // it on the test set (tests/e2e/onnx_check.py) against pstrain eval's logits.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
 
+#include "common/data/dataset.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/process.h"
 #include "tests/test_util.h"
@@ -67,6 +71,57 @@ TEST_CASE(
   CHECK(r["pstrain_correct"] == std::stoi(right[1].str()));
   CHECK(r["opencv_correct"] == r["pstrain_correct"]);
   CHECK(r["probabilities_max_diff"].get<double>() < 1e-5);
+}
+
+TEST_CASE(
+    "pstrain predict writes a line for every test sample, and their accuracy is pstrain eval's",
+    "[e2e][export]") {
+  TempDir dir;
+  const RunResult train =
+      Run({kPstrain, "train", kFashionJob, "--servers", "1", "--workers", "1", "--epochs", "1",
+           "--progress", "never", "--checkpoint-dir", dir.File("ckpt")});
+  INFO(train.err);
+  REQUIRE(train.code == 0);
+  const RunResult eval = Run({kPstrain, "eval", dir.File("ckpt")});
+  REQUIRE(eval.code == 0);
+  std::smatch right;
+  REQUIRE(std::regex_search(eval.out, right, std::regex(R"(\((\d+) of 10000 right\))")));
+  const std::string images = kFashion + "t10k-images-idx3-ubyte.gz";
+  const RunResult p =
+      Run({kPstrain, "predict", dir.File("ckpt"), "--input", images, "-o", dir.File("p.jsonl")});
+  INFO(p.err);
+  REQUIRE(p.code == 0);
+  CHECK(p.out.find("predicted 10000 samples") != std::string::npos);
+  CHECK(p.out.find("samples/s") != std::string::npos);
+  const StatusOr<Dataset> test = ReadIdxDataset(images, kFashion + "t10k-labels-idx1-ubyte.gz");
+  REQUIRE(test.ok());
+  const std::vector<json> lines = ReadJsonLines(dir.File("p.jsonl"));
+  REQUIRE(lines.size() == 10000);
+  int correct = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    REQUIRE(lines[i]["index"] == i);
+    REQUIRE(lines[i]["probabilities"].size() == 10);
+    double sum = 0;
+    for (const json& q : lines[i]["probabilities"]) sum += q.get<double>();
+    CHECK(std::abs(sum - 1) < 1e-4);
+    correct += lines[i]["class"] == test->labels[i];
+  }
+  CHECK(correct == std::stoi(right[1].str()));
+  // CSV rows, when the output says so.
+  const RunResult csv =
+      Run({kPstrain, "predict", dir.File("ckpt"), "--input", images, "-o", dir.File("p.csv")});
+  REQUIRE(csv.code == 0);
+  const std::string text = ReadFile(dir.File("p.csv"));
+  CHECK(text.rfind("index,class,p0,", 0) == 0);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 10001);
+  // A truncated input: a message naming the file and the sample, no output.
+  WriteFile(dir.File("short"), ReadFile(dir.File("p.csv")).substr(0, 3));
+  const RunResult bad = Run({kPstrain, "predict", dir.File("ckpt"), "--input", dir.File("short"),
+                             "-o", dir.File("q.jsonl")});
+  CHECK(bad.code == 1);
+  CHECK(bad.err.find(dir.File("short")) != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir.File("q.jsonl")));
+  CHECK_FALSE(std::filesystem::exists(dir.File("q.jsonl.tmp")));
 }
 
 TEST_CASE("pstrain export refuses a bad command line with a message naming the problem",
