@@ -13,6 +13,7 @@
 #include "common/ps/keys.h"
 #include "common/ps/sparse_table.h"
 #include "common/ps/weights_digest.h"
+#include "paramserver/checkpoint_files.h"
 #include "paramserver/dense_shard.h"
 
 namespace pstrain {
@@ -58,57 +59,6 @@ StatusOr<std::string> CheckpointFolderOf(const std::string& arg, bool verified) 
   return folders.back();
 }
 
-// What one shard file of a checkpoint gave.
-struct FileResult {
-  Status status;  // checksum, size, format
-  KeyRange keys;
-  FlatRange flat;
-  DenseShard::Saved saved;
-};
-
-// Reads every shard file's weights into `params` (laid out by `layout`);
-// `loaded` marks the floats that were read.
-std::vector<FileResult> ReadWeights(const std::string& folder, const Manifest& m,
-                                    const TensorLayout& layout, std::span<float> params,
-                                    std::vector<bool>* loaded) {
-  const KeyLayout keys(layout);
-  loaded->assign(params.size(), false);
-  std::vector<FileResult> out;
-  for (const ManifestFile& f : m.files) {
-    FileResult r;
-    r.keys = {f.key_begin, f.key_end};
-    r.status = VerifyCheckpointFile(folder, f);
-    if (f.holds_rows()) {  // embedding rows, not dense keys
-      out.push_back(std::move(r));
-      continue;
-    }
-    if (r.status.ok() && !keys.IsValidRange(r.keys)) {
-      r.status = DataLoss(f.name + ": keys " + ToString(r.keys) + " are not a range of the model");
-    }
-    if (r.status.ok()) {
-      r.flat = keys.Flat(r.keys);
-      StatusOr<BinaryReader> reader = BinaryReader::OpenFile(folder + "/" + f.name);
-      StatusOr<DenseShard::Saved> saved =
-          reader.ok()
-              ? DenseShard::ReadSaved(*reader, r.keys, params.subspan(r.flat.begin, r.flat.size()))
-              : StatusOr<DenseShard::Saved>(reader.status());
-      if (saved.ok() && f.clock >= 0 && saved->version != f.clock) {
-        saved = DataLoss(folder + "/" + f.name + ": holds clock " + std::to_string(saved->version) +
-                         ", the manifest says " + std::to_string(f.clock));
-      }
-      if (saved.ok()) {
-        r.saved = *saved;
-        std::fill(loaded->begin() + static_cast<std::ptrdiff_t>(r.flat.begin),
-                  loaded->begin() + static_cast<std::ptrdiff_t>(r.flat.end), true);
-      } else {
-        r.status = saved.status();
-      }
-    }
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
 // The weights digest contribution of the embedding rows in a server's
 // sparse file, and how many rows it holds.
 StatusOr<std::pair<uint64_t, uint64_t>> SparseDigest(const std::string& path) {
@@ -121,12 +71,6 @@ StatusOr<std::pair<uint64_t, uint64_t>> SparseDigest(const std::string& path) {
     rows += t.row_count();
   }
   return std::make_pair(digest, rows);
-}
-
-bool Covered(const std::vector<bool>& loaded, const TensorSpec& t) {
-  return std::all_of(loaded.begin() + static_cast<std::ptrdiff_t>(t.offset),
-                     loaded.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size),
-                     [](bool b) { return b; });
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "launch/flags.h"
 
+#include <filesystem>
 #include <string_view>
 
 namespace pstrain {
@@ -29,6 +30,10 @@ const FlagSpec kFlags[] = {
     {"--insecure", "security.insecure", false,
      "listen beyond loopback without a job key (anyone reaching the ports can join)"},
     {"--checkpoint-dir", "checkpoint.dir", true, "DIR: write a checkpoint every epoch into DIR"},
+    {"--init-from", "model.init_from", true,
+     "CKPT: start from another job's weights, matched by tensor name (fine-tuning)"},
+    {"--init-from-partial", "model.init_from_partial", false,
+     "with --init-from: take the tensors that match, list the rest"},
     {"--resume", nullptr, false,
      "continue from the newest checkpoint in checkpoint.dir that verifies"},
     {"--join", nullptr, true, "tcp://HOST:PORT: (server, worker) the coordinator to join"},
@@ -105,6 +110,10 @@ StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
       }
       cl.overrides.push_back({value.substr(0, eq), value.substr(eq + 1)});
     } else if (spec->key != nullptr) {
+      // A checkpoint named on the command line is the shell's, not the job file's.
+      if (name == "--init-from" && !value.empty()) {
+        value = std::filesystem::absolute(value).lexically_normal().string();
+      }
       cl.overrides.push_back({spec->key, spec->takes_value ? value : "true"});
     } else {
       cl.options[name.substr(2)] = spec->takes_value ? value : "true";

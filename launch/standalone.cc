@@ -1,11 +1,14 @@
 #include "launch/standalone.h"
 
+#include <cstdio>
+
 #include "common/data/job_data.h"
 #include "common/nn/blas.h"
 #include "common/nn/model.h"
 #include "common/nn/optimizer.h"
 #include "coordinator/console.h"
 #include "coordinator/metrics_log.h"
+#include "paramserver/checkpoint_files.h"
 #include "worker/trainer.h"
 
 namespace pstrain {
@@ -44,6 +47,17 @@ Status RunStandalone(const JobConfig& config, const std::atomic<bool>* stop) {
                                 std::max(config.batch_size, config.eval_batch_size),
                                 data.train.shape, SparseOptionsOf(config, &data)));
   model->InitParams(config.seed);
+  if (!config.init_from.empty()) {
+    if (model->sparse()) {
+      return InvalidArgument(
+          "model.init_from: sparse models keep embedding rows that it does "
+          "not carry over");
+    }
+    ASSIGN_OR_RETURN(const std::string taken,
+                     InitFromCheckpoint(config.init_from, model->layout(), model->params(),
+                                        config.init_from_partial));
+    std::fprintf(stderr, "%s\n", taken.c_str());
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> metrics, MetricsLog::Open(config.metrics_path));
   metrics->set_title("pstrain " + config.name + " (standalone)");
 

@@ -296,6 +296,19 @@ Status Server::Setup(const NodeAssignment& a) {
                    Model::Build(c.layers, a.input_dim, a.num_classes, 1, a.input_shape,
                                 SparseOptionsOf(c, nullptr)));
   model->InitParams(c.seed);
+  if (!c.init_from.empty() && a.restore_dir.empty()) {
+    // Fine-tuning: another job's weights where the names match (a resumed
+    // job has its own checkpoint's).
+    if (model->sparse()) {
+      return InvalidArgument(
+          "model.init_from: sparse models keep embedding rows that it does "
+          "not carry over");
+    }
+    ASSIGN_OR_RETURN(
+        const std::string taken,
+        InitFromCheckpoint(c.init_from, model->layout(), model->params(), c.init_from_partial));
+    if (a.node_id == 0) PSTRAIN_LOG(WARNING) << taken;
+  }
   keys_ = std::make_unique<KeyLayout>(model->layout());
   ShardOptions so;
   so.consistency = c.cluster.consistency;

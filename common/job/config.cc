@@ -235,6 +235,14 @@ Status CheckAcrossKeys(const JobConfig& c, const toml::table& root, const Where&
                              "every range holds the same steps");
     }
   }
+  if (c.init_from_partial && c.init_from.empty()) {
+    return InvalidArgument(at("model.init_from_partial") +
+                           "model.init_from_partial needs model.init_from (--init-from CKPT)");
+  }
+  if (!c.init_from.empty() && !std::filesystem::is_directory(c.init_from)) {
+    return InvalidArgument(at("model.init_from") + "model.init_from: " + c.init_from +
+                           ": no such checkpoint folder");
+  }
   if (!(c.topk_ratio > 0.0)) {
     return InvalidArgument(at("compression.topk_ratio") +
                            "compression.topk_ratio must be above 0 (and at most 1), not " +

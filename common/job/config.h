@@ -63,6 +63,10 @@ struct JobConfig {
   uint64_t seed = 1;
   DataConfig data;
   std::vector<LayerSpec> layers;
+  // A checkpoint whose weights start the job instead of the seed's (by
+  // tensor name); partial: take what matches, the rest from the seed.
+  std::string init_from;
+  bool init_from_partial = false;
   bool wide = false;  // sparse models: a linear term over the features
   OptimizerOptions optimizer;
   ScheduleOptions schedule;

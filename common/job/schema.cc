@@ -215,6 +215,28 @@ const std::vector<KeySpec>& Schema() {
        "sparse data starts with {type = \"embedding\", dim = D}, whose rows live on the "
        "parameter servers",
        nullptr},
+      {"model.init_from",
+       KeyType::kPath,
+       "",
+       0,
+       0,
+       false,
+       {},
+       "a checkpoint (its folder, or a checkpoint.dir: the newest there) whose weights start "
+       "this job instead of the seed's, tensor by tensor by name, to fine-tune on new data "
+       "(--init-from); every tensor must match in name and shape unless "
+       "model.init_from_partial. The optimizer starts afresh",
+       Set<&JobConfig::init_from>},
+      {"model.init_from_partial",
+       KeyType::kBool,
+       "false",
+       0,
+       0,
+       false,
+       {},
+       "with model.init_from: take the tensors whose names and shapes match, start the others "
+       "from the seed, and list both (--init-from-partial)",
+       Set<&JobConfig::init_from_partial>},
       {"model.wide",
        KeyType::kBool,
        "false",

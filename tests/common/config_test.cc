@@ -1,6 +1,7 @@
 #include "common/job/config.h"
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 
 #include "tests/test_util.h"
 
@@ -117,6 +118,21 @@ TEST_CASE("Command-line overrides win over the file and are validated alike", "[
   REQUIRE_FALSE(unknown.ok());
   CHECK_THAT(unknown.status().message(), Catch::Contains("unknown key train.epoch"));
   CHECK_THAT(unknown.status().message(), Catch::Contains("epochs"));
+}
+
+TEST_CASE("model.init_from names a checkpoint folder that exists", "[config]") {
+  JobFixture f;
+  std::filesystem::create_directories(f.dir.File("ckpt"));
+  auto c = f.Parse(f.Job(),
+                   {{"model.init_from", f.dir.File("ckpt")}, {"model.init_from_partial", "true"}});
+  REQUIRE(c.ok());
+  CHECK(c->init_from == f.dir.File("ckpt"));
+  CHECK(c->init_from_partial);
+  auto missing = f.Parse(f.Job(), {{"model.init_from", f.dir.File("none")}});
+  CHECK(missing.status().message() ==
+        "command line: model.init_from: " + f.dir.File("none") + ": no such checkpoint folder");
+  auto alone = f.Parse(f.Job(), {{"model.init_from_partial", "true"}});
+  CHECK_THAT(alone.status().message(), Catch::Contains("needs model.init_from"));
 }
 
 TEST_CASE("CSV jobs need the csv keys", "[config]") {

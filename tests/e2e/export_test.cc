@@ -124,6 +124,54 @@ TEST_CASE(
   CHECK_FALSE(std::filesystem::exists(dir.File("q.jsonl.tmp")));
 }
 
+TEST_CASE(
+    "Fine-tuning with --init-from starts from another job's weights and continues its loss "
+    "curve, and a model that does not match is refused with every name and shape",
+    "[e2e][export]") {
+  TempDir dir;
+  const std::vector<std::string> flags = {"--servers", "1", "--workers",  "1",
+                                          "--epochs",  "1", "--progress", "never"};
+  std::vector<std::string> first = {kPstrain,        "train",       kFashionJob,
+                                    "--metrics",     dir.File("a"), "--checkpoint-dir",
+                                    dir.File("ckpt")};
+  first.insert(first.end(), flags.begin(), flags.end());
+  const RunResult a = Run(first);
+  INFO(a.err);
+  REQUIRE(a.code == 0);
+  std::vector<std::string> tune = {kPstrain,      "train",       kFashionJob,     "--metrics",
+                                   dir.File("b"), "--init-from", dir.File("ckpt")};
+  tune.insert(tune.end(), flags.begin(), flags.end());
+  const RunResult b = Run(tune);
+  INFO(b.err);
+  REQUIRE(b.code == 0);
+  CHECK(b.err.find("weights from " + dir.File("ckpt") + "/ckpt-000001: dense1.weight") !=
+        std::string::npos);
+  const double before = Events(ReadJsonLines(dir.File("a")), "epoch").at(0)["train_loss"];
+  const double after = Events(ReadJsonLines(dir.File("b")), "epoch").at(0)["train_loss"];
+  CHECK(after < before);
+  // Another model: refused, naming both sides; with --init-from-partial the
+  // tensors that match are taken and the others listed.
+  const RunResult cnn =
+      Run({kPstrain, "train", kSourceDir + "/examples/fashion_cnn.toml", "--standalone", "--epochs",
+           "1", "--progress", "never", "--init-from", dir.File("ckpt")});
+  CHECK(cnn.code == 2);
+  CHECK(cnn.err.find("conv1.weight {3,3,1,32}") != std::string::npos);
+  CHECK(cnn.err.find("dense1.weight {784,256}") != std::string::npos);
+  const RunResult partial =
+      Run({kPstrain, "train", kFashionJob, "--standalone", "--epochs", "1", "--progress", "never",
+           "--set",
+           "model.layers=[{type=\"dense\",units=256},{type=\"relu\"},"
+           "{type=\"dense\",units=64},{type=\"relu\"},{type=\"dense\",units=10}]",
+           "--init-from", dir.File("ckpt"), "--init-from-partial"});
+  INFO(partial.err);
+  CHECK(partial.code == 0);
+  CHECK(partial.err.find("from the seed: dense2.weight {256,64}") != std::string::npos);
+  const RunResult missing =
+      Run({kPstrain, "train", kFashionJob, "--standalone", "--init-from", dir.File("nothing")});
+  CHECK(missing.code == 2);
+  CHECK(missing.err.find(dir.File("nothing") + ": no such checkpoint folder") != std::string::npos);
+}
+
 TEST_CASE("pstrain export refuses a bad command line with a message naming the problem",
           "[e2e][export]") {
   TempDir dir;
