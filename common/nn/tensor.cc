@@ -7,20 +7,50 @@
 #include <cstring>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "common/base/check.h"
 
 namespace pstrain {
 
+namespace {
+// Every buffer starts 64 bytes after its block: the block's first 8 bytes
+// say how it was made (0: aligned_alloc; else the length of an anonymous
+// mapping). Large buffers are mappings, whose pages the kernel zeroes on
+// first touch: a buffer never written (a server's copy of the gradients it
+// never computes) costs no memory.
+constexpr size_t kHeader = 64;
+constexpr size_t kMapAtLeast = size_t{1} << 20;
+}  // namespace
+
 FloatBuffer::FloatBuffer(size_t n) : size_(n) {
   if (n == 0) return;
-  size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  std::memset(p, 0, bytes);
-  data_.reset(static_cast<float*>(p));
+  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64 + kHeader;
+  std::byte* block = nullptr;
+  if (bytes >= kMapAtLeast) {
+    void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    block = static_cast<std::byte*>(m);
+    const uint64_t length = bytes;
+    std::memcpy(block, &length, sizeof(length));
+  } else {
+    block = static_cast<std::byte*>(std::aligned_alloc(64, bytes));
+    if (block == nullptr) throw std::bad_alloc();
+    std::memset(block, 0, bytes);
+  }
+  data_.reset(reinterpret_cast<float*>(block + kHeader));
 }
 
-void FloatBuffer::Free::operator()(float* p) const { std::free(p); }
+void FloatBuffer::Free::operator()(float* p) const {
+  std::byte* block = reinterpret_cast<std::byte*>(p) - kHeader;
+  uint64_t length = 0;
+  std::memcpy(&length, block, sizeof(length));
+  if (length == 0) {
+    std::free(block);
+  } else {
+    ::munmap(block, length);
+  }
+}
 
 void FloatBuffer::Fill(float v) {
   for (size_t i = 0; i < size_; ++i) data_[i] = v;
