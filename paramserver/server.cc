@@ -202,11 +202,18 @@ class Server {
 
 Status Server::Run(const std::atomic<bool>* stop, int* exit_code) {
   // Bounded per peer: frames up to kMaxDataFrameBytes (a bigger length
-  // header drops the connection), 16 unread messages in, 256 replies out.
+  // header drops the connection), 16 unread messages in, 8192 replies out.
+  // A worker pulls a clock's weights piece by piece (128 KiB pieces) and
+  // may have two clocks in flight, so the reply bound must cover twice the
+  // pieces a server holds: 8192 serves up to about 130M parameters a
+  // server. A reply shares its snapshot of the weights (no copy), so what
+  // a peer that stops reading can pin is bounded by it too. (With 256, a
+  // 100M-parameter model lost most replies to a full queue, and every
+  // step waited for resends.)
   SocketOptions data_options;
   data_options.max_message_bytes = static_cast<int64_t>(kMaxDataFrameBytes);
   data_options.recv_hwm = 16;
-  data_options.send_hwm = 256;
+  data_options.send_hwm = 8192;
   ASSIGN_OR_RETURN(data_, Socket::Create(ctx_, SocketKind::kRouter, data_options));
   ASSIGN_OR_RETURN(std::string endpoint, data_->Bind(TcpWildcardEndpoint(options_.bind_address)));
   // The same socket for nodes on this host, as a Unix socket in a folder
