@@ -21,11 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
-  return code;
-}
-
 std::string Shape(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);

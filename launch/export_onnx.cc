@@ -247,11 +247,6 @@ class OnnxBuilder {
   std::set<std::string> made_;
 };
 
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
-  return code;
-}
-
 }  // namespace
 
 StatusOr<std::string> ExportOnnx(const Model& model, const std::string& name,

@@ -1,5 +1,6 @@
 #include "launch/flags.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <string_view>
 
@@ -120,6 +121,11 @@ StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
     }
   }
   return cl;
+}
+
+int Fail(int code, const Status& s) {
+  std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
+  return code;
 }
 
 std::string UsageText() {

@@ -25,5 +25,8 @@ StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv);
 
 // `pstrain --help` and `pstrain train --help`.
 std::string UsageText();
+// Prints "pstrain: <the status's message>" on stderr and returns `code`:
+// how every command reports the error that ends it.
+int Fail(int code, const Status& s);
 
 }  // namespace pstrain

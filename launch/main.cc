@@ -29,10 +29,7 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop.store(true); }
 
-int Fail(int code, const pstrain::Status& s) {
-  std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
-  return code;
-}
+using pstrain::Fail;
 
 int Train(const pstrain::CommandLine& cl, char** argv) {
   if (cl.positional.size() != 1) {

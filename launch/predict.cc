@@ -18,11 +18,6 @@
 namespace pstrain {
 namespace {
 
-int Fail(int code, const Status& s) {
-  std::fprintf(stderr, "pstrain: %s\n", s.message().c_str());
-  return code;
-}
-
 // Samples read a batch at a time from a plain or gzipped file.
 class SampleStream {
  public:
